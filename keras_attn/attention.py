@@ -1,0 +1,185 @@
+"""Walkthrough step 4: self-attention, single-head exactly as written, then multi-head."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_attn.config import check_divisible, check_dropout, check_positive_int
+from keras_attn.masking import attention_mask, masked_fill_value
+
+
+def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, training=None):
+    """softmax(query key^T / sqrt(d)) value, over the last two axes.
+
+    Args:
+        query, key, value: `[..., n, d]` (any leading axes: batch, or batch and heads).
+        mask: optional bool, broadcastable to scores `[..., n, n]`; False = do not attend.
+        dropout: optional `keras.layers.Dropout` applied to the attention weights.
+        training: passed to `dropout`.
+
+    Returns:
+        (output `[..., n, d]`, weights `[..., n, n]`).
+    """
+    depth = query.shape[-1]
+    # Step 4.3: Q K^T, the unscaled similarity of every word with every word: [..., n, n].
+    scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
+    # Step 4.4: divide by the square root of d to scale the scores.
+    scores = scores / ops.cast(math.sqrt(depth), scores.dtype)
+    if mask is not None:
+        scores = ops.where(mask, scores, masked_fill_value(scores.dtype))
+    # Step 4.5: softmax over the keys, so that each row sums to 1.
+    weights = ops.softmax(scores, axis=-1)
+    if dropout is not None:
+        weights = dropout(weights, training=training)
+    # Step 4.6: weighted sum of the values: [..., n, d].
+    return ops.matmul(weights, value), weights
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class SelfAttention(keras.layers.Layer):
+    """The walkthrough's single-head self-attention, exactly.
+
+    Step 1: Q, K and V are randomly initialised d x d matrices (no bias), so the output
+    keeps the width d. Step 4.1-4.2: the sequence matrix X `[n, d]` is multiplied by each.
+    Steps 4.3-4.6: y = softmax((X Wq)(X Wk)^T / sqrt(d)) (X Wv).
+
+    Args:
+        use_causal_mask: when True, position i attends only to positions <= i.
+        kernel_initializer: initializer of Wq, Wk, Wv.
+
+    Call arguments:
+        x: float `[batch, n, d]`.
+        padding_mask: optional `[batch, n]`, True at real tokens; padded keys get weight 0.
+        return_attention_scores: also return the attention weights.
+
+    Returns:
+        y `[batch, n, d]`, or (y, weights `[batch, n, n]`) where weights are the softmaxed
+        scores (each row sums to 1), as `keras.layers.MultiHeadAttention` returns them.
+
+    Example:
+        >>> y, weights = SelfAttention()(np.ones((2, 5, 8)), return_attention_scores=True)
+        >>> weights.shape
+        TensorShape([2, 5, 5])
+    """
+
+    def __init__(self, use_causal_mask=False, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.use_causal_mask = use_causal_mask
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        self.query_kernel, self.key_kernel, self.value_kernel = (
+            self.add_weight(name=name, shape=(d, d), initializer=self.kernel_initializer)
+            for name in ("query_kernel", "key_kernel", "value_kernel")
+        )
+
+    def call(self, x, padding_mask=None, return_attention_scores=False):
+        # Step 4.1-4.2: vector-transformed versions of X, each [b, n, d].
+        query = ops.matmul(x, self.query_kernel)
+        key = ops.matmul(x, self.key_kernel)
+        value = ops.matmul(x, self.value_kernel)
+        mask = attention_mask(padding_mask, self.use_causal_mask, ops.shape(x)[1])
+        y, weights = scaled_dot_product_attention(query, key, value, mask)
+        return (y, weights) if return_attention_scores else y
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "use_causal_mask": self.use_causal_mask,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Self-attention in `num_heads` heads of d_model // num_heads, then an output projection.
+
+    Each head runs the walkthrough's attention on its own slice of a learned projection.
+    Query, key and value come from one fused `[d, 3d]` projection (one matmul instead of three).
+
+    Args:
+        num_heads: number of heads; must divide d_model (checked at build time).
+        dropout: dropout rate on the attention weights.
+        use_causal_mask: when True, position i attends only to positions <= i.
+        kernel_initializer: initializer of the projections.
+
+    Call arguments:
+        x: float `[batch, n, d_model]`.
+        padding_mask: optional `[batch, n]`, True at real tokens.
+        return_attention_scores: also return the attention weights.
+        training: whether dropout is active.
+
+    Returns:
+        y `[batch, n, d_model]`, or (y, weights `[batch, num_heads, n, n]`).
+
+    Example:
+        >>> MultiHeadSelfAttention(num_heads=2)(np.ones((1, 4, 8))).shape
+        TensorShape([1, 4, 8])
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        dropout=0.0,
+        use_causal_mask=False,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive_int("num_heads", num_heads)
+        check_dropout("dropout", dropout)
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.use_causal_mask = use_causal_mask
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.weights_dropout = keras.layers.Dropout(dropout) if dropout else None
+
+    def build(self, input_shape):
+        d_model = input_shape[-1]
+        check_divisible(d_model, self.num_heads)
+        self.d_model = d_model
+        self.head_dim = d_model // self.num_heads
+        self.qkv_kernel = self.add_weight(
+            name="qkv_kernel", shape=(d_model, 3 * d_model), initializer=self.kernel_initializer
+        )
+        self.qkv_bias = self.add_weight(name="qkv_bias", shape=(3 * d_model,), initializer="zeros")
+        self.output_kernel = self.add_weight(
+            name="output_kernel", shape=(d_model, d_model), initializer=self.kernel_initializer
+        )
+        self.output_bias = self.add_weight(
+            name="output_bias", shape=(d_model,), initializer="zeros"
+        )
+
+    def call(self, x, padding_mask=None, return_attention_scores=False, training=None):
+        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        qkv = ops.matmul(x, self.qkv_kernel) + self.qkv_bias  # [b, n, 3 * d_model]
+        qkv = ops.reshape(qkv, (batch, length, 3, self.num_heads, self.head_dim))
+        qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # [3, b, heads, n, head_dim]
+        query, key, value = qkv[0], qkv[1], qkv[2]
+        mask = attention_mask(padding_mask, self.use_causal_mask, length)
+        if mask is not None:
+            mask = ops.expand_dims(mask, axis=-3)  # one mask for every head
+        y, weights = scaled_dot_product_attention(
+            query, key, value, mask, self.weights_dropout, training
+        )  # y: [b, heads, n, head_dim]
+        y = ops.transpose(y, (0, 2, 1, 3))  # [b, n, heads, head_dim]
+        y = ops.reshape(y, (batch, length, self.d_model))  # heads concatenated
+        y = ops.matmul(y, self.output_kernel) + self.output_bias
+        return (y, weights) if return_attention_scores else y
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "dropout": self.dropout,
+                "use_causal_mask": self.use_causal_mask,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,113 @@
+"""A transformer block: attention and a feed-forward network, each with residual and norm."""
+
+import keras
+
+from keras_attn.attention import MultiHeadSelfAttention
+from keras_attn.config import check_activation, check_dropout, check_positive_int
+from keras_attn.feed_forward import FeedForward
+
+
+@keras.saving.register_keras_serializable(package="keras_attn")
+class TransformerBlock(keras.layers.Layer):
+    """Multi-head self-attention + residual + LayerNorm, feed-forward + residual + LayerNorm.
+
+    Post-norm (the original transformer): x = norm(x + sublayer(x)).
+    Pre-norm (`norm_first=True`, as in GPT-2 and nanoGPT): x = x + sublayer(norm(x)).
+
+    Args:
+        num_heads: attention heads; must divide d_model.
+        ff_dim: hidden width of the feed-forward network.
+        dropout: dropout on attention weights, feed-forward hidden units and both residuals.
+        activation: feed-forward non-linearity ("relu", "gelu", "gelu_tanh").
+        norm_first: pre-norm when True, post-norm when False.
+        use_causal_mask: when True, position i attends only to positions <= i.
+
+    Call arguments:
+        x: float `[batch, n, d_model]`.
+        padding_mask: optional `[batch, n]`, True at real tokens.
+        return_attention_scores: also return the attention weights.
+        training: whether dropout is active.
+
+    Returns:
+        `[batch, n, d_model]`, or (that, weights `[batch, num_heads, n, n]`).
+
+    Example:
+        >>> TransformerBlock(num_heads=2, ff_dim=32)(np.ones((1, 4, 8))).shape
+        TensorShape([1, 4, 8])
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        ff_dim,
+        dropout=0.0,
+        activation="relu",
+        norm_first=False,
+        use_causal_mask=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        check_positive_int("num_heads", num_heads)
+        check_positive_int("ff_dim", ff_dim)
+        check_dropout("dropout", dropout)
+        check_activation("activation", activation)
+        self.num_heads = num_heads
+        self.ff_dim = ff_dim
+        self.dropout = dropout
+        self.activation = activation
+        self.norm_first = norm_first
+        self.use_causal_mask = use_causal_mask
+        self.attention = MultiHeadSelfAttention(
+            num_heads, dropout=dropout, use_causal_mask=use_causal_mask, name="attention"
+        )
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        self.feed_forward = FeedForward(ff_dim, activation, dropout, name="feed_forward")
+        self.feed_forward_norm = keras.layers.LayerNormalization(
+            epsilon=1e-5, name="feed_forward_norm"
+        )
+        self.residual_dropout = keras.layers.Dropout(dropout) if dropout else None
+        self.supports_masking = True  # positions are unchanged, so an implicit mask carries over
+
+    def build(self, input_shape):
+        for layer in (self.attention, self.attention_norm, self.feed_forward,
+                      self.feed_forward_norm):
+            layer.build(input_shape)
+
+    def call(self, x, padding_mask=None, return_attention_scores=False, training=None):
+        residual = x
+        if self.norm_first:
+            x = self.attention_norm(x)
+        x, weights = self.attention(
+            x, padding_mask=padding_mask, return_attention_scores=True, training=training
+        )
+        x = self._dropout(x, training) + residual
+        if not self.norm_first:
+            x = self.attention_norm(x)
+
+        residual = x
+        if self.norm_first:
+            x = self.feed_forward_norm(x)
+        x = self.feed_forward(x, training=training)
+        x = self._dropout(x, training) + residual
+        if not self.norm_first:
+            x = self.feed_forward_norm(x)
+        return (x, weights) if return_attention_scores else x
+
+    def _dropout(self, x, training):
+        if self.residual_dropout is None:
+            return x
+        return self.residual_dropout(x, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim,
+                "dropout": self.dropout,
+                "activation": self.activation,
+                "norm_first": self.norm_first,
+                "use_causal_mask": self.use_causal_mask,
+            }
+        )
+        return config

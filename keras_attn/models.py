@@ -1,0 +1,112 @@
+"""Model builders: the layers assembled into plain functional `keras.Model`s."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_attn.block import TransformerBlock
+from keras_attn.config import ModelConfig
+from keras_attn.masking import PaddingMask
+from keras_attn.pooling import MaskedMeanPooling
+from keras_attn.positional_embedding import PositionalEmbedding
+
+CLASSIFIER = "classifier"
+LANGUAGE_MODEL = "language_model"
+
+
+def _encode(config: ModelConfig, use_causal_mask: bool):
+    """token_ids -> contextual vectors `[batch, n, d_model]`, plus the inputs and padding mask."""
+    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    # Computed once and passed explicitly: Keras 3 loses implicit masks through `x + y`.
+    padding_mask = PaddingMask(name="padding_mask")(token_ids)
+    x = PositionalEmbedding(
+        config.vocab_size, config.max_len, config.d_model, name="embedding"
+    )(token_ids)
+    if config.dropout:
+        x = keras.layers.Dropout(config.dropout, name="embedding_dropout")(x)
+    for index in range(config.num_layers):
+        x = TransformerBlock(
+            config.num_heads,
+            config.ff_dim,
+            dropout=config.dropout,
+            activation=config.activation,
+            norm_first=config.norm_first,
+            use_causal_mask=use_causal_mask,
+            name=f"block_{index}",
+        )(x, padding_mask=padding_mask)
+    if config.norm_first:  # pre-norm blocks leave the last residual stream un-normalised
+        x = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
+    return token_ids, padding_mask, x
+
+
+def build_classifier(config: ModelConfig) -> keras.Model:
+    """A sequence classifier: blocks, masked mean over real tokens, then a linear head.
+
+    Args:
+        config: the model's hyperparameters.
+
+    Returns:
+        A functional `keras.Model` named "classifier": input "token_ids" int32
+        `[batch, None]` -> output "logits" `[batch, num_classes]`. Compile and `fit` it.
+
+    Example:
+        >>> model = build_classifier(ModelConfig(100, 16, 32, 2, 64, 1, num_classes=3))
+        >>> model.compile(optimizer="adam",
+        ...               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    """
+    token_ids, padding_mask, x = _encode(config, use_causal_mask=False)
+    pooled = MaskedMeanPooling(name="pool")(x, padding_mask=padding_mask)
+    logits = keras.layers.Dense(config.num_classes, name="logits")(pooled)
+    return keras.Model(token_ids, logits, name=CLASSIFIER)
+
+
+def build_language_model(config: ModelConfig) -> keras.Model:
+    """A causal language model: position i sees tokens 0..i and predicts token i + 1.
+
+    Args:
+        config: the model's hyperparameters (num_classes is not used).
+
+    Returns:
+        A functional `keras.Model` named "language_model": input "token_ids" int32
+        `[batch, None]` -> output "logits" `[batch, None, vocab_size]`.
+    """
+    token_ids, _, x = _encode(config, use_causal_mask=True)
+    logits = keras.layers.Dense(config.vocab_size, name="logits")(x)
+    return keras.Model(token_ids, logits, name=LANGUAGE_MODEL)
+
+
+def model_task(model: keras.Model) -> str:
+    """"language_model" when the logits have a sequence axis, else "classifier"."""
+    return LANGUAGE_MODEL if len(model.outputs[0].shape) == 3 else CLASSIFIER
+
+
+def config_from_model(model: keras.Model) -> ModelConfig:
+    """Recovers the `ModelConfig` of a model made by `build_classifier`/`build_language_model`.
+
+    Works on a model loaded from a `.keras` file. For a language model, num_classes is
+    reported as vocab_size: it classifies every position over the vocabulary.
+
+    Raises:
+        ValueError: when `model` was not built by keras_attn's builders.
+    """
+    embeddings = [layer for layer in model.layers if isinstance(layer, PositionalEmbedding)]
+    blocks = [layer for layer in model.layers if isinstance(layer, TransformerBlock)]
+    if len(embeddings) != 1 or not blocks:
+        raise ValueError(
+            "Expected a model built by keras_attn.build_classifier or build_language_model, "
+            "with one PositionalEmbedding and at least one TransformerBlock. "
+            f"Received: model {model.name!r} with layers {[layer.name for layer in model.layers]}"
+        )
+    embedding, block = embeddings[0], blocks[0]
+    return ModelConfig(
+        vocab_size=embedding.vocab_size,
+        max_len=embedding.max_len,
+        d_model=embedding.d_model,
+        num_heads=block.num_heads,
+        ff_dim=block.ff_dim,
+        num_layers=len(blocks),
+        num_classes=int(model.outputs[0].shape[-1]),
+        dropout=block.dropout,
+        activation=block.activation,
+        norm_first=block.norm_first,
+    )

@@ -1,0 +1,73 @@
+"""Checks on token ids at the model's boundary, with messages a user can act on.
+
+`keras.ops` has no assert, so a layer cannot raise about the *values* of a symbolic tensor.
+Shape and dtype are checked statically; values are checked from NumPy in an eager call. In a
+traced call (`fit`, `predict`) on the TensorFlow backend the same checks become
+`tf.debugging` asserts carrying the same messages; this module is the one place keras_attn
+reaches past `keras.ops` to the backend. tf2onnx drops asserts, which is why
+`export/runtime.py` validates ids itself before onnxruntime sees them.
+"""
+
+import keras
+from keras import ops
+
+
+def length_message(max_len, length):
+    return (
+        f"Sequence length must be between 1 and max_len={max_len}, the number of learned "
+        f"position vectors. Received: sequence length {length}"
+    )
+
+
+def range_message(vocab_size, received):
+    return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
+
+
+def concrete_values(tensor):
+    """Returns `tensor` as NumPy when it holds values (an eager call), else None (symbolic)."""
+    try:
+        return ops.convert_to_numpy(tensor)
+    except (ValueError, TypeError, NotImplementedError, AttributeError):
+        return None
+
+
+def check_token_ids(token_ids, vocab_size, max_len):
+    """Raises ValueError unless `token_ids` is an int `[batch, n]` tensor, 1 <= n <= max_len,
+    with every id in [0, vocab_size). Returns `token_ids` (with asserts attached in graphs)."""
+    dtype = keras.backend.standardize_dtype(token_ids.dtype)
+    if "int" not in dtype:
+        raise ValueError(f"token_ids must be integers (int32 or int64). Received: dtype={dtype}")
+    if len(token_ids.shape) != 2:
+        raise ValueError(
+            f"token_ids must have rank 2, [batch, sequence]. Received: shape={token_ids.shape}"
+        )
+    length = token_ids.shape[1]
+    if length is not None and not 1 <= length <= max_len:
+        raise ValueError(length_message(max_len, length))
+    values = concrete_values(token_ids)
+    if values is not None:
+        if values.size and (values.min() < 0 or values.max() >= vocab_size):
+            raise ValueError(
+                range_message(vocab_size, f"ids from {values.min()} to {values.max()}")
+            )
+        return token_ids
+    if keras.backend.backend() == "tensorflow":
+        return _assert_in_graph(token_ids, vocab_size, max_len)
+    return token_ids
+
+
+def _assert_in_graph(token_ids, vocab_size, max_len):
+    import tensorflow as tf
+
+    length = tf.shape(token_ids)[1]
+    checks = [
+        tf.debugging.assert_less_equal(length, max_len, message=length_message(max_len, "")),
+        tf.debugging.assert_greater_equal(length, 1, message=length_message(max_len, "")),
+        tf.debugging.assert_non_negative(token_ids, message=range_message(vocab_size, "")),
+        tf.debugging.assert_less(
+            token_ids, tf.cast(vocab_size, token_ids.dtype), message=range_message(vocab_size, "")
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(token_ids)
+
