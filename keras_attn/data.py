@@ -1,0 +1,266 @@
+"""Load the user's own labelled text: a folder of .txt files per class, a .csv or a .jsonl file.
+
+Plain Python and NumPy: files are read here, so a bad file gets an error that names it (and its
+line), instead of an error from deep inside a TensorFlow input pipeline.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ACCEPTED = "a folder with one sub-folder of .txt files per class, a .csv file or a .jsonl file"
+
+
+class DataError(ValueError):
+    """Bad input data: the message says what was wrong, what is allowed and what was received."""
+
+
+@dataclass
+class TextDataset:
+    """Texts with integer labels that index ``class_names``.
+
+    Args:
+        texts: the examples.
+        labels: one class index per text, in ``[0, len(class_names))``; stored as int32.
+        class_names: the name of each class, index = label.
+    """
+
+    texts: list[str]
+    labels: np.ndarray
+    class_names: list[str]
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int32).reshape(-1)
+        if len(self.texts) != len(self.labels):
+            raise DataError(f"Expected one label per text. Received: {len(self.texts)} texts "
+                            f"and {len(self.labels)} labels")
+        outside = self.labels[(self.labels < 0) | (self.labels >= len(self.class_names))]
+        if outside.size:
+            raise DataError(f"Labels must lie in [0, {len(self.class_names)}), one per class "
+                            f"name. Received: label {int(outside[0])}")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TextDataset:
+        """Select examples by index, keeping the class names.
+
+        Args:
+            indices: positions of the examples to keep, in the order wanted.
+
+        Returns:
+            A new ``TextDataset``.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        return TextDataset([self.texts[i] for i in indices.tolist()], self.labels[indices],
+                           list(self.class_names))
+
+
+def load_texts(
+    path: str | os.PathLike[str],
+    text_column: str = "text",
+    label_column: str = "label",
+    class_names: Sequence[str] | None = None,
+) -> TextDataset:
+    """Load labelled texts from a folder of class sub-folders, a .csv file or a .jsonl file.
+
+    A folder is read as ``keras.utils.text_dataset_from_directory`` reads it: each sub-folder
+    is a class, its ``.txt`` files (searched recursively, UTF-8) are the examples. A .csv file
+    needs a header row; a .jsonl file holds one JSON object per line (blank lines are skipped).
+    Labels may be strings or integers; surrounding spaces are stripped.
+
+    Args:
+        path: the folder or file.
+        text_column: the .csv column / .jsonl key holding the text.
+        label_column: the .csv column / .jsonl key holding the label.
+        class_names: the classes to keep, in this order (label i = ``class_names[i]``); examples
+            of other classes are left out, e.g. ``["neg", "pos"]`` skips ``aclImdb/train/unsup``.
+            ``None`` keeps every class, sorted (numerically when every label is an integer).
+
+    Returns:
+        A ``TextDataset``. Any problem with the data raises ``DataError``.
+
+    Example:
+        >>> train = load_texts("aclImdb/train", class_names=["neg", "pos"])  # doctest: +SKIP
+    """
+    path = Path(path)
+    wanted = _check_class_names(class_names)
+    if not path.exists():
+        raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
+                        f"Received: path='{path}'")
+    if path.is_dir():
+        texts, labels = _read_folder(path, wanted)
+    elif path.suffix.lower() == ".csv":
+        texts, labels = _read_csv(path, text_column, label_column)
+    elif path.suffix.lower() == ".jsonl":
+        texts, labels = _read_jsonl(path, text_column, label_column)
+    else:
+        raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {ACCEPTED}. "
+                        f"Received: path='{path}'")
+    return _to_dataset(texts, labels, wanted, path)
+
+
+def split_train_validation(
+    dataset: TextDataset, validation_fraction: float = 0.2, seed: int = 0
+) -> tuple[TextDataset, TextDataset]:
+    """Split into training and validation sets, stratified by class and shuffled with a seed.
+
+    Each class gives ``round(count * validation_fraction)`` examples to validation, but always
+    keeps at least one for training; both sets are then shuffled.
+
+    Args:
+        dataset: the examples to split.
+        validation_fraction: the share of each class held out, strictly between 0 and 1.
+        seed: the seed of the shuffle; the same seed gives the same split in every process.
+
+    Returns:
+        ``(train, validation)``.
+    """
+    if isinstance(validation_fraction, bool) or not 0 < validation_fraction < 1:
+        raise DataError("validation_fraction must lie strictly between 0 and 1. "
+                        f"Received: validation_fraction={validation_fraction!r}")
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for label in range(len(dataset.class_names)):
+        members = rng.permutation(np.flatnonzero(dataset.labels == label))
+        held_out = min(math.floor(len(members) * validation_fraction + 0.5), len(members) - 1)
+        validation.extend(members[: max(held_out, 0)])
+        train.extend(members[max(held_out, 0):])
+    if not validation:
+        raise DataError(f"Too few examples to hold out a validation set with "
+                        f"validation_fraction={validation_fraction}. Received: {len(dataset)} "
+                        "examples")
+    return dataset.subset(rng.permutation(train)), dataset.subset(rng.permutation(validation))
+
+
+def _check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
+    if class_names is None:
+        return None
+    if isinstance(class_names, str) or not all(isinstance(name, str) and name.strip()
+                                               for name in class_names):
+        raise DataError("class_names must be a list of non-empty strings. "
+                        f"Received: class_names={class_names!r}")
+    names = [name.strip() for name in class_names]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise DataError("class_names must name at least two different classes. "
+                        f"Received: class_names={class_names!r}")
+    return names
+
+
+def _read_text(path: Path) -> str:
+    """Read a whole file as UTF-8 (a leading byte order mark is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"Cannot read the file ({error.strerror}). Received: path='{path}'"
+                        ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(f"The file is not valid UTF-8 text (line {line}, byte {error.start}); "
+                        f"only UTF-8 is read. Received: path='{path}'") from None
+
+
+def _read_folder(path: Path, wanted: list[str] | None) -> tuple[list[str], list[str]]:
+    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(folders) < 2:
+        raise DataError(f"A data folder needs one sub-folder of .txt files per class, and at least "
+                        f"two classes. Received: path='{path}' with sub-folders {folders}")
+    missing = [name for name in wanted or [] if name not in folders]
+    if missing:
+        raise DataError(f"No sub-folder for the classes {missing} given in class_names; the "
+                        f"sub-folders are {folders}. Received: path='{path}'")
+    texts, labels = [], []
+    for name in wanted or folders:
+        files = sorted(p for p in (path / name).rglob("*.txt") if p.is_file())
+        if not files:
+            raise DataError(f"The class folder '{name}' holds no .txt files; each class needs at "
+                            f"least one. Received: path='{path / name}'")
+        texts.extend(_read_text(file) for file in files)
+        labels.extend([name] * len(files))
+    return texts, labels
+
+
+def _check_columns(found: Sequence[str], text_column: str, label_column: str, where: str) -> None:
+    missing = [column for column in (text_column, label_column) if column not in found]
+    if missing:
+        raise DataError(f"Missing the column(s) {missing} (set text_column= / label_column= to "
+                        f"the right names). Columns found: {list(found)}. Received: {where}")
+
+
+def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
+        _check_columns(reader.fieldnames or [], text_column, label_column, f"path='{path}'")
+        rows = [(row[text_column], row[label_column], reader.line_num) for row in reader]
+    except csv.Error as error:
+        raise DataError(f"The CSV file is malformed at line {reader.line_num} ({error}). "
+                        f"Received: path='{path}'") from None
+    for text, label, line in rows:
+        if text is None or label is None:
+            raise DataError(f"Line {line} has fewer fields than the header. "
+                            f"Received: path='{path}'")
+    return [text for text, _, _ in rows], [_label_name(label, f"line {line} of '{path}'")
+                                           for _, label, line in rows]
+
+
+def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    # split on "\n" only: JSON strings may hold U+2028, which str.splitlines would split on
+    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+        where = f"line {number} of '{path}'"
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"Each line must be one JSON object; this one is not valid JSON "
+                            f"({error.msg}). Received: {where}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"Each line must be one JSON object. Received: "
+                            f"{type(record).__name__} at {where}")
+        _check_columns(list(record), text_column, label_column, where)
+        if not isinstance(record[text_column], str):
+            raise DataError(f"The text must be a string. Received: "
+                            f"{type(record[text_column]).__name__} at {where}")
+        texts.append(record[text_column])
+        labels.append(_label_name(record[label_column], where))
+    return texts, labels
+
+
+def _label_name(label: object, where: str) -> str:
+    if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+        raise DataError(f"A label must be a non-empty string or an integer. "
+                        f"Received: {label!r} at {where}")
+    return str(label).strip()
+
+
+def _to_dataset(texts: list[str], labels: list[str], wanted: list[str] | None,
+                path: Path) -> TextDataset:
+    found = sorted(set(labels))
+    if all(re.fullmatch(r"-?\d+", name) for name in found):
+        found.sort(key=int)  # "2" before "10"
+    if wanted is not None:
+        missing = [name for name in wanted if name not in found]
+        if missing:
+            raise DataError(f"No examples of the classes {missing} given in class_names; the "
+                            f"labels found are {found}. Received: path='{path}'")
+        keep = [index for index, label in enumerate(labels) if label in wanted]
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    class_names = wanted or found
+    if len(class_names) < 2:
+        raise DataError(f"A classifier needs examples of at least two classes. Received: "
+                        f"{len(texts)} examples, classes {class_names}, path='{path}'")
+    index = {name: position for position, name in enumerate(class_names)}
+    return TextDataset(texts, np.array([index[label] for label in labels]), class_names)
