@@ -1,6 +1,7 @@
 """Walkthrough step 4: self-attention, single-head exactly as written, then multi-head."""
 
 import math
+import warnings
 
 import keras
 from keras import ops
@@ -29,7 +30,9 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
     if mask is not None:
         scores = ops.where(mask, scores, masked_fill_value(scores.dtype))
     # Step 4.5: softmax over the keys, so that each row sums to 1.
-    weights = ops.softmax(scores, axis=-1)
+    with warnings.catch_warnings():  # a one-token sequence is valid: its weight is 1
+        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+        weights = ops.softmax(scores, axis=-1)
     if dropout is not None:
         weights = dropout(weights, training=training)
     # Step 4.6: weighted sum of the values: [..., n, d].
@@ -67,6 +70,7 @@ class SelfAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         self.use_causal_mask = use_causal_mask
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True  # an implicit mask passes through; masking is explicit
 
     def build(self, input_shape):
         d = input_shape[-1]
@@ -137,6 +141,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout = dropout
         self.use_causal_mask = use_causal_mask
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = True  # an implicit mask passes through; masking is explicit
         self.weights_dropout = keras.layers.Dropout(dropout) if dropout else None
 
     def build(self, input_shape):

@@ -41,6 +41,7 @@ class FeedForward(keras.layers.Layer):
         self.hidden = keras.layers.Dense(hidden_dim, name="hidden")
         self.non_linearity = ACTIVATION_FUNCTIONS[activation]
         self.hidden_dropout = keras.layers.Dropout(dropout) if dropout else None
+        self.supports_masking = True  # position-wise: an implicit mask carries over
 
     def build(self, input_shape):
         self.hidden.build(input_shape)

@@ -1,0 +1,95 @@
+"""The functional models: names, shapes, padding invariance, config recovery, round trips."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attn as ka
+
+CONFIG = ka.ModelConfig(vocab_size=40, max_len=12, d_model=16, num_heads=2, ff_dim=32,
+                        num_layers=2, num_classes=3, dropout=0.1)
+
+
+@pytest.fixture(scope="module", params=["post-norm", "pre-norm"])
+def models(request):
+    config = ka.ModelConfig(**{**CONFIG.to_dict(), "norm_first": request.param == "pre-norm"})
+    return config, ka.build_classifier(config), ka.build_language_model(config)
+
+
+def ids(rng, batch, n, vocab=40):
+    return rng.integers(1, vocab, size=(batch, n)).astype("int32")
+
+
+def test_inputs_and_outputs_are_named(models):
+    _, classifier, language_model = models
+    for model in (classifier, language_model):
+        assert [t.name for t in model.inputs] == ["token_ids"]
+        assert model.inputs[0].dtype == "int32" and model.inputs[0].shape == (None, None)
+        assert model.output_names == ["logits"]
+    assert classifier.outputs[0].shape == (None, 3)
+    assert language_model.outputs[0].shape == (None, None, 40)
+
+
+def test_appending_padding_changes_no_logit(models):
+    _, classifier, language_model = models
+    rng = np.random.default_rng(0)
+    tokens = ids(rng, 4, 7)
+    padded = np.concatenate([tokens, np.zeros((4, 5), "int32")], axis=1)
+    np.testing.assert_allclose(classifier(padded), classifier(tokens), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(language_model(padded))[:, :7],
+                               language_model(tokens), atol=1e-6)
+
+
+def test_ragged_batch_equals_one_by_one(models):
+    _, classifier, _ = models
+    rng = np.random.default_rng(1)
+    lengths = [1, 5, 12]
+    batch = np.zeros((3, 12), "int32")
+    rows = [ids(rng, 1, n) for n in lengths]
+    for row, (i, n) in zip(rows, enumerate(lengths), strict=True):
+        batch[i, :n] = row
+    together = np.asarray(classifier(batch))
+    for i, row in enumerate(rows):
+        np.testing.assert_allclose(together[i], np.asarray(classifier(row))[0], atol=1e-5)
+
+
+def test_language_model_is_causal(models):
+    _, _, language_model = models
+    rng = np.random.default_rng(2)
+    tokens = ids(rng, 2, 10)
+    changed = tokens.copy()
+    changed[:, 6:] = ids(rng, 2, 4)
+    before, after = np.asarray(language_model(tokens)), np.asarray(language_model(changed))
+    np.testing.assert_allclose(before[:, :6], after[:, :6], atol=1e-6)
+    assert not np.allclose(before[:, 6:], after[:, 6:])
+
+
+def test_config_and_task_are_recovered_from_a_loaded_model(models, tmp_path):
+    config, classifier, language_model = models
+    classifier.save(tmp_path / "c.keras")
+    loaded = keras.models.load_model(tmp_path / "c.keras", safe_mode=True)
+    assert ka.config_from_model(loaded) == config
+    assert ka.model_task(loaded) == "classifier"
+    assert ka.model_task(language_model) == "language_model"
+    assert ka.config_from_model(language_model).num_classes == config.vocab_size
+    tokens = ids(np.random.default_rng(3), 3, 9)
+    np.testing.assert_array_equal(loaded.predict(tokens, verbose=0),
+                                  classifier.predict(tokens, verbose=0))
+
+
+def test_config_from_a_foreign_model_is_a_clear_error():
+    inputs = keras.Input((4,))
+    with pytest.raises(ValueError, match="Expected a model built by keras_attn"):
+        ka.config_from_model(keras.Model(inputs, keras.layers.Dense(2)(inputs)))
+
+
+@pytest.mark.parametrize("builder", [ka.build_classifier, ka.build_language_model])
+def test_both_models_fit_under_xla(builder):
+    model = builder(CONFIG)
+    model.compile(optimizer="adam", jit_compile=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(4)
+    x = ids(rng, 16, 12)
+    y = rng.integers(0, 3, size=16) if builder is ka.build_classifier else x
+    history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
