@@ -5,7 +5,7 @@ sentence names one animal and one object, in random order, then says "it was ver
 An animate adjective (excited, hungry, ...) makes "it" the animal; an inanimate one (broken,
 empty, ...) makes "it" the object. The label is which noun "it" refers to:
 
-    class 0, "first noun":  "The dog saw a box, it was very hungry."
+    class 0, "first noun":  "The dog hit a box, it was very hungry."
     class 1, "second noun": "The box was near the dog, it was very hungry."
 
 So label = (animal comes first) XOR (adjective is animate). Swapping the two noun phrases keeps
@@ -35,7 +35,8 @@ INANIMATE_ADJECTIVES = ("broken", "empty", "shiny", "rusty", "cracked", "dented"
 # so the verb says nothing about which noun comes first.
 VERBS = ("was near", "was next to", "was behind", "was beside", "was under", "touched",
          "bumped into", "hit", "passed", "was close to")
-DESCRIBERS = ("big", "small", "little", "old", "brown", "white", "black", "gray")  # any noun
+# Describers fit any noun; like every noun they start with a consonant, so "a" always fits.
+DESCRIBERS = ("big", "small", "little", "large", "tiny", "brown", "white", "black", "gray")
 DETERMINERS = ("the", "a", "my", "that")
 OPENINGS = ("yesterday", "today", "then", "suddenly", "later", "this morning")
 
@@ -72,7 +73,7 @@ class ReferenceSentence:
 
     @property
     def text(self) -> str:
-        """The sentence, e.g. "Yesterday, the dog hit a box, it was very sleepy." """
+        """The sentence, e.g. ``"Yesterday, the dog hit a box, it was very sleepy."``."""
         first, second = (self.animal, self.thing) if self.animal_first else (self.thing,
                                                                             self.animal)
         sentence = f"{first} {self.verb} {second}, it was very {self.adjective}."
