@@ -1,33 +1,51 @@
 """keras_attn: the attention walkthrough as custom Keras 3 layers.
 
-Importing the package registers every layer with Keras, so `keras.models.load_model` reads
-keras_attn models with `safe_mode=True`.
+`import keras_attn` is light: Keras (and so TensorFlow) is imported on first use of a layer
+or builder name, so that serving-side commands such as `keras-attn predict` run on
+onnxruntime alone. Touching any of those names imports every layer module, which registers
+all layers with Keras; `keras_attn.load_model(path)` does that for you before loading.
 """
 
-from keras_attn.attention import MultiHeadSelfAttention, SelfAttention, scaled_dot_product_attention
-from keras_attn.block import TransformerBlock
+import importlib
+
 from keras_attn.config import ModelConfig
-from keras_attn.feed_forward import FeedForward
-from keras_attn.masking import PaddingMask
-from keras_attn.models import build_classifier, build_language_model, config_from_model, model_task
-from keras_attn.pooling import MaskedMeanPooling
-from keras_attn.positional_embedding import PositionalEmbedding
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FeedForward",
-    "MaskedMeanPooling",
-    "ModelConfig",
-    "MultiHeadSelfAttention",
-    "PaddingMask",
-    "PositionalEmbedding",
-    "SelfAttention",
-    "TransformerBlock",
-    "__version__",
-    "build_classifier",
-    "build_language_model",
-    "config_from_model",
-    "model_task",
-    "scaled_dot_product_attention",
-]
+_LAZY = {
+    "PositionalEmbedding": "keras_attn.positional_embedding",
+    "SelfAttention": "keras_attn.attention",
+    "MultiHeadSelfAttention": "keras_attn.attention",
+    "scaled_dot_product_attention": "keras_attn.attention",
+    "FeedForward": "keras_attn.feed_forward",
+    "TransformerBlock": "keras_attn.block",
+    "PaddingMask": "keras_attn.masking",
+    "MaskedMeanPooling": "keras_attn.pooling",
+    "build_classifier": "keras_attn.models",
+    "build_language_model": "keras_attn.models",
+    "config_from_model": "keras_attn.models",
+    "model_task": "keras_attn.models",
+    "load_model": "keras_attn.models",
+    "attention_maps": "keras_attn.attention_maps",
+}
+
+__all__ = ["ModelConfig", "__version__", "register_layers", *_LAZY]
+
+
+def register_layers() -> None:
+    """Imports every layer module, registering the layers with Keras for `load_model`."""
+    for module in sorted(set(_LAZY.values())):
+        importlib.import_module(module)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        register_layers()
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'keras_attn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -110,3 +110,8 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         activation=block.activation,
         norm_first=block.norm_first,
     )
+
+
+def load_model(path) -> keras.Model:
+    """Loads a `.keras` file saved from a keras_attn model, with `safe_mode=True`."""
+    return keras.models.load_model(path, safe_mode=True)
