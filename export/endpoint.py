@@ -1,0 +1,73 @@
+"""The serving endpoint: token ids in, named logits out, as a TensorFlow function.
+
+Both exports start here. The SavedModel's `serving_default` is `checked_logits_function`: it
+validates ids and lengths with `tf.debugging` asserts, because TF Serving clients send
+whatever they like. The ONNX model is converted from `logits_function`, the same computation
+without the asserts: tf2onnx drops Assert ops anyway, and the onnxruntime wrapper
+(`export.runtime`) validates in NumPy instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from export.metadata import INPUT_NAME, OUTPUT_NAME
+
+TOKEN_IDS_SPEC = tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)
+
+
+def logits_function(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """`token_ids [batch, sequence] -> {"logits": ...}` in inference mode; no checks."""
+
+    def logits(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {OUTPUT_NAME: model(token_ids, training=False)}
+
+    return logits
+
+
+def checked_logits_function(
+    model: keras.Model, max_len: int, vocab_size: int
+) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
+    """`logits_function` behind asserts on the sequence length (1 to max_len) and the ids
+    ([0, vocab_size)); each failure message names the limit."""
+    compute = logits_function(model)
+
+    def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        length = tf.shape(token_ids)[1]
+        checks = [
+            tf.debugging.assert_greater_equal(
+                length, 1,
+                message=f"token_ids: every sequence needs 1 to max_len={max_len} ids; "
+                "received an empty sequence"),
+            tf.debugging.assert_less_equal(
+                length, max_len,
+                message=f"token_ids: sequences may hold at most max_len={max_len} ids; "
+                "received a longer one"),
+            tf.debugging.assert_non_negative(
+                token_ids,
+                message=f"token_ids: ids must lie in [0, vocab_size={vocab_size}); "
+                "received a negative id"),
+            tf.debugging.assert_less(
+                token_ids, tf.constant(vocab_size, tf.int32),
+                message=f"token_ids: ids must lie in [0, vocab_size={vocab_size}); "
+                f"received an id >= {vocab_size}"),
+        ]
+        # The model's own Gather would fail first on a bad id, with a message about indices.
+        with tf.control_dependencies(checks):
+            token_ids = tf.identity(token_ids)
+        return compute(token_ids)
+
+    return serving_default
+
+
+def keras_runtime(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """The Keras model as a parity-battery runtime: int32 ids -> float32 logits."""
+
+    def run(token_ids: np.ndarray) -> np.ndarray:
+        return keras.ops.convert_to_numpy(model(token_ids, training=False))
+
+    return run

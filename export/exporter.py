@@ -1,0 +1,158 @@
+"""`export_model`: one trained keras_attn model -> one verified, numbered version folder.
+
+The folder (`<out_dir>/<version>/`) is a TF Serving version directory with everything a server
+or an auditor needs beside the SavedModel:
+
+    saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (TF Serving)
+    model.onnx        the same endpoint for onnxruntime
+    model.keras       the model itself, so `verify` can rerun the parity battery later
+    tokenizer.json    when a tokenizer was given
+    parity.json       the battery's measured differences
+    manifest.json     sha256 and size of every file, library versions, config, creation time
+
+It is built in a temporary folder beside the target and renamed into place only once the parity
+battery passed there (see `export.versions`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from export.manifest import (
+    KERAS_FILENAME,
+    MANIFEST_FILENAME,
+    ONNX_FILENAME,
+    PARITY_FILENAME,
+    TOKENIZER_FILENAME,
+    write_manifest,
+)
+from export.parity import TOLERANCE, ParityReport
+from export.verifier import check_parity, load_runtimes
+from export.versions import next_version, staged_version
+
+
+class ParityError(RuntimeError):
+    """The exported runtimes disagree with Keras beyond the tolerance; `report` says where."""
+
+    def __init__(self, report: ParityReport) -> None:
+        super().__init__("Exported runtimes disagree with Keras; nothing was written.\n"
+                         + report.table())
+        self.report = report
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+    """Where an export went and how well it agrees with Keras.
+
+    Attributes:
+        version: the version number written.
+        path: the version folder; it is also the SavedModel folder.
+        onnx_path, keras_path, manifest_path: the files inside it.
+        parity: the parity battery's report (also in `parity.json`).
+    """
+
+    version: int
+    path: Path
+    onnx_path: Path
+    keras_path: Path
+    manifest_path: Path
+    parity: ParityReport
+
+
+def export_model(
+    model: Any,
+    out_dir: str | os.PathLike,
+    version: int | None = None,
+    *,
+    tokenizer: Any = None,
+    class_names: Sequence[str] | None = None,
+    opset: int | None = None,
+    tolerance: float = TOLERANCE,
+) -> ExportResult:
+    """Exports a keras_attn classifier or language model as a verified version folder.
+
+    Args:
+        model: a model from `keras_attn.build_classifier` / `build_language_model`.
+        out_dir: the model's folder, e.g. "saved_models/sentiment"; created if missing.
+        version: the version number to write; default: one more than the highest present.
+            An existing version is an error, never overwritten.
+        tokenizer: optional object with `.save(path)`; saved as `tokenizer.json`.
+        class_names: optional names of the classifier's classes, one per logit.
+        opset: ONNX opset, 17 (default) or 18.
+        tolerance: the largest absolute logit difference the parity battery accepts.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        FileExistsError: `version` exists already.
+        ValueError: `model` is not a keras_attn model, or `class_names` does not fit it.
+        ParityError: an exported runtime disagrees with Keras; nothing is left behind.
+
+    Example:
+        >>> result = export_model(model, "saved_models/sentiment")       # doctest: +SKIP
+        >>> print(result.path, result.parity.table())                     # doctest: +SKIP
+    """
+    import keras_attn as ka
+    from export.metadata import encode_metadata
+    from export.onnx import OPSET, convert_to_onnx, save_onnx
+    from export.savedmodel import write_savedmodel
+
+    config = ka.config_from_model(model)
+    task = ka.model_task(model)
+    opset = OPSET if opset is None else opset
+    class_names = _check_class_names(class_names, task, config.num_classes)
+    version = next_version(out_dir) if version is None else version
+    keras_attn_version = ka.__version__
+
+    with staged_version(out_dir, version) as folder:
+        write_savedmodel(model, folder, max_len=config.max_len, vocab_size=config.vocab_size)
+        metadata = encode_metadata(config.to_dict(), task, opset, keras_attn_version,
+                                   class_names)
+        save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
+        model.save(folder / KERAS_FILENAME)
+        if tokenizer is not None:
+            tokenizer.save(folder / TOKENIZER_FILENAME)
+        report = check_parity(model, load_runtimes(folder), config.max_len, config.vocab_size,
+                              tolerance)
+        if not report.ok:
+            raise ParityError(report)
+        (folder / PARITY_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_manifest(folder, {
+            "task": task,
+            "config": config.to_dict(),
+            "class_names": class_names,
+            "opset": opset,
+            "keras_attn_version": keras_attn_version,
+            "signature": {"name": "serving_default", "inputs": {"token_ids": "int32 [batch, "
+                          "sequence]"}, "outputs": {"logits": _logits_shape(task)}},
+        })
+    path = Path(out_dir) / str(version)
+    return ExportResult(version, path, path / ONNX_FILENAME, path / KERAS_FILENAME,
+                        path / MANIFEST_FILENAME, report)
+
+
+def _check_class_names(class_names: Sequence[str] | None, task: str,
+                       num_classes: int) -> list[str] | None:
+    """One string per class, for classifiers only."""
+    if class_names is None:
+        return None
+    if task != "classifier":
+        raise ValueError(f"class_names applies to classifiers only. Received: a {task} and "
+                         f"class_names={class_names!r}")
+    names = list(class_names)
+    if len(names) != num_classes or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"class_names must be {num_classes} strings, one per class. "
+                         f"Received: class_names={class_names!r}")
+    return names
+
+
+def _logits_shape(task: str) -> str:
+    if task == "language_model":
+        return "float32 [batch, sequence, vocab_size]"
+    return "float32 [batch, num_classes]"

@@ -1,0 +1,191 @@
+"""The parity battery: the same token ids through Keras and through every exported runtime.
+
+An exported artifact is only as good as its agreement with the Keras model it came from. The
+battery is a fixed-seed set of batches (batch sizes 1, 2, 7, 32; lengths 1, 2, max_len // 2,
+max_len; ragged batches right-padded with id 0), each run through a reference and through
+every candidate, keeping the largest absolute and relative difference on the logits.
+
+NumPy and the standard library only: the runtimes are passed in as plain functions
+`token_ids [batch, sequence] int32 -> logits float32`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from export.inputs import PADDING_ID
+
+TOLERANCE = 1e-5
+BATCH_SIZES = (1, 2, 7, 32)
+SEED = 0
+# Relative differences are taken against max(|reference|, REL_FLOOR): below the floor a logit
+# is as good as zero and the absolute tolerance is the meaningful one.
+REL_FLOOR = 1e-3
+
+Runtime = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityCase:
+    """One batch of the battery: `name` says how it was made, e.g. "batch=7 ragged"."""
+
+    name: str
+    token_ids: np.ndarray
+
+
+def parity_cases(
+    max_len: int,
+    vocab_size: int,
+    seed: int = SEED,
+    batch_sizes: tuple[int, ...] = BATCH_SIZES,
+) -> list[ParityCase]:
+    """The battery for a model: full-length batches at every (batch size, length), then one
+    ragged batch per batch size whose rows run from 1 id to max_len ids, padded with 0.
+
+    Real ids are drawn from [1, vocab_size) so that only the padding is id 0.
+
+    Example:
+        >>> [case.name for case in parity_cases(4, 10, batch_sizes=(2,))]
+        ['batch=2 length=1', 'batch=2 length=2', 'batch=2 length=4', 'batch=2 ragged']
+    """
+    rng = np.random.default_rng(seed)
+    lengths = sorted({1, 2, max(1, max_len // 2), max_len} & set(range(1, max_len + 1)))
+    cases = []
+    for batch in batch_sizes:
+        for length in lengths:
+            ids = rng.integers(1, vocab_size, size=(batch, length), dtype=np.int32)
+            cases.append(ParityCase(f"batch={batch} length={length}", ids))
+        cases.append(ParityCase(f"batch={batch} ragged", _ragged_batch(rng, batch, max_len,
+                                                                         vocab_size)))
+    return cases
+
+
+def _ragged_batch(rng: np.random.Generator, batch: int, max_len: int, vocab_size: int):
+    """Rows of random lengths; the first is max_len long and the second 1 id long, so that
+    every ragged batch of two or more rows has both a full row and a mostly-padded one."""
+    row_lengths = rng.integers(1, max_len + 1, size=batch)
+    row_lengths[0] = max_len
+    if batch > 1:
+        row_lengths[1] = 1
+    ids = np.full((batch, max_len), PADDING_ID, np.int32)
+    for row, length in enumerate(row_lengths):
+        ids[row, :length] = rng.integers(1, vocab_size, size=length, dtype=np.int32)
+    return ids
+
+
+def diff_stats(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
+    """(max |a - b|, max |a - b| / max(|a|, REL_FLOOR)) between two logits arrays.
+
+    A shape mismatch, or a NaN in one array where the other has a number, counts as an
+    infinite difference; NaN in both at the same place counts as agreement.
+    """
+    reference = np.asarray(reference, np.float64)
+    candidate = np.asarray(candidate, np.float64)
+    if reference.shape != candidate.shape:
+        return float("inf"), float("inf")
+    if reference.size == 0:
+        return 0.0, 0.0
+    diff = np.abs(reference - candidate)
+    both_nan = np.isnan(reference) & np.isnan(candidate)
+    diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), np.inf, diff))
+    relative = diff / np.maximum(np.abs(np.nan_to_num(reference)), REL_FLOOR)
+    return float(diff.max()), float(relative.max())
+
+
+@dataclasses.dataclass(frozen=True)
+class PairResult:
+    """How far one candidate runtime strays from the reference over the whole battery."""
+
+    pair: str
+    max_abs_diff: float
+    max_rel_diff: float
+    tolerance: float
+    worst_case: str
+    cases: int
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    """Every pair's result; `ok` when all pass. `table()` formats it for people."""
+
+    pairs: tuple[PairResult, ...]
+    seed: int = SEED
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.pairs) and all(pair.passed for pair in self.pairs)
+
+    def table(self) -> str:
+        """One row per pair: pair, max abs diff, max rel diff, tolerance, pass/fail."""
+        header = ("pair", "max abs diff", "max rel diff", "tolerance", "result")
+        rows = [header] + [
+            (
+                pair.pair,
+                f"{pair.max_abs_diff:.3g}",
+                f"{pair.max_rel_diff:.3g}",
+                f"{pair.tolerance:g}",
+                "pass" if pair.passed else f"FAIL (worst: {pair.worst_case})",
+            )
+            for pair in self.pairs
+        ]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+        return "\n".join(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "seed": self.seed,
+                "pairs": [dataclasses.asdict(pair) for pair in self.pairs]}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> ParityReport:
+        pairs = tuple(
+            PairResult(**{k: v for k, v in pair.items() if k != "passed"})
+            for pair in values["pairs"]
+        )
+        return cls(pairs=pairs, seed=values["seed"])
+
+
+def compare_runtimes(
+    reference: Runtime,
+    candidates: Mapping[str, Runtime],
+    cases: list[ParityCase],
+    tolerance: float = TOLERANCE,
+    reference_name: str = "keras",
+    seed: int = SEED,
+) -> ParityReport:
+    """Runs every case through the reference and each candidate and keeps the worst diffs.
+
+    Args:
+        reference: the function the candidates must agree with (the Keras model).
+        candidates: name -> function, e.g. {"savedmodel": ..., "onnxruntime (basic)": ...}.
+        cases: the battery, usually `parity_cases(max_len, vocab_size)`.
+        tolerance: the largest absolute logit difference that passes.
+        reference_name: how the reference is named in each pair.
+        seed: recorded in the report; the seed the cases were drawn with.
+
+    Returns:
+        A `ParityReport` with one `PairResult` per candidate, named
+        "<reference_name> vs <candidate>".
+    """
+    expected = [np.asarray(reference(case.token_ids)) for case in cases]
+    pairs = []
+    for name, candidate in candidates.items():
+        worst_abs, worst_rel, worst_case = 0.0, 0.0, "none"
+        for case, reference_logits in zip(cases, expected, strict=True):
+            max_abs, max_rel = diff_stats(reference_logits, candidate(case.token_ids))
+            if max_abs > worst_abs or worst_case == "none":
+                worst_abs, worst_case = max_abs, case.name
+            worst_rel = max(worst_rel, max_rel)
+        pairs.append(PairResult(f"{reference_name} vs {name}", worst_abs, worst_rel,
+                                tolerance, worst_case, len(cases)))
+    return ParityReport(tuple(pairs), seed)

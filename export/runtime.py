@@ -1,0 +1,134 @@
+"""Inference on an exported `model.onnx` with onnxruntime, never importing TensorFlow or Keras.
+
+This is the serving side: a process that loads a version folder, checks each batch of token
+ids (onnxruntime would wrap a negative id around silently and knows nothing of max_len), and
+returns logits. NumPy, onnxruntime and the standard library only.
+
+Example:
+    >>> from export import runtime
+    >>> predictor = runtime.load("saved_models/sentiment/1")
+    >>> predictor.predict([[12, 7, 3], [5]]).shape          # ragged lists are padded with 0
+    (2, 3)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from export.inputs import check_token_ids
+from export.manifest import ONNX_FILENAME
+from export.metadata import INPUT_NAME, OUTPUT_NAME, decode_metadata
+
+# "basic" keeps the graph as tf2onnx wrote it (constant folding, redundant nodes removed);
+# "all" also fuses, e.g. the decomposed LayerNorm back into one kernel. Parity is checked at
+# both, since fusions change the order of floating-point operations.
+OPTIMIZATION_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+class Predictor:
+    """An onnxruntime session over one exported model, with its inputs checked.
+
+    Args:
+        onnx_path: the `model.onnx` file.
+        optimization: graph optimization level, one of "disabled", "basic", "extended", "all".
+        threads: intra-op threads. The default 1 suits one predictor per core (one request at
+            a time, no thread pool spinning on a shared machine); raise it for large batches.
+
+    Attributes:
+        metadata: what the export recorded: "config" (the ModelConfig as a dict), "task",
+            "max_len", "vocab_size", "class_names" (or None), "opset", "keras_attn_version".
+        session: the underlying `onnxruntime.InferenceSession`.
+    """
+
+    def __init__(self, onnx_path: str | os.PathLike, optimization: str = "all",
+                 threads: int = 1) -> None:
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"optimization must be one of {sorted(OPTIMIZATION_LEVELS)}. "
+                f"Received: optimization={optimization!r}"
+            )
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive integer. Received: threads={threads!r}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3  # errors only
+        self.path = Path(onnx_path)
+        self.optimization = optimization
+        self.session = ort.InferenceSession(
+            str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+
+    @property
+    def max_len(self) -> int:
+        return self.metadata["max_len"]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.metadata["vocab_size"]
+
+    @property
+    def task(self) -> str:
+        return self.metadata["task"]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.metadata.get("class_names")
+
+    def predict(self, token_ids: Any) -> np.ndarray:
+        """Logits for a batch of token ids.
+
+        Args:
+            token_ids: a 2-D integer array `[batch, sequence]` padded with 0, a 1-D integer
+                array (one sequence), or a list of id lists (padded here with 0).
+
+        Returns:
+            float32 logits: `[batch, num_classes]` for a classifier, `[batch, sequence,
+            vocab_size]` for a language model (rows at padded positions are not meaningful).
+
+        Raises:
+            ValueError: for ids that are not integers, of rank above 2, empty, longer than
+                max_len or outside [0, vocab_size); see `export.inputs.check_token_ids`.
+        """
+        ids = check_token_ids(token_ids, vocab_size=self.vocab_size, max_len=self.max_len)
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: ids})
+        return logits
+
+
+def onnx_path_of(path: str | os.PathLike) -> Path:
+    """The `model.onnx` for a version folder, or `path` itself when it is an `.onnx` file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / ONNX_FILENAME
+    if not path.is_file() or path.suffix != ".onnx":
+        raise FileNotFoundError(
+            f"Expected an exported version folder holding {ONNX_FILENAME}, or an .onnx file. "
+            f"Received: {str(path)!r}, which is not one"
+        )
+    return path
+
+
+def load(path: str | os.PathLike, optimization: str = "all", threads: int = 1) -> Predictor:
+    """A `Predictor` for a version folder (e.g. "saved_models/sentiment/1") or an `.onnx` file.
+
+    Args:
+        path: the version folder or the `.onnx` file.
+        optimization: onnxruntime graph optimization level ("basic" or "all" are checked by
+            the parity battery).
+        threads: intra-op threads for onnxruntime.
+    """
+    return Predictor(onnx_path_of(path), optimization=optimization, threads=threads)

@@ -1,0 +1,70 @@
+"""Numbered version folders, created atomically: `<out_dir>/1/`, `<out_dir>/2/`, ...
+
+TF Serving watches `<out_dir>` and serves the highest numbered folder, so a half-written
+folder must never appear under a number. `staged_version` builds in a hidden temporary folder
+beside the target (same filesystem, so the final `os.rename` is atomic), and either renames it
+into place or removes it. An existing version is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+STAGING_PREFIX = ".staging-"
+
+
+def existing_versions(out_dir: str | os.PathLike) -> list[int]:
+    """The version numbers present in `out_dir`, ascending (folders named by an integer)."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return []
+    return sorted(int(path.name) for path in out_dir.iterdir()
+                  if path.is_dir() and path.name.isdigit())
+
+
+def next_version(out_dir: str | os.PathLike) -> int:
+    """One more than the highest existing version, or 1 in an empty/new `out_dir`."""
+    return max(existing_versions(out_dir), default=0) + 1
+
+
+def check_version(out_dir: str | os.PathLike, version: int) -> Path:
+    """The folder for `version`, after checking it is a positive int not taken yet."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be a positive integer. Received: version={version!r}")
+    target = Path(out_dir) / str(version)
+    if target.exists():
+        raise FileExistsError(
+            f"Version {version} already exists at {str(target)!r}; versions are never "
+            f"overwritten. The next free version is {next_version(out_dir)}"
+        )
+    return target
+
+
+@contextlib.contextmanager
+def staged_version(out_dir: str | os.PathLike, version: int) -> Iterator[Path]:
+    """Yields an empty temporary folder; on success renames it to `<out_dir>/<version>`.
+
+    On any exception inside the block, or if the version appeared meanwhile, the temporary
+    folder is removed and the exception propagates; nothing under `<out_dir>` changes.
+
+    Example:
+        >>> with staged_version("saved_models/demo", 3) as folder:   # doctest: +SKIP
+        ...     (folder / "model.onnx").write_bytes(data)
+    """
+    target = check_version(out_dir, version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=target.parent))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0o700 would hide the version from a server user
+        yield staging
+        # os.rename fails on a non-empty target; check first so an empty one is not replaced.
+        check_version(out_dir, version)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

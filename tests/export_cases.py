@@ -1,0 +1,93 @@
+"""Exported models shared by the export tests: each configuration is built and exported once
+per test session (an export takes seconds), into a temporary folder removed at exit.
+
+Four configurations cover both model kinds, every activation, and pre-norm and post-norm.
+Tests must not modify these folders: copy one first (`copy_version`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import keras
+
+import export
+import keras_attn as ka
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (builder, activation, norm_first)
+CASES = {
+    "classifier-relu-post": (ka.build_classifier, "relu", False),
+    "classifier-gelu-pre": (ka.build_classifier, "gelu", True),
+    "language_model-gelu_tanh-post": (ka.build_language_model, "gelu_tanh", False),
+    "language_model-relu-pre": (ka.build_language_model, "relu", True),
+}
+CLASSIFIER = "classifier-relu-post"
+LANGUAGE_MODEL = "language_model-gelu_tanh-post"
+
+
+def tiny_config(activation: str = "relu", norm_first: bool = False) -> ka.ModelConfig:
+    return ka.ModelConfig(vocab_size=50, max_len=16, d_model=16, num_heads=2, ff_dim=32,
+                          num_layers=1, num_classes=3, dropout=0.0, activation=activation,
+                          norm_first=norm_first)
+
+
+@functools.cache
+def _root() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="keras-attn-export-tests-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+def build_model(name: str) -> keras.Model:
+    """The model of case `name`, with seeded (so reproducible) random weights."""
+    builder, activation, norm_first = CASES[name]
+    keras.utils.set_random_seed(sorted(CASES).index(name))
+    return builder(tiny_config(activation, norm_first))
+
+
+@functools.cache
+def exported(name: str) -> tuple[keras.Model, export.ExportResult]:
+    """(the Keras model, its export as version 1 of `<tmp>/<name>`), made once per session."""
+    model = build_model(name)
+    return model, export.export_model(model, _root() / name)
+
+
+def copy_version(name: str, destination: Path) -> Path:
+    """A private copy of case `name`'s model folder (holding version 1); returns the copy."""
+    _, result = exported(name)
+    shutil.copytree(result.path.parent, destination)
+    return destination
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter with the repository importable; TF kept quiet."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, cwd=REPO_ROOT, timeout=timeout)
+
+
+# Prepended to subprocess code: the top-level packages named (comma-separated) in sys.argv[1]
+# are found (TensorFlow probes for keras with importlib.util.find_spec) but fail to import.
+BLOCK_IMPORTS = '''
+import importlib.abc, importlib.machinery, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Blocker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            return importlib.machinery.ModuleSpec(name, self, origin="<blocked>")
+        return None
+    def create_module(self, spec):
+        raise ImportError(f"{spec.name} is blocked in this test")
+    def exec_module(self, module):
+        raise ImportError(f"{module.__name__} is blocked in this test")
+sys.meta_path.insert(0, Blocker())
+'''

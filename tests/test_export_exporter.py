@@ -1,0 +1,120 @@
+"""export/exporter.py: `export_model` writes complete, verified versions, atomically."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported
+
+import export.onnx
+from export import ParityError, export_model, exporter, runtime
+from export.manifest import sha256_of
+
+SAVEDMODEL_FILES = {"saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                    "variables/variables.data-00000-of-00001"}
+
+
+def snapshot(folder):
+    """Every file under `folder` (staging folders included) -> its sha256."""
+    return {path.relative_to(folder).as_posix(): sha256_of(path)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+class WordTokenizer:
+    """The one thing export_model asks of a tokenizer: `.save(path)`."""
+
+    def save(self, path):
+        with open(path, "w") as file:
+            json.dump({"vocabulary": ["[PAD]", "[UNK]", "good", "bad"]}, file)
+
+
+@pytest.mark.parametrize("name, task", [(CLASSIFIER, "classifier"),
+                                        (LANGUAGE_MODEL, "language_model")])
+def test_version_folder_layout_and_manifest(name, task):
+    _, result = exported(name)
+    assert result.version == 1 and result.path.name == "1"
+    assert result.onnx_path == result.path / "model.onnx"
+    assert result.keras_path == result.path / "model.keras"
+    manifest = json.loads(result.manifest_path.read_text())
+    assert set(manifest["files"]) == SAVEDMODEL_FILES | {"model.onnx", "model.keras",
+                                                         "parity.json"}
+    assert set(snapshot(result.path)) == set(manifest["files"]) | {"manifest.json"}
+    assert manifest["task"] == task and manifest["opset"] == 17
+    assert manifest["config"] == runtime.load(result.path).metadata["config"]
+    assert manifest["signature"]["inputs"] == {"token_ids": "int32 [batch, sequence]"}
+    assert os.listdir(result.path.parent) == ["1"]  # no staging folder left over
+
+
+def test_second_export_is_version_2_and_version_1_is_unchanged(tmp_path):
+    model, _ = exported(CLASSIFIER)
+    out_dir = copy_version(CLASSIFIER, tmp_path / "model")
+    before = snapshot(out_dir / "1")
+    result = export_model(model, out_dir, tokenizer=WordTokenizer(),
+                          class_names=["negative", "neutral", "positive"])
+    assert result.version == 2 and result.path == out_dir / "2"
+    assert sorted(os.listdir(out_dir)) == ["1", "2"]
+    assert snapshot(out_dir / "1") == before
+    manifest = json.loads(result.manifest_path.read_text())
+    assert "tokenizer.json" in manifest["files"]
+    assert json.loads((result.path / "tokenizer.json").read_text())["vocabulary"][2] == "good"
+    assert manifest["class_names"] == ["negative", "neutral", "positive"]
+    assert runtime.load(result.path).class_names == ["negative", "neutral", "positive"]
+    with pytest.raises(FileExistsError, match="Version 2 already exists"):
+        export_model(model, out_dir, version=2)
+    assert snapshot(out_dir / "2") == snapshot(result.path)
+
+
+def test_failure_partway_leaves_nothing_behind(tmp_path, monkeypatch):
+    model, _ = exported(CLASSIFIER)
+    out_dir = copy_version(CLASSIFIER, tmp_path / "model")
+    before = snapshot(out_dir)
+
+    def broken_conversion(*args, **kwargs):
+        raise RuntimeError("tf2onnx fell over")
+
+    monkeypatch.setattr(export.onnx, "convert_to_onnx", broken_conversion)
+    with pytest.raises(RuntimeError, match="tf2onnx fell over"):
+        export_model(model, out_dir)
+    assert os.listdir(out_dir) == ["1"]
+    assert snapshot(out_dir) == before
+
+
+def test_parity_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    """An ONNX model that drifts by 1e-3 must never become a version."""
+    model, _ = exported(CLASSIFIER)
+    load_runtimes = exporter.load_runtimes
+
+    def drifting_runtimes(folder):
+        runtimes = load_runtimes(folder)
+        exact = runtimes["onnxruntime (all)"]
+        runtimes["onnxruntime (all)"] = lambda ids: exact(ids) + np.float32(1e-3)
+        return runtimes
+
+    monkeypatch.setattr(exporter, "load_runtimes", drifting_runtimes)
+    with pytest.raises(ParityError) as error:
+        export_model(model, tmp_path / "model")
+    failed = [pair.pair for pair in error.value.report.pairs if not pair.passed]
+    assert failed == ["keras vs onnxruntime (all)"]
+    assert "FAIL (worst:" in str(error.value)
+    assert os.listdir(tmp_path / "model") == []
+
+
+@pytest.mark.parametrize("name, class_names, message", [
+    (CLASSIFIER, ["a", "b"], "must be 3 strings"),
+    (CLASSIFIER, ["a", "b", 3], "must be 3 strings"),
+    (LANGUAGE_MODEL, ["a"], "classifiers only"),
+])
+def test_bad_class_names_are_refused_before_writing(tmp_path, name, class_names, message):
+    with pytest.raises(ValueError, match=message):
+        export_model(exported(name)[0], tmp_path / "model", class_names=class_names)
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_model_not_built_by_keras_attn_is_refused(tmp_path):
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    logits = keras.layers.Dense(3)(keras.layers.Embedding(50, 8)(token_ids))
+    with pytest.raises(ValueError, match="Expected a model built by keras_attn"):
+        export_model(keras.Model(token_ids, logits), tmp_path / "model")
+    assert not (tmp_path / "model").exists()

@@ -1,0 +1,149 @@
+"""export/parity.py: the battery itself, and parity of every exported configuration over
+hypothesis-drawn shapes: Keras == SavedModel == onnxruntime (basic and all levels)."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from export_cases import CASES, exported
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from export import runtime
+from export.endpoint import keras_runtime
+from export.parity import (
+    BATCH_SIZES,
+    TOLERANCE,
+    ParityReport,
+    compare_runtimes,
+    diff_stats,
+    parity_cases,
+)
+from export.savedmodel import savedmodel_runtime
+
+MAX_LEN, VOCAB_SIZE = 16, 50
+
+
+def test_battery_covers_every_batch_size_and_length():
+    cases = parity_cases(MAX_LEN, VOCAB_SIZE)
+    shapes = {case.token_ids.shape for case in cases if "ragged" not in case.name}
+    assert shapes == {(b, n) for b in BATCH_SIZES for n in (1, 2, MAX_LEN // 2, MAX_LEN)}
+    ragged = [case.token_ids for case in cases if "ragged" in case.name]
+    assert [ids.shape[0] for ids in ragged] == list(BATCH_SIZES)
+    for ids in ragged[1:]:  # every ragged batch of 2+ rows has a full row and a 1-id row
+        lengths = (ids != 0).sum(axis=1)
+        assert lengths.max() == MAX_LEN and lengths.min() == 1
+        assert all((row[:length] != 0).all() and not row[length:].any()
+                   for row, length in zip(ids, lengths, strict=True))
+
+
+def test_battery_is_seeded_and_ids_are_real_tokens():
+    first, again = parity_cases(MAX_LEN, VOCAB_SIZE), parity_cases(MAX_LEN, VOCAB_SIZE)
+    other = parity_cases(MAX_LEN, VOCAB_SIZE, seed=1)
+
+    def same(cases_a, cases_b):
+        return all(np.array_equal(a.token_ids, b.token_ids)
+                   for a, b in zip(cases_a, cases_b, strict=True))
+
+    assert same(first, again) and not same(first, other)
+    for case in first:
+        assert case.token_ids.dtype == np.int32
+        assert case.token_ids.max() < VOCAB_SIZE
+        assert ("ragged" in case.name) or case.token_ids.min() >= 1
+
+
+def test_battery_for_tiny_max_len_has_no_duplicate_lengths():
+    names = [case.name for case in parity_cases(1, VOCAB_SIZE, batch_sizes=(2,))]
+    assert names == ["batch=2 length=1", "batch=2 ragged"]
+
+
+def test_diff_stats():
+    a = np.array([[1.0, -2.0, 0.0]], np.float32)
+    assert diff_stats(a, a) == (0.0, 0.0)
+    max_abs, max_rel = diff_stats(a, a + np.array([[0.0, 1e-3, 0.0]]))
+    assert max_abs == pytest.approx(1e-3) and max_rel == pytest.approx(5e-4)
+    assert diff_stats(a, a[:, :2]) == (math.inf, math.inf)
+    nan = np.array([np.nan, 1.0])
+    assert diff_stats(nan, nan) == (0.0, 0.0)
+    assert diff_stats(nan, np.array([1.0, 1.0]))[0] == math.inf
+
+
+def test_compare_runtimes_catches_a_candidate_just_over_tolerance():
+    cases = parity_cases(4, 10, batch_sizes=(1, 3))
+
+    def reference(ids):
+        return ids.astype(np.float32) / 7
+
+    report = compare_runtimes(reference, {
+        "same": reference,
+        "off": lambda ids: reference(ids) + np.where(ids == ids.max(), 2 * TOLERANCE, 0),
+    }, cases)
+    same, off = report.pairs
+    assert same.pair == "keras vs same" and same.passed and same.max_abs_diff == 0
+    assert not off.passed and off.max_abs_diff == pytest.approx(2 * TOLERANCE, rel=1e-3)
+    assert off.cases == len(cases)
+    assert not report.ok
+    table = report.table().splitlines()
+    assert table[0].split() == ["pair", "max", "abs", "diff", "max", "rel", "diff",
+                                "tolerance", "result"]
+    assert table[1].endswith("pass") and "FAIL (worst: batch=" in table[2]
+
+
+def test_report_round_trips_through_json():
+    report = compare_runtimes(lambda ids: ids * 1.0, {"x": lambda ids: ids * 1.0},
+                              parity_cases(2, 5, batch_sizes=(1,)))
+    again = ParityReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report and again.ok
+
+
+def test_empty_report_is_not_ok():
+    assert not ParityReport(pairs=()).ok
+
+
+@pytest.fixture(scope="module")
+def runtimes():
+    """name -> (keras, {candidate: runtime}) for every exported configuration."""
+    loaded = {}
+    for name in CASES:
+        model, result = exported(name)
+        loaded[name] = (keras_runtime(model), {
+            "savedmodel": savedmodel_runtime(result.path),
+            "onnxruntime (basic)": runtime.load(result.path, optimization="basic").predict,
+            "onnxruntime (all)": runtime.load(result.path, optimization="all").predict,
+        })
+    return loaded
+
+
+@st.composite
+def padded_batches(draw):
+    """A batch of 1..32 rows of 1..MAX_LEN real ids, right-padded with 0 to the longest."""
+    lengths = draw(st.lists(st.integers(1, MAX_LEN), min_size=1, max_size=32))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((len(lengths), max(lengths)), np.int32)
+    for row, length in enumerate(lengths):
+        ids[row, :length] = rng.integers(1, VOCAB_SIZE, size=length)
+    return ids
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@settings(max_examples=40)
+@given(token_ids=padded_batches())
+def test_every_runtime_matches_keras_on_drawn_batches(runtimes, name, token_ids):
+    keras_logits, candidates = runtimes[name]
+    expected = keras_logits(token_ids)
+    for candidate, run in candidates.items():
+        max_abs, _ = diff_stats(expected, run(token_ids))
+        assert max_abs <= TOLERANCE, f"{name}: keras vs {candidate}: max |diff| {max_abs:.3g}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_export_time_battery_passed_and_was_recorded(name):
+    _, result = exported(name)
+    assert result.parity.ok
+    assert [pair.pair for pair in result.parity.pairs] == [
+        "keras vs savedmodel", "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)"]
+    assert all(pair.cases == 20 for pair in result.parity.pairs)
+    recorded = ParityReport.from_dict(json.loads((result.path / "parity.json").read_text()))
+    assert recorded == result.parity

@@ -1,0 +1,137 @@
+"""export/runtime.py: onnxruntime inference with checked inputs, never importing TensorFlow."""
+
+import json
+
+import numpy as np
+import pytest
+from export_cases import BLOCK_IMPORTS, CLASSIFIER, LANGUAGE_MODEL, exported, run_python
+
+from export import runtime
+from export.endpoint import keras_runtime
+from export.parity import TOLERANCE, diff_stats
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    return runtime.load(exported(CLASSIFIER)[1].path)
+
+
+def test_predict_matches_keras_for_both_model_kinds():
+    ids = np.array([[4, 8, 15, 16], [23, 42, 0, 0]], np.int32)
+    for name, shape in [(CLASSIFIER, (2, 3)), (LANGUAGE_MODEL, (2, 4, 50))]:
+        model, result = exported(name)
+        logits = runtime.load(result.path).predict(ids)
+        assert logits.shape == shape and logits.dtype == np.float32
+        assert diff_stats(keras_runtime(model)(ids), logits)[0] <= TOLERANCE
+
+
+def test_ragged_lists_and_single_sequences_are_padded(predictor):
+    padded = predictor.predict(np.array([[5, 3, 9], [7, 0, 0]]))
+    np.testing.assert_array_equal(predictor.predict([[5, 3, 9], [7]]), padded)
+    np.testing.assert_array_equal(predictor.predict([7]), predictor.predict([[7]]))
+
+
+def test_metadata_gives_back_the_config(predictor):
+    model, _ = exported(CLASSIFIER)
+    import keras_attn as ka
+
+    assert predictor.metadata["config"] == ka.config_from_model(model).to_dict()
+    assert (predictor.task, predictor.max_len, predictor.vocab_size) == ("classifier", 16, 50)
+    assert predictor.class_names is None
+    assert predictor.metadata["opset"] == 17
+
+
+def test_load_takes_a_folder_or_an_onnx_file():
+    _, result = exported(CLASSIFIER)
+    assert runtime.load(result.onnx_path).path == runtime.load(result.path).path
+    with pytest.raises(FileNotFoundError, match="model.onnx"):
+        runtime.load(result.path.parent)  # the model folder, not a version folder
+    with pytest.raises(FileNotFoundError, match="an .onnx file"):
+        runtime.load(result.keras_path)
+
+
+def test_session_options_are_set_deliberately():
+    _, result = exported(CLASSIFIER)
+    predictor = runtime.load(result.path, optimization="basic", threads=2)
+    assert predictor.session.get_providers() == ["CPUExecutionProvider"]
+    assert predictor.optimization == "basic"
+    with pytest.raises(ValueError, match=r"optimization must be one of.*'fast'"):
+        runtime.load(result.path, optimization="fast")
+    with pytest.raises(ValueError, match="threads=0"):
+        runtime.load(result.path, threads=0)
+
+
+def test_ids_are_checked_before_onnxruntime_sees_them(monkeypatch):
+    """onnxruntime's Gather wraps negative ids around and knows no max_len: the predictor
+    must refuse bad ids without running the session at all."""
+    predictor = runtime.load(exported(CLASSIFIER)[1].path)
+    calls = []
+    monkeypatch.setattr(predictor.session, "run", lambda *args: calls.append(args))
+    with pytest.raises(ValueError, match=r"\[0, vocab_size=50\)\. Received: id -1 at \[0, 1\]"):
+        predictor.predict([[3, -1]])
+    assert calls == []
+
+
+@pytest.mark.parametrize("token_ids, message", [
+    ([[1, 50]], r"\[0, vocab_size=50\)\. Received: id 50"),
+    (np.ones((1, 17), np.int64), r"at most max_len=16 ids\. Received: a sequence of 17"),
+    ([[1, 2], []], "sequence 1 is empty"),
+    (np.ones((2, 3), np.float32), "integer token ids. Received: dtype float32"),
+    (np.ones((1, 2, 3), np.int32), "rank 3"),
+    ([], "at least one sequence"),
+])
+def test_bad_inputs_raise_clear_errors(predictor, token_ids, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.predict(token_ids)
+
+
+def test_plain_onnx_model_without_our_metadata_is_refused(tmp_path):
+    from onnx import TensorProto, helper, save_model
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["token_ids"], ["logits"])], "g",
+        [helper.make_tensor_value_info("token_ids", TensorProto.INT32, ["b", "n"])],
+        [helper.make_tensor_value_info("logits", TensorProto.INT32, ["b", "n"])])
+    save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+               tmp_path / "plain.onnx")
+    with pytest.raises(ValueError, match=r"lacks the keras-attn metadata \['task', 'config'"):
+        runtime.load(tmp_path / "plain.onnx")
+
+
+SERVE_WITHOUT_TENSORFLOW = BLOCK_IMPORTS + '''
+import json
+try:
+    import tensorflow
+except ImportError:
+    pass
+else:
+    raise SystemExit("the import blocker let tensorflow through")
+import export
+from export import inputs, runtime
+predictor = runtime.load(sys.argv[2])
+logits = predictor.predict(json.loads(sys.argv[3]))
+try:
+    predictor.predict([[-1]])
+    error = None
+except ValueError as caught:
+    error = str(caught)
+heavy = ("tensorflow", "keras", "keras_attn", "tf2onnx", "onnx")
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+print(json.dumps({"logits": logits.tolist(), "error": error, "loaded": loaded,
+                  "task": predictor.metadata["task"]}))
+'''
+
+
+def test_runtime_serves_in_a_process_where_tensorflow_cannot_be_imported():
+    model, result = exported(LANGUAGE_MODEL)
+    ragged = [[5, 6, 7], [9]]
+    done = run_python(SERVE_WITHOUT_TENSORFLOW, "tensorflow,keras,keras_attn,tf2onnx",
+                      str(result.path), json.dumps(ragged))
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = json.loads(done.stdout.splitlines()[-1])
+    assert served["loaded"] == []  # not even onnx: onnxruntime and numpy suffice
+    assert served["task"] == "language_model"
+    assert "vocab_size=50" in served["error"]
+    expected = keras_runtime(model)(np.array([[5, 6, 7], [9, 0, 0]], np.int32))
+    assert diff_stats(expected, np.array(served["logits"], np.float32))[0] <= TOLERANCE
+
