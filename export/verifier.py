@@ -77,11 +77,13 @@ class VerifyReport:
         problems: one line per problem, each naming the file (missing, changed, unlisted,
             unloadable, or a config that disagrees with the manifest).
         parity: the battery's report, or None when file problems stopped it from running.
+        files_checked: how many files matched their manifest entry (0 when any did not).
     """
 
     version_dir: Path
     problems: tuple[str, ...]
     parity: ParityReport | None
+    files_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -90,9 +92,13 @@ class VerifyReport:
     def table(self) -> str:
         """The parity table, preceded by any file problems, and a one-line verdict."""
         lines = [f"verify {self.version_dir}"]
+        if self.files_checked:
+            lines.append(f"files: {self.files_checked} match manifest.json (sha256 and size)")
         lines += [f"  problem: {problem}" for problem in self.problems]
         if self.parity is not None:
-            lines += ["", self.parity.table(), ""]
+            cases = self.parity.pairs[0].cases if self.parity.pairs else 0
+            lines += [f"parity: {cases} batches (seed {self.parity.seed}), Keras (model.keras) "
+                      "vs each runtime, fp32 logits", "", self.parity.table(), ""]
         elif self.problems:
             lines.append("  parity battery not run: the files above failed their checks")
         lines.append("OK" if self.ok else "FAILED")
@@ -117,24 +123,23 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
     problems = check_manifest(version_dir)
     if problems:
         return VerifyReport(version_dir, tuple(problems), None)
-
-    import keras
+    files = len(read_manifest(version_dir)["files"])
 
     import keras_attn as ka
 
     try:
         try:
-            model = keras.models.load_model(version_dir / KERAS_FILENAME)
+            model = ka.load_model(version_dir / KERAS_FILENAME)
         except Exception as error:
             raise LoadError(KERAS_FILENAME, error) from error
         runtimes = load_runtimes(version_dir)
     except LoadError as error:
-        return VerifyReport(version_dir, (str(error),), None)
+        return VerifyReport(version_dir, (str(error),), None, files)
     config = ka.config_from_model(model)
     expected = read_manifest(version_dir).get("config")
     if config.to_dict() != expected:
         return VerifyReport(version_dir, (
             f"{KERAS_FILENAME}: its config {config.to_dict()} differs from the manifest's "
-            f"{expected}",), None)
+            f"{expected}",), None, files)
     parity = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance, seed)
-    return VerifyReport(version_dir, (), parity)
+    return VerifyReport(version_dir, (), parity, files)

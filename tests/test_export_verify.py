@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported
+from export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported, run_python
 
 from export import verify
 from export.manifest import write_manifest
@@ -29,6 +29,7 @@ def test_intact_export_verifies(name):
         "keras vs savedmodel", "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)"]
     assert all(pair.max_abs_diff <= 1e-5 for pair in report.parity.pairs)
     lines = report.table().splitlines()
+    assert lines[1] == "files: 7 match manifest.json (sha256 and size)"
     assert lines[-1] == "OK"
     assert sum(line.startswith("keras vs ") and line.endswith("pass") for line in lines) == 3
 
@@ -70,3 +71,12 @@ def test_parity_beyond_tolerance_fails(version):
 def test_missing_folder(tmp_path):
     report = verify(tmp_path / "nope")
     assert not report.ok and report.problems == (f"{tmp_path / 'nope'}: no such folder",)
+
+
+def test_verify_in_a_fresh_process_loads_model_keras_by_itself():
+    """The CLI's situation: no keras_attn layer registered before `verify` loads model.keras."""
+    done = run_python("import sys, export; report = export.verify(sys.argv[1]); "
+                      "print(report.table()); sys.exit(0 if report.ok else 1)",
+                      str(exported(LANGUAGE_MODEL)[1].path))
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "OK"
