@@ -1,0 +1,265 @@
+"""The `keras-attn` command line: demo, train, export, verify, predict, attend.
+
+Exit codes: 0 success, 2 bad usage or bad input (nothing written), 1 failure. Heavy imports
+happen inside each command: `predict` runs on onnxruntime and never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """Bad input from the command line: reported in one line, exit code 2."""
+
+
+def _print(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from keras_attn.demo import run_demo
+
+    start = time.perf_counter()
+    report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed)
+    _print("\n== keras-attn demo report ==")
+    _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
+    _print(f"run folder             : {report.run_dir}")
+    _print(f"export (TF Serving)    : {report.export_dir}")
+    _print(f"parity max |diff|      : {report.parity_max_abs_diff:.2e} (tolerance 1e-05)")
+    _print(f"verify                 : {'passed' if report.verified else 'FAILED'}")
+    for figure in report.figures:
+        _print(f"figure                 : {figure}")
+    for name, seconds in report.phase_seconds.items():
+        _print(f"time {name:<17} : {seconds:.1f} s")
+    _print(f"time total             : {time.perf_counter() - start:.1f} s")
+    return EXIT_OK if report.verified else EXIT_FAILURE
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from keras_attn.data import load_texts, split_train_validation
+    from keras_attn.plots import plot_training_curves
+    from keras_attn.training import TrainSettings, train_classifier
+
+    settings = TrainSettings(
+        max_len=args.max_len, d_model=args.d_model, num_heads=args.heads, ff_dim=args.ff_dim,
+        num_layers=args.layers, dropout=args.dropout, max_vocab=args.max_vocab,
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        patience=args.patience, seed=args.seed)
+    settings.model_config(vocab_size=2, num_classes=2)  # bad flags fail before any work
+    dataset = load_texts(args.data, text_column=args.text_column,
+                         label_column=args.label_column)
+    train, validation = split_train_validation(dataset, args.validation_split, seed=args.seed)
+    _print(f"[data] {len(train)} train / {len(validation)} validation texts, "
+           f"classes {dataset.class_names}")
+    run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
+                           data_description=str(Path(args.data).resolve()))
+    curves = plot_training_curves(run.history, run.run_dir / "training_curves.png")
+    _print(f"[train] best validation accuracy {run.validation_accuracy:.4f}; "
+           f"model, tokenizer and config in {run.run_dir}; curves in {curves}")
+    if args.export:
+        return _export(run.run_dir, Path(args.export))
+    return EXIT_OK
+
+
+def _export(run_dir: Path, out: Path) -> int:
+    import export
+    from keras_attn.training import load_run
+
+    model, tokenizer, class_names = load_run(run_dir)
+    start = time.perf_counter()
+    result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names)
+    _print(f"[export] version {result.version} written to {result.path} in "
+           f"{time.perf_counter() - start:.1f} s")
+    _print(result.parity.table())
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path("saved_models") / Path(args.run).resolve().name
+    return _export(Path(args.run), out)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import export
+
+    report = export.verify(args.version_dir)
+    _print(report.table())
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    if args.file:
+        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
+        with stream:
+            texts = [line.rstrip("\n") for line in stream if line.strip()]
+    else:
+        texts = list(args.texts)
+    if not texts:
+        raise UsageError("No text to read. Pass texts as arguments, or --file FILE "
+                         "(one text per line; - for stdin). Received: nothing")
+    return texts
+
+
+def _encode(tokenizer, texts: list[str], max_len: int):
+    for text in texts:
+        if not tokenizer.split(text):
+            raise UsageError(f"This text has no words or symbols to read. Received: {text!r}")
+    return tokenizer.encode_batch(texts, max_len)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from export import runtime
+    from export.tokenizer import Tokenizer
+
+    predictor = runtime.load(args.model_dir)
+    tokenizer_path = Path(args.model_dir) / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise UsageError(f"{args.model_dir} has no tokenizer.json to turn text into ids. "
+                         f"Expected an export folder made by keras-attn. Received: "
+                         f"{args.model_dir}")
+    texts = _read_texts(args)
+    ids = _encode(Tokenizer.load(tokenizer_path), texts, predictor.max_len)
+    logits = predictor.predict(ids)
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    names = predictor.class_names or [str(i) for i in range(logits.shape[-1])]
+    results = [{"text": text, "label": names[int(np.argmax(p))],
+                "probabilities": {name: round(float(v), 6) for name, v in zip(names, p,
+                                                                               strict=True)}}
+               for text, p in zip(texts, probabilities, strict=True)]
+    if args.json:
+        _print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for result in results:
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in result["probabilities"].items())
+            _print(f"{result['label']}\t{shown}\t{result['text']}")
+    return EXIT_OK
+
+
+def cmd_attend(args: argparse.Namespace) -> int:
+    from keras_attn.attention_maps import attention_maps
+    from keras_attn.plots import plot_attention
+    from keras_attn.training import load_run
+
+    source = Path(args.model)
+    model, tokenizer, _ = load_run(source.parent if source.suffix == ".keras" else source)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise UsageError(f"{out} is not empty; pass --overwrite to replace its heatmaps, or "
+                         f"choose another --out. Received: --out {out}")
+    max_len = model.get_layer("embedding").max_len
+    ids = _encode(tokenizer, [args.text], max_len)
+    tokens = [tokenizer.vocabulary[i] for i in ids[0]]
+    for layer, weights in enumerate(attention_maps(model, ids)):
+        for head in range(weights.shape[1]):
+            path = plot_attention(tokens, weights[0, head],
+                                  out / f"block{layer}_head{head}.png",
+                                  title=f"block {layer}, head {head}")
+            _print(str(path))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-attn", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train, export, verify and serve the attention walkthrough's transformer.",
+        epilog="Examples:\n  keras-attn demo\n  keras-attn train --data aclImdb/train "
+               "--out runs/imdb --export saved_models/imdb\n  keras-attn predict "
+               "saved_models/demo/1 \"the dog was near the ball, it was very excited.\"")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name, handler, help_text, example):
+        sub = commands.add_parser(name, help=help_text, description=help_text,
+                                  epilog=f"Example:\n  {example}",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    demo = command("demo", cmd_demo, "Train on the built-in reference task, export, verify "
+                   "and draw; writes under --out.", "keras-attn demo --out /tmp/demo")
+    demo.add_argument("--out", default=".", help="folder for runs/ and saved_models/")
+    demo.add_argument("--examples", type=_positive, default=5000)
+    demo.add_argument("--epochs", type=_positive, default=None)
+    demo.add_argument("--seed", type=int, default=0)
+
+    train = command("train", cmd_train, "Train a classifier on your labelled texts.",
+                    "keras-attn train --data reviews.csv --text-column review "
+                    "--label-column sentiment --out runs/reviews")
+    train.add_argument("--data", required=True,
+                       help="a folder of class sub-folders of .txt files, a .csv or a .jsonl")
+    train.add_argument("--out", required=True, help="the run folder")
+    train.add_argument("--text-column", default="text")
+    train.add_argument("--label-column", default="label")
+    train.add_argument("--validation-split", type=float, default=0.2)
+    for flag, default in (("--layers", 2), ("--heads", 2), ("--d-model", 32),
+                          ("--ff-dim", 64), ("--max-len", 64), ("--epochs", 20),
+                          ("--batch-size", 32), ("--patience", 3), ("--max-vocab", 20000)):
+        train.add_argument(flag, type=int, default=default)
+    train.add_argument("--dropout", type=float, default=0.1)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace a different run already in --out")
+    train.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
+
+    export = command("export", cmd_export, "Export a trained run to SavedModel + ONNX as a new "
+                     "verified version.", "keras-attn export runs/reviews --out "
+                     "saved_models/reviews")
+    export.add_argument("run", help="a run folder written by `keras-attn train`")
+    export.add_argument("--out", help="model folder (default saved_models/<run name>)")
+
+    verify = command("verify", cmd_verify, "Check an export's file hashes and rerun the "
+                     "parity battery.", "keras-attn verify saved_models/demo/1")
+    verify.add_argument("version_dir")
+
+    predict = command("predict", cmd_predict, "Classify texts with the ONNX model "
+                      "(onnxruntime only).", "keras-attn predict saved_models/demo/1 --json "
+                      "\"the cat hit a box, it was very hungry.\"")
+    predict.add_argument("model_dir", help="an export version folder")
+    predict.add_argument("texts", nargs="*", help="texts to classify")
+    predict.add_argument("--file", help="read texts from FILE, one per line (- for stdin)")
+    predict.add_argument("--json", action="store_true", help="machine-readable output")
+
+    attend = command("attend", cmd_attend, "Draw one attention heatmap per block and head.",
+                     "keras-attn attend runs/demo/1 \"the dog hit the ball, it was happy.\"")
+    attend.add_argument("model", help="a run or export folder, or a model.keras inside one")
+    attend.add_argument("text")
+    attend.add_argument("--out", default="attention", help="folder for the PNGs")
+    attend.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, received {text}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter off
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError,
+            UnicodeDecodeError) as error:
+        print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"keras-attn {args.command}: interrupted; rerun the same command to resume.",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

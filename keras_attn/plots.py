@@ -1,0 +1,55 @@
+"""PNG figures: attention heatmaps (tokens on both axes) and training curves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
+                   title: str = "") -> Path:
+    """Draws one head's attention weights `[n, n]`: row = the word that looks, column = the
+    word it looks at. Each row sums to 1 (walkthrough step 4.5)."""
+    n = len(tokens)
+    weights = np.asarray(weights)[:n, :n]
+    size = max(4.0, 0.45 * n + 2)
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(n), tokens, rotation=90)
+    axes.set_yticks(range(n), tokens)
+    axes.set_xlabel("attended to (key)")
+    axes.set_ylabel("attending (query)")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
+    """Draws loss and accuracy per epoch, training and validation, side by side."""
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            values = history.get(prefix + metric)
+            if values:
+                axes.plot(range(1, len(values) + 1), values, marker="o", label=label)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _save(figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

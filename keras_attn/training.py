@@ -1,0 +1,221 @@
+"""Training a text classifier on labelled texts with `model.fit`: tokenizer, callbacks, resume.
+
+A run folder holds everything a run makes: `model.keras` (best weights), `tokenizer.json`,
+`config.json`, `history.csv`, TensorBoard `logs/`, and while training, `backup/` from which
+an interrupted run resumes when the same command runs again (Keras `BackupAndRestore`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from export.tokenizer import Tokenizer
+from keras_attn.config import ModelConfig
+from keras_attn.data import DataError, TextDataset
+from keras_attn.models import build_classifier
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.keras"
+TOKENIZER_FILE = "tokenizer.json"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+BACKUP_DIR = "backup"
+
+
+class RunFolderError(ValueError):
+    """The output folder holds something this run must not overwrite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Hyperparameters of a training run; the model's shape comes from here and the data."""
+
+    max_len: int = 32
+    d_model: int = 32
+    num_heads: int = 2
+    ff_dim: int = 64
+    num_layers: int = 2
+    dropout: float = 0.0
+    activation: str = "relu"
+    norm_first: bool = False
+    max_vocab: int = 10000
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    patience: int = 3
+    seed: int = 0
+    jit_compile: bool = True
+
+    def model_config(self, vocab_size: int, num_classes: int) -> ModelConfig:
+        """The `ModelConfig` of these settings (validated: bad values raise ValueError)."""
+        return ModelConfig(vocab_size=vocab_size, max_len=self.max_len, d_model=self.d_model,
+                           num_heads=self.num_heads, ff_dim=self.ff_dim,
+                           num_layers=self.num_layers, num_classes=num_classes,
+                           dropout=self.dropout, activation=self.activation,
+                           norm_first=self.norm_first)
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """What a finished run produced."""
+
+    model: keras.Model
+    tokenizer: Tokenizer
+    class_names: list[str]
+    run_dir: Path
+    history: dict[str, list[float]]
+    resumed_from_epoch: int
+    validation_accuracy: float
+
+
+def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool:
+    """Claims `run_dir` for a run; returns True when it resumes the same run.
+
+    Raises:
+        RunFolderError: the folder holds another run (unless `overwrite`), or files that are
+            not a keras-attn run at all (never deleted, even with `overwrite`).
+    """
+    record_path = run_dir / RUN_FILE
+    if record_path.exists():
+        same = json.loads(record_path.read_text(encoding="utf-8")) == run_record
+        if same and not (run_dir / CONFIG_FILE).exists():
+            return True  # the same run, interrupted: resume it
+        if same and not overwrite:
+            raise RunFolderError(
+                f"{run_dir} already holds this run, finished. Pass --overwrite to train it "
+                f"again, or choose another --out. Received: --out {run_dir}"
+            )
+        if not overwrite:
+            raise RunFolderError(
+                f"{run_dir} already holds a different keras-attn run (other data or settings). "
+                "Choose another --out, or pass --overwrite to replace it. "
+                f"Received: --out {run_dir}"
+            )
+        shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunFolderError(
+            f"{run_dir} is not empty and is not a keras-attn run folder; nothing is deleted. "
+            f"Choose an empty or new folder. Received: --out {run_dir}"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(run_record, indent=2) + "\n", encoding="utf-8")
+    return False
+
+
+def encode_texts(tokenizer: Tokenizer, dataset: TextDataset, max_len: int) -> np.ndarray:
+    """Token ids `[n, <= max_len]`; a text with no tokens at all is a DataError."""
+    empty = [i for i, text in enumerate(dataset.texts) if not tokenizer.split(text)]
+    if empty:
+        raise DataError(
+            f"{len(empty)} text(s) contain no words or symbols after tokenization; every "
+            f"example needs at least one token. Received: text #{empty[0]} = "
+            f"{dataset.texts[empty[0]]!r}"
+        )
+    return tokenizer.encode_batch(dataset.texts, max_len)
+
+
+def _resumed_epoch(run_dir: Path) -> int:
+    metadata = run_dir / BACKUP_DIR / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """The per-epoch metrics of a run, across resumes, from its `history.csv`."""
+    with open(run_dir / HISTORY_FILE, encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {name: [float(row[name]) for row in rows] for name in (rows[0] if rows else {})}
+
+
+def train_classifier(
+    train: TextDataset,
+    validation: TextDataset,
+    settings: TrainSettings,
+    run_dir: str | Path,
+    overwrite: bool = False,
+    data_description: str = "",
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    log: Callable[[str], None] = print,
+    verbose: int = 1,
+) -> TrainedRun:
+    """Fits a tokenizer and a classifier; keeps the best model by validation loss.
+
+    Args:
+        train, validation: labelled texts (validation measures, early-stops, picks the best).
+        settings: hyperparameters.
+        run_dir: the run folder (see the module docstring).
+        overwrite: replace a different run already in `run_dir`.
+        data_description: identifies the data in `run.json`, so a rerun resumes only itself.
+        callbacks: extra Keras callbacks.
+        log: where progress lines go.
+        verbose: Keras's `fit` verbosity (1: the progress bar).
+
+    Returns:
+        A `TrainedRun`.
+    """
+    run_dir = Path(run_dir)
+    tokenizer = Tokenizer.fit(train.texts, max_vocab=settings.max_vocab)
+    config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+    x_train = encode_texts(tokenizer, train, settings.max_len)
+    x_val = encode_texts(tokenizer, validation, settings.max_len)
+    record = {"settings": dataclasses.asdict(settings), "data": data_description,
+              "class_names": train.class_names, "num_train": len(train)}
+    resuming = prepare_run_folder(run_dir, record, overwrite)
+    resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    if resumed_from:
+        log(f"Resuming the interrupted run in {run_dir} after epoch {resumed_from}.")
+
+    keras.utils.set_random_seed(settings.seed)
+    model = build_classifier(config)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(settings.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=settings.jit_compile,
+    )
+    fit_callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        *(callbacks or []),
+    ]
+    model.fit(x_train, train.labels, validation_data=(x_val, validation.labels),
+              epochs=settings.epochs, batch_size=settings.batch_size,
+              callbacks=fit_callbacks, verbose=verbose)
+
+    best = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    tokenizer.save(run_dir / TOKENIZER_FILE)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(
+        {"model": config.to_dict(), "class_names": train.class_names,
+         "settings": dataclasses.asdict(settings)}, indent=2) + "\n", encoding="utf-8")
+    accuracy = best.evaluate(x_val, validation.labels, verbose=0, return_dict=True)["accuracy"]
+    return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
+                      resumed_from, float(accuracy))
+
+
+def load_run(run_dir: str | Path) -> tuple[keras.Model, Tokenizer, list[str]]:
+    """Loads (model, tokenizer, class_names) from a finished run folder."""
+    run_dir = Path(run_dir)
+    missing = [name for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE)
+               if not (run_dir / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished keras-attn run: it lacks {', '.join(missing)}. "
+            f"Expected a folder written by `keras-attn train`. Received: {run_dir}"
+        )
+    config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    model = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    return model, Tokenizer.load(run_dir / TOKENIZER_FILE), config["class_names"]
