@@ -99,6 +99,7 @@ def export_model(
         >>> print(result.path, result.parity.table())                     # doctest: +SKIP
     """
     import keras_attn as ka
+    from export.endpoint import keras_runtime
     from export.metadata import encode_metadata
     from export.onnx import OPSET, convert_to_onnx, save_onnx
     from export.savedmodel import write_savedmodel
@@ -118,8 +119,10 @@ def export_model(
         model.save(folder / KERAS_FILENAME)
         if tokenizer is not None:
             tokenizer.save(folder / TOKENIZER_FILENAME)
-        report = check_parity(model, load_runtimes(folder), config.max_len, config.vocab_size,
-                              tolerance)
+        # model.keras is the reference `verify` will use later: check it reloads faithfully.
+        runtimes = {"model.keras": keras_runtime(ka.load_model(folder / KERAS_FILENAME)),
+                    **load_runtimes(folder)}
+        report = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance)
         if not report.ok:
             raise ParityError(report)
         (folder / PARITY_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")

@@ -143,7 +143,8 @@ def test_export_time_battery_passed_and_was_recorded(name):
     _, result = exported(name)
     assert result.parity.ok
     assert [pair.pair for pair in result.parity.pairs] == [
-        "keras vs savedmodel", "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)"]
+        "keras vs model.keras", "keras vs savedmodel",
+        "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)"]
     assert all(pair.cases == 20 for pair in result.parity.pairs)
     recorded = ParityReport.from_dict(json.loads((result.path / "parity.json").read_text()))
     assert recorded == result.parity
