@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from export_cases import CASES, exported
+from export_cases import CASES, exported, tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import keras_attn as ka
 from export import runtime
 from export.endpoint import keras_runtime
 from export.parity import (
@@ -148,3 +149,14 @@ def test_export_time_battery_passed_and_was_recorded(name):
     assert all(pair.cases == 20 for pair in result.parity.pairs)
     recorded = ParityReport.from_dict(json.loads((result.path / "parity.json").read_text()))
     assert recorded == result.parity
+
+
+def test_battery_tells_exact_gelu_from_its_tanh_approximation():
+    """A converter that swapped erf-gelu for tanh-gelu would be caught: the battery at 1e-5
+    separates the two with the same weights."""
+    exact = ka.build_classifier(tiny_config("gelu"))
+    approximate = ka.build_classifier(tiny_config("gelu_tanh"))
+    approximate.set_weights(exact.get_weights())
+    report = compare_runtimes(keras_runtime(exact), {"tanh": keras_runtime(approximate)},
+                              parity_cases(MAX_LEN, VOCAB_SIZE))
+    assert not report.ok and report.pairs[0].max_abs_diff > 10 * TOLERANCE
