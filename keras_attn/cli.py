@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_len=args.max_len, d_model=args.d_model, num_heads=args.heads, ff_dim=args.ff_dim,
         num_layers=args.layers, dropout=args.dropout, max_vocab=args.max_vocab,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, seed=args.seed)
+        patience=args.patience, seed=args.seed, jit_compile=not args.no_jit)
     settings.model_config(vocab_size=2, num_classes=2)  # bad flags fail before any work
     dataset = load_texts(args.data, text_column=args.text_column,
                          label_column=args.label_column)
@@ -208,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout", type=float, default=0.1)
     train.add_argument("--learning-rate", type=float, default=1e-3)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-jit", action="store_true",
+                       help="train without XLA (faster start for tiny runs)")
     train.add_argument("--overwrite", action="store_true",
                        help="replace a different run already in --out")
     train.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
@@ -248,7 +250,12 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter off
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
+        args.texts += extra  # texts given after an option: `predict DIR --json "text"`
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
     except (UsageError, ValueError, FileNotFoundError, FileExistsError,

@@ -1,0 +1,222 @@
+"""The keras-attn CLI end to end: train on folder and CSV data, export, predict without
+TensorFlow, attend, resume after a kill, and every bad input with exit code 2."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from export_cases import BLOCK_IMPORTS, REPO_ROOT, run_python
+
+from export.tokenizer import Tokenizer
+from keras_attn.cli import main
+from keras_attn.tasks import make_reference_task
+
+TINY = ["--layers", "1", "--heads", "2", "--d-model", "16", "--ff-dim", "32", "--max-len",
+        "24", "--batch-size", "32", "--max-vocab", "200", "--no-jit"]
+
+
+def write_csv(path: Path, rows, header=("text", "label")):
+    with open(path, "w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def write_folder(root: Path, texts_by_class: dict) -> Path:
+    for name, texts in texts_by_class.items():
+        (root / name).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (root / name / f"{i}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run trained from a CSV through the CLI, exported to a version folder."""
+    root = tmp_path_factory.mktemp("cli")
+    task = make_reference_task(300, seed=0)
+    names = ["first", "second"]
+    data = write_csv(root / "task.csv",
+                     [(t, names[y]) for t, y in zip(task.texts, task.labels, strict=True)])
+    code = main(["train", "--data", str(data), "--out", str(root / "run"), "--epochs", "2",
+                 *TINY, "--export", str(root / "saved_models" / "task")])
+    assert code == 0
+    return root
+
+
+def test_train_writes_model_tokenizer_config_curves_logs(trained):
+    run = trained / "run"
+    for name in ("model.keras", "tokenizer.json", "config.json", "history.csv",
+                 "training_curves.png"):
+        assert (run / name).is_file(), name
+    assert any((run / "logs").rglob("*tfevents*"))
+    assert not (run / "backup").exists()  # a finished run leaves no backup behind
+    config = json.loads((run / "config.json").read_text())
+    assert config["class_names"] == ["first", "second"] and config["model"]["max_len"] == 24
+    assert matplotlib.image.imread(run / "training_curves.png").ndim == 3
+
+
+def test_train_on_a_class_folder(tmp_path):
+    data = write_folder(tmp_path / "data", {
+        "neg": ["bad film, dull", "awful plot !", "boring and slow", "not good"],
+        "pos": ["great film", "loved it, fun", "a superb plot", "very good"]})
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs",
+                 "1", *TINY]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["class_names"] == [
+        "neg", "pos"]
+
+
+def test_export_then_verify_and_second_export_is_version_2(trained, capsys):
+    version_1 = trained / "saved_models" / "task" / "1"
+    assert (version_1 / "model.onnx").is_file() and (version_1 / "tokenizer.json").is_file()
+    assert main(["verify", str(version_1)]) == 0
+    assert "keras vs onnxruntime" in capsys.readouterr().out
+    assert main(["export", str(trained / "run"), "--out",
+                 str(trained / "saved_models" / "task")]) == 0
+    assert (trained / "saved_models" / "task" / "2" / "model.onnx").is_file()
+
+
+def test_predict_runs_without_tensorflow(trained):
+    version = trained / "saved_models" / "task" / "1"
+    code = BLOCK_IMPORTS + (
+        "from keras_attn.cli import main\n"
+        "code = main(['predict', sys.argv[2], '--json', 'the dog hit a box, it was hungry.',"
+        " 'Ünïcödé émoji 🐶 !'])\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+        "sys.exit(code)\n")
+    result = run_python(code, "tensorflow,keras", str(version))
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["label"] in ("first", "second") for p in predictions] == [True, True]
+    for p in predictions:
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-5
+
+
+def test_predict_reads_a_file_and_stdin(trained, tmp_path, capsys):
+    version = str(trained / "saved_models" / "task" / "1")
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat hit a box, it was tired.\n\nmy cup was near a dog, it was wet.\n")
+    assert main(["predict", version, "--file", str(texts)]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    result = subprocess.run([sys.executable, "-m", "keras_attn.cli", "predict", version,
+                             "--file", "-"], input="a fox hit the lamp, it was sleepy.\n",
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "a fox hit the lamp" in result.stdout
+
+
+def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
+    corpus = ["The dog, the ball!", "Ünïcödé — «quotes» and 東京 🐶", "", "   ", "it's 3.5%"]
+    training_side = Tokenizer.load(trained / "run" / "tokenizer.json")
+    serving_file = trained / "saved_models" / "task" / "1" / "tokenizer.json"
+    code = BLOCK_IMPORTS + (
+        "import json\nfrom export.tokenizer import Tokenizer\n"
+        "t = Tokenizer.load(sys.argv[2])\n"
+        "print(json.dumps(t.encode_batch(json.loads(sys.argv[3]), 24).tolist()))\n")
+    result = run_python(code, "tensorflow,keras", str(serving_file), json.dumps(corpus))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == training_side.encode_batch(corpus, 24).tolist()
+
+
+def test_attend_draws_one_png_per_block_and_head(trained, tmp_path):
+    out = tmp_path / "maps"
+    assert main(["attend", str(trained / "run" / "model.keras"),
+                 "the dog hit a box, it was hungry.", "--out", str(out)]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == ["block0_head0.png", "block0_head1.png"]
+    assert matplotlib.image.imread(pngs[0]).ndim == 3
+    assert main(["attend", str(trained / "run"), "it", "--out", str(out)]) == 2  # not empty
+
+
+def test_resume_after_a_kill(tmp_path):
+    task = make_reference_task(3000, seed=2)
+    data = write_csv(tmp_path / "d.csv", zip(task.texts, task.labels, strict=True))
+    command = [sys.executable, "-m", "keras_attn.cli", "train", "--data", str(data), "--out",
+               str(tmp_path / "run"), "--epochs", "12", "--patience", "12", *TINY]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    metadata = tmp_path / "run" / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while not (metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0)
+               >= 2):
+        assert process.poll() is None and time.time() < deadline, "training ended too soon"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_after = json.loads(metadata.read_text())["epoch"]
+    assert not (tmp_path / "run" / "config.json").exists()
+
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"Resuming the interrupted run in {tmp_path / 'run'} after epoch" in result.stdout
+    epochs = [int(row["epoch"]) for row in
+              csv.DictReader(open(tmp_path / "run" / "history.csv", encoding="utf-8"))]
+    assert epochs[0] == 0 and epochs[-1] == 11 and killed_after in epochs
+    assert (tmp_path / "run" / "config.json").exists()
+
+
+def bad_inputs(tmp_path):
+    write_folder(tmp_path / "one_class", {"only": ["a text", "another text"]})
+    write_folder(tmp_path / "latin1", {"a": ["fine", "ok"], "b": ["good", "well"]})
+    (tmp_path / "latin1" / "b" / "bad.txt").write_bytes("café".encode("latin-1"))
+    (tmp_path / "empty").mkdir()
+    write_csv(tmp_path / "nolabel.csv", [("x", "y")], header=("text", "sentiment"))
+    write_csv(tmp_path / "ok.csv", [("good", "p"), ("bad", "n")] * 5)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("my own file")
+    return {
+        "missing folder": (["--data", str(tmp_path / "nope")], "nope"),
+        "empty folder": (["--data", str(tmp_path / "empty")], "empty"),
+        "single class": (["--data", str(tmp_path / "one_class")], "class"),
+        "non-UTF-8 file": (["--data", str(tmp_path / "latin1")], "bad.txt"),
+        "CSV without label column": (["--data", str(tmp_path / "nolabel.csv")], "label"),
+        "d_model not divisible": (["--data", str(tmp_path / "ok.csv"), "--d-model", "10",
+                                   "--heads", "4"], "d_model=10, num_heads=4"),
+        "max_len < 1": (["--data", str(tmp_path / "ok.csv"), "--max-len", "0"], "max_len=0"),
+        "foreign output folder": (["--data", str(tmp_path / "ok.csv"), "--out",
+                                   str(tmp_path / "other")], "not a keras-attn run"),
+    }
+
+
+CASES = ["missing folder", "empty folder", "single class", "non-UTF-8 file",
+         "CSV without label column", "d_model not divisible", "max_len < 1",
+         "foreign output folder"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_train_input_exits_2_and_writes_nothing(case, tmp_path, capsys):
+    flags, message = bad_inputs(tmp_path)[case]
+    out = [] if "--out" in flags else ["--out", str(tmp_path / "run")]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert main(["train", *TINY, *flags, *out, "--epochs", "1"]) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_text_that_tokenizes_to_nothing(trained, tmp_path, capsys):
+    version = str(trained / "saved_models" / "task" / "1")
+    assert main(["predict", version, "   "]) == 2
+    assert "no words or symbols" in capsys.readouterr().err
+    write_csv(tmp_path / "blank.csv", [("good", "a"), ("bad", "b"), ("", "a"), ("ok", "b"),
+                                       ("fine", "a"), ("poor", "b")])
+    assert main(["train", "--data", str(tmp_path / "blank.csv"), "--out",
+                 str(tmp_path / "run"), *TINY]) == 2
+    assert "no words or symbols" in capsys.readouterr().err
+
+
+def test_a_different_run_is_not_overwritten_without_the_flag(trained, tmp_path, capsys):
+    data = write_csv(tmp_path / "other.csv", [("good", "p"), ("bad", "n")] * 5)
+    model_before = (trained / "run" / "model.keras").read_bytes()
+    assert main(["train", "--data", str(data), "--out", str(trained / "run"), *TINY]) == 2
+    assert "different keras-attn run" in capsys.readouterr().err
+    assert (trained / "run" / "model.keras").read_bytes() == model_before

@@ -1,0 +1,29 @@
+"""`keras-attn demo` at reduced size, end to end in a subprocess, like a user runs it."""
+
+import subprocess
+import sys
+
+import matplotlib.image
+from export_cases import REPO_ROOT
+
+from keras_attn.cli import main
+
+
+def test_demo_end_to_end(tmp_path, capsys):
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_attn.cli", "demo", "--out", str(tmp_path),
+         "--examples", "600", "--epochs", "2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for phase in ("data", "train", "evaluate", "export", "verify", "plots"):
+        assert f"[{phase}] done in" in result.stdout
+    assert "held-out test accuracy :" in result.stdout and "verify                 : passed" \
+        in result.stdout
+    run, version = tmp_path / "runs" / "demo" / "1", tmp_path / "saved_models" / "demo" / "1"
+    for png in ("training_curves.png", "attention.png"):
+        assert matplotlib.image.imread(run / png).shape[-1] in (3, 4)
+    for name in ("model.onnx", "saved_model.pb", "manifest.json", "parity.json",
+                 "tokenizer.json"):
+        assert (version / name).is_file(), name
+    assert main(["verify", str(version)]) == 0
+    assert "OK" in capsys.readouterr().out
