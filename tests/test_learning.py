@@ -1,7 +1,6 @@
 """Attention is what solves the reference task: the classifier learns it, the ablation cannot."""
 
 import keras
-import numpy as np
 import pytest
 
 import keras_attn as ka
