@@ -44,7 +44,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from keras_attn.config import ModelConfig
     from keras_attn.data import load_texts, split_train_validation
+
+    # Flags and data are checked before Keras is imported: bad input is answered at once.
+    ModelConfig(vocab_size=2, max_len=args.max_len, d_model=args.d_model,
+                num_heads=args.heads, ff_dim=args.ff_dim, num_layers=args.layers,
+                num_classes=2, dropout=args.dropout)
+    dataset = load_texts(args.data, text_column=args.text_column,
+                         label_column=args.label_column)
+    train, validation = split_train_validation(dataset, args.validation_split, seed=args.seed)
+
     from keras_attn.plots import plot_training_curves
     from keras_attn.training import TrainSettings, train_classifier
 
@@ -53,10 +63,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         num_layers=args.layers, dropout=args.dropout, max_vocab=args.max_vocab,
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         patience=args.patience, seed=args.seed, jit_compile=not args.no_jit)
-    settings.model_config(vocab_size=2, num_classes=2)  # bad flags fail before any work
-    dataset = load_texts(args.data, text_column=args.text_column,
-                         label_column=args.label_column)
-    train, validation = split_train_validation(dataset, args.validation_split, seed=args.seed)
     _print(f"[data] {len(train)} train / {len(validation)} validation texts, "
            f"classes {dataset.class_names}")
     run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
@@ -90,6 +96,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import export
 
+    if not Path(args.version_dir).is_dir():
+        raise UsageError(f"No such folder. Expected an export version folder such as "
+                         f"saved_models/demo/1. Received: {args.version_dir}")
     report = export.verify(args.version_dir)
     _print(report.table())
     return EXIT_OK if report.ok else EXIT_FAILURE
@@ -146,17 +155,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _model_and_tokenizer(path: Path):
+    """The model and tokenizer of a run folder, an export version folder, or a model.keras."""
+    import keras_attn as ka
+    from export.tokenizer import Tokenizer
+
+    folder = path.parent if path.suffix == ".keras" else path
+    model_file = path if path.suffix == ".keras" else folder / "model.keras"
+    missing = [str(p) for p in (model_file, folder / "tokenizer.json") if not p.is_file()]
+    if missing:
+        raise UsageError(f"Expected a run or export folder (or a model.keras in one) with a "
+                         f"model and its tokenizer; missing: {', '.join(missing)}. "
+                         f"Received: {path}")
+    return ka.load_model(model_file), Tokenizer.load(folder / "tokenizer.json")
+
+
 def cmd_attend(args: argparse.Namespace) -> int:
     from keras_attn.attention_maps import attention_maps
     from keras_attn.plots import plot_attention
-    from keras_attn.training import load_run
 
-    source = Path(args.model)
-    model, tokenizer, _ = load_run(source.parent if source.suffix == ".keras" else source)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"{out} is not empty; pass --overwrite to replace its heatmaps, or "
                          f"choose another --out. Received: --out {out}")
+    model, tokenizer = _model_and_tokenizer(Path(args.model))
     max_len = model.get_layer("embedding").max_len
     ids = _encode(tokenizer, [args.text], max_len)
     tokens = [tokenizer.vocabulary[i] for i in ids[0]]

@@ -134,6 +134,15 @@ def test_attend_draws_one_png_per_block_and_head(trained, tmp_path):
     assert [p.name for p in pngs] == ["block0_head0.png", "block0_head1.png"]
     assert matplotlib.image.imread(pngs[0]).ndim == 3
     assert main(["attend", str(trained / "run"), "it", "--out", str(out)]) == 2  # not empty
+    from_export = tmp_path / "from_export"
+    assert main(["attend", str(trained / "saved_models" / "task" / "1"), "the cat hit a cup.",
+                 "--out", str(from_export)]) == 0
+    assert len(list(from_export.glob("*.png"))) == 2
+
+
+def test_verify_of_a_missing_folder_is_bad_input(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nope")]) == 2
+    assert "No such folder" in capsys.readouterr().err
 
 
 def test_resume_after_a_kill(tmp_path):
