@@ -93,3 +93,15 @@ def test_both_models_fit_under_xla(builder):
     y = rng.integers(0, 3, size=16) if builder is ka.build_classifier else x
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("builder", [ka.build_classifier, ka.build_language_model])
+def test_both_models_round_trip_config_and_keras_file(builder, tmp_path):
+    model = builder(CONFIG)
+    rebuilt = keras.Model.from_config(model.get_config())
+    assert rebuilt.get_config() == model.get_config()
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    tokens = ids(np.random.default_rng(5), 3, 12)
+    np.testing.assert_array_equal(loaded.predict(tokens, verbose=0),
+                                  model.predict(tokens, verbose=0))
