@@ -6,7 +6,7 @@ import warnings
 import keras
 from keras import ops
 
-from keras_attn.config import check_divisible, check_dropout, check_positive_int
+from keras_attn.config import check_bool, check_divisible, check_dropout, check_positive_int
 from keras_attn.masking import attention_mask, masked_fill_value
 
 
@@ -68,6 +68,7 @@ class SelfAttention(keras.layers.Layer):
 
     def __init__(self, use_causal_mask=False, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
+        check_bool("use_causal_mask", use_causal_mask)
         self.use_causal_mask = use_causal_mask
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.supports_masking = True  # an implicit mask passes through; masking is explicit
@@ -137,6 +138,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         super().__init__(**kwargs)
         check_positive_int("num_heads", num_heads)
         check_dropout("dropout", dropout)
+        check_bool("use_causal_mask", use_causal_mask)
         self.num_heads = num_heads
         self.dropout = dropout
         self.use_causal_mask = use_causal_mask

@@ -41,3 +41,14 @@ def attention_maps(model, token_ids) -> list[np.ndarray]:
             f"Received: model {model.name!r}"
         )
     return maps
+
+
+def text_attention(model, tokenizer, text: str) -> tuple[list[str], list[np.ndarray]]:
+    """The tokens of `text` and each block's attention weights `[num_heads, n, n]` over them."""
+    from keras_attn.data import encode_texts
+
+    max_len = next(layer.max_len for layer in model.layers
+                   if isinstance(layer, PositionalEmbedding))
+    ids = encode_texts(tokenizer, [text], max_len)
+    tokens = [tokenizer.vocabulary[i] for i in ids[0]]
+    return tokens, [weights[0] for weights in attention_maps(model, ids)]

@@ -3,7 +3,12 @@
 import keras
 
 from keras_attn.attention import MultiHeadSelfAttention
-from keras_attn.config import check_activation, check_dropout, check_positive_int
+from keras_attn.config import (
+    check_activation,
+    check_bool,
+    check_dropout,
+    check_positive_int,
+)
 from keras_attn.feed_forward import FeedForward
 
 
@@ -51,6 +56,8 @@ class TransformerBlock(keras.layers.Layer):
         check_positive_int("ff_dim", ff_dim)
         check_dropout("dropout", dropout)
         check_activation("activation", activation)
+        check_bool("norm_first", norm_first)
+        check_bool("use_causal_mask", use_causal_mask)
         self.num_heads = num_heads
         self.ff_dim = ff_dim
         self.dropout = dropout

@@ -20,6 +20,11 @@ class UsageError(ValueError):
     """Bad input from the command line: reported in one line, exit code 2."""
 
 
+# Errors that mean "your input is wrong": ValueError covers DataError, RunFolderError,
+# config checks and id checks; a missing or existing path is the user's to fix too.
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
 def _print(line: str = "") -> None:
     print(line, flush=True)
 
@@ -28,7 +33,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from keras_attn.demo import run_demo
 
     start = time.perf_counter()
-    report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed)
+    report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
+                      log=_print)
     _print("\n== keras-attn demo report ==")
     _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
     _print(f"run folder             : {report.run_dir}")
@@ -43,33 +49,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK if report.verified else EXIT_FAILURE
 
 
+FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "--heads",
+                 "ff_dim": "--ff-dim", "num_layers": "--layers", "dropout": "--dropout",
+                 "max_vocab": "--max-vocab", "epochs": "--epochs", "batch_size": "--batch-size",
+                 "learning_rate": "--learning-rate", "patience": "--patience"}
+
+
+def _settings_from_flags(args: argparse.Namespace):
+    """TrainSettings from the flags; a bad value is a UsageError that names the flag."""
+    from keras_attn.config import TrainSettings
+
+    try:
+        return TrainSettings(
+            max_len=args.max_len, d_model=args.d_model, num_heads=args.heads,
+            ff_dim=args.ff_dim, num_layers=args.layers, dropout=args.dropout,
+            max_vocab=args.max_vocab, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+            jit_compile=not args.no_jit)
+    except ValueError as error:
+        message = str(error)
+        for field, flag in FLAG_OF_FIELD.items():
+            message = message.replace(f"{field}=", f"{flag} ")
+        raise UsageError(f"Bad training flags: {message}") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from keras_attn.config import ModelConfig
     from keras_attn.data import load_texts, split_train_validation
+    from keras_attn.timing import phase
 
     # Flags and data are checked before Keras is imported: bad input is answered at once.
-    ModelConfig(vocab_size=2, max_len=args.max_len, d_model=args.d_model,
-                num_heads=args.heads, ff_dim=args.ff_dim, num_layers=args.layers,
-                num_classes=2, dropout=args.dropout)
-    dataset = load_texts(args.data, text_column=args.text_column,
-                         label_column=args.label_column)
-    train, validation = split_train_validation(dataset, args.validation_split, seed=args.seed)
+    settings = _settings_from_flags(args)
+    if not 0 < args.validation_split < 1:
+        raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
+                         f"Received: {args.validation_split}")
+    seconds: dict[str, float] = {}
+    with phase("data", seconds, _print):
+        classes = args.classes.split(",") if args.classes else None
+        dataset = load_texts(args.data, text_column=args.text_column,
+                             label_column=args.label_column, class_names=classes)
+        train, validation = split_train_validation(dataset, args.validation_split,
+                                                   seed=args.seed)
+        _print(f"{len(train)} train / {len(validation)} validation texts, "
+               f"classes {dataset.class_names}")
 
-    from keras_attn.plots import plot_training_curves
-    from keras_attn.training import TrainSettings, train_classifier
+    from keras_attn import plots
+    from keras_attn.training import CURVES_FILE, train_classifier
 
-    settings = TrainSettings(
-        max_len=args.max_len, d_model=args.d_model, num_heads=args.heads, ff_dim=args.ff_dim,
-        num_layers=args.layers, dropout=args.dropout, max_vocab=args.max_vocab,
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, seed=args.seed, jit_compile=not args.no_jit)
-    _print(f"[data] {len(train)} train / {len(validation)} validation texts, "
-           f"classes {dataset.class_names}")
-    run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
-                           data_description=str(Path(args.data).resolve()))
-    curves = plot_training_curves(run.history, run.run_dir / "training_curves.png")
-    _print(f"[train] best validation accuracy {run.validation_accuracy:.4f}; "
-           f"model, tokenizer and config in {run.run_dir}; curves in {curves}")
+    with phase("train", seconds, _print):
+        run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
+                               data_description=str(Path(args.data).resolve()), log=_print)
+        _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, tokenizer "
+               f"and config in {run.run_dir}")
+        if plots.available():
+            _print(f"curves: {plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)}")
+        else:
+            _print(f"curves skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
     if args.export:
         return _export(run.run_dir, Path(args.export))
     return EXIT_OK
@@ -105,23 +139,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
-    if args.file:
-        stream = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")
-        with stream:
-            texts = [line.rstrip("\n") for line in stream if line.strip()]
+    if args.file and args.texts:
+        raise UsageError("Give texts either as arguments or with --file, not both. "
+                         f"Received: {len(args.texts)} argument(s) and --file {args.file}")
+    if args.file == "-":
+        texts = sys.stdin.read().splitlines()
+    elif args.file:
+        try:
+            texts = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise UsageError(f"{args.file} is not UTF-8 text (byte {error.start}). Save it as "
+                             f"UTF-8, one text per line. Received: --file {args.file}") from None
+        except OSError as error:
+            raise UsageError(f"Cannot read --file {args.file}: {error.strerror}") from None
     else:
-        texts = list(args.texts)
+        return _required(args.texts)
+    return _required([line for line in texts if line.strip()])  # blank lines separate texts
+
+
+def _required(texts: list[str]) -> list[str]:
     if not texts:
         raise UsageError("No text to read. Pass texts as arguments, or --file FILE "
                          "(one text per line; - for stdin). Received: nothing")
     return texts
-
-
-def _encode(tokenizer, texts: list[str], max_len: int):
-    for text in texts:
-        if not tokenizer.split(text):
-            raise UsageError(f"This text has no words or symbols to read. Received: {text!r}")
-    return tokenizer.encode_batch(texts, max_len)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -129,15 +169,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from export import runtime
     from export.tokenizer import Tokenizer
+    from keras_attn.data import encode_texts
 
     predictor = runtime.load(args.model_dir)
+    if predictor.task != "classifier":
+        raise UsageError(f"predict classifies texts, and {args.model_dir} holds a "
+                         f"{predictor.task}. Expected a classifier export. "
+                         f"Received: {args.model_dir}")
     tokenizer_path = Path(args.model_dir) / "tokenizer.json"
     if not tokenizer_path.is_file():
         raise UsageError(f"{args.model_dir} has no tokenizer.json to turn text into ids. "
                          f"Expected an export folder made by keras-attn. Received: "
                          f"{args.model_dir}")
     texts = _read_texts(args)
-    ids = _encode(Tokenizer.load(tokenizer_path), texts, predictor.max_len)
+    ids = encode_texts(Tokenizer.load(tokenizer_path), texts, predictor.max_len)
     logits = predictor.predict(ids)
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
@@ -171,27 +216,35 @@ def _model_and_tokenizer(path: Path):
 
 
 def cmd_attend(args: argparse.Namespace) -> int:
-    from keras_attn.attention_maps import attention_maps
-    from keras_attn.plots import plot_attention
+    from keras_attn import plots
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a folder for the PNGs. Received: {out}, a file")
+    old = sorted(out.glob("block*_head*.png")) if out.is_dir() else []
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"{out} is not empty; pass --overwrite to replace its heatmaps, or "
                          f"choose another --out. Received: --out {out}")
+    if not plots.available():
+        raise UsageError(f"attend draws PNGs with matplotlib: {plots.INSTALL_HINT}")
+    from keras_attn.attention_maps import text_attention
+
     model, tokenizer = _model_and_tokenizer(Path(args.model))
-    max_len = model.get_layer("embedding").max_len
-    ids = _encode(tokenizer, [args.text], max_len)
-    tokens = [tokenizer.vocabulary[i] for i in ids[0]]
-    for layer, weights in enumerate(attention_maps(model, ids)):
-        for head in range(weights.shape[1]):
-            path = plot_attention(tokens, weights[0, head],
-                                  out / f"block{layer}_head{head}.png",
-                                  title=f"block {layer}, head {head}")
+    tokens, maps = text_attention(model, tokenizer, args.text)
+    for path in old:  # heatmaps of an earlier call, perhaps of a model with more heads
+        path.unlink()
+    for layer, weights in enumerate(maps):
+        for head, head_weights in enumerate(weights):
+            path = plots.plot_attention(tokens, head_weights,
+                                        out / f"block{layer}_head{head}.png",
+                                        title=f"block {layer}, head {head}")
             _print(str(path))
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from keras_attn.config import TrainSettings
+
     parser = argparse.ArgumentParser(
         prog="keras-attn", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train, export, verify and serve the attention walkthrough's transformer.",
@@ -222,14 +275,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="the run folder")
     train.add_argument("--text-column", default="text")
     train.add_argument("--label-column", default="label")
+    train.add_argument("--classes", help="comma-separated class names to use, in this order "
+                       "(e.g. neg,pos to skip aclImdb/train/unsup); default: all")
     train.add_argument("--validation-split", type=float, default=0.2)
-    for flag, default in (("--layers", 2), ("--heads", 2), ("--d-model", 32),
-                          ("--ff-dim", 64), ("--max-len", 64), ("--epochs", 20),
-                          ("--batch-size", 32), ("--patience", 3), ("--max-vocab", 20000)):
-        train.add_argument(flag, type=int, default=default)
-    train.add_argument("--dropout", type=float, default=0.1)
-    train.add_argument("--learning-rate", type=float, default=1e-3)
-    train.add_argument("--seed", type=int, default=0)
+    defaults = TrainSettings()
+    for flag, field in (("--layers", "num_layers"), ("--heads", "num_heads"),
+                        ("--d-model", "d_model"), ("--ff-dim", "ff_dim"),
+                        ("--max-len", "max_len"), ("--epochs", "epochs"),
+                        ("--batch-size", "batch_size"), ("--patience", "patience"),
+                        ("--max-vocab", "max_vocab")):
+        train.add_argument(flag, type=int, default=getattr(defaults, field),
+                           help=f"default {getattr(defaults, field)}")
+    train.add_argument("--dropout", type=float, default=defaults.dropout)
+    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    train.add_argument("--seed", type=int, default=defaults.seed)
     train.add_argument("--no-jit", action="store_true",
                        help="train without XLA (faster start for tiny runs)")
     train.add_argument("--overwrite", action="store_true",
@@ -280,10 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.handler(args)
-    except (UsageError, ValueError, FileNotFoundError, FileExistsError,
-            UnicodeDecodeError) as error:
+    except BAD_INPUT as error:
         print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except (RuntimeError, OSError) as error:  # e.g. a parity failure, a full disk
+        print(f"keras-attn {args.command}: failed: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"keras-attn {args.command}: interrupted; rerun the same command to resume.",
               file=sys.stderr)

@@ -35,6 +35,12 @@ def check_activation(name: str, value: Any) -> None:
         )
 
 
+def check_bool(name: str, value: Any) -> None:
+    """Raises ValueError unless `value` is True or False (a string "False" is not)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False. Received: {name}={value!r}")
+
+
 def check_divisible(d_model: int, num_heads: int) -> None:
     """Raises ValueError unless `num_heads` splits `d_model` into equal heads."""
     if d_model % num_heads:
@@ -90,10 +96,7 @@ class ModelConfig:
         check_divisible(self.d_model, self.num_heads)
         check_dropout("dropout", self.dropout)
         check_activation("activation", self.activation)
-        if not isinstance(self.norm_first, bool):
-            raise ValueError(
-                f"norm_first must be True or False. Received: norm_first={self.norm_first!r}"
-            )
+        check_bool("norm_first", self.norm_first)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-ready dict."""
@@ -102,11 +105,58 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
         """Builds a config from `to_dict()` output; unknown keys are an error."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
+        fields = dataclasses.fields(cls)
+        known = {field.name for field in fields}
+        required = {field.name for field in fields if field.default is dataclasses.MISSING}
+        unknown, missing = sorted(set(values) - known), sorted(required - set(values))
+        if unknown or missing:
             raise ValueError(
-                f"Unknown ModelConfig fields {unknown}; allowed fields are {sorted(known)}. "
-                f"Received: {values!r}"
+                f"ModelConfig fields: unknown {unknown}, missing {missing}; allowed fields are "
+                f"{sorted(known)}, of which {sorted(required)} are required. Received: {values!r}"
             )
         return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Hyperparameters of a training run (`keras_attn.training.train_classifier`).
+
+    The model's shape comes from here and from the data (vocabulary size, class count).
+    """
+
+    max_len: int = 64
+    d_model: int = 32
+    num_heads: int = 2
+    ff_dim: int = 64
+    num_layers: int = 2
+    dropout: float = 0.1
+    activation: str = "relu"
+    norm_first: bool = False
+    max_vocab: int = 20000
+    epochs: int = 20
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 3
+    seed: int = 0
+    jit_compile: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_vocab", "epochs", "batch_size", "patience"):
+            check_positive_int(name, getattr(self, name))
+        if isinstance(self.learning_rate, bool) or not isinstance(
+            self.learning_rate, (int, float)
+        ) or not self.learning_rate > 0:
+            raise ValueError(
+                f"learning_rate must be a number above 0. Received: "
+                f"learning_rate={self.learning_rate!r}"
+            )
+        check_bool("jit_compile", self.jit_compile)
+        self.model_config(vocab_size=2, num_classes=2)  # the model fields, checked now
+
+    def model_config(self, vocab_size: int, num_classes: int) -> ModelConfig:
+        """The `ModelConfig` of these settings for a vocabulary and a class count."""
+        return ModelConfig(vocab_size=vocab_size, max_len=self.max_len, d_model=self.d_model,
+                           num_heads=self.num_heads, ff_dim=self.ff_dim,
+                           num_layers=self.num_layers, num_classes=num_classes,
+                           dropout=self.dropout, activation=self.activation,
+                           norm_first=self.norm_first)

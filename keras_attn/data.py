@@ -264,3 +264,18 @@ def _to_dataset(texts: list[str], labels: list[str], wanted: list[str] | None,
                         f"{len(texts)} examples, classes {class_names}, path='{path}'")
     index = {name: position for position, name in enumerate(class_names)}
     return TextDataset(texts, np.array([index[label] for label in labels]), class_names)
+
+
+def encode_texts(tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:
+    """Token ids `[n, <= max_len]`, the same for training and prediction.
+
+    Raises:
+        DataError: a text has no token at all (empty, or only invisible characters).
+    """
+    empty = [i for i, text in enumerate(texts) if not tokenizer.split(text)]
+    if empty:
+        raise DataError(
+            f"{len(empty)} text(s) contain no words or symbols after tokenization; every text "
+            f"needs at least one token. Received: text #{empty[0]} = {texts[empty[0]]!r}"
+        )
+    return tokenizer.encode_batch(list(texts), max_len)

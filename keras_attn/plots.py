@@ -1,21 +1,44 @@
-"""PNG figures: attention heatmaps (tokens on both axes) and training curves."""
+"""PNG figures: attention heatmaps (tokens on both axes) and training curves.
+
+matplotlib is the optional extra `keras-attn[plots]`; it is imported when a figure is drawn.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+INSTALL_HINT = "pip install 'keras-attn[plots]'"
+
+
+class PlotsUnavailableError(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported, so that figures can be drawn."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _pyplot():
+    if not available():
+        raise PlotsUnavailableError(f"Drawing figures needs matplotlib: {INSTALL_HINT}")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
                    title: str = "") -> Path:
     """Draws one head's attention weights `[n, n]`: row = the word that looks, column = the
     word it looks at. Each row sums to 1 (walkthrough step 4.5)."""
+    plt = _pyplot()
     n = len(tokens)
     weights = np.asarray(weights)[:n, :n]
     size = max(4.0, 0.45 * n + 2)
@@ -33,6 +56,7 @@ def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
 
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Draws loss and accuracy per epoch, training and validation, side by side."""
+    plt = _pyplot()
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         for prefix, label in (("", "train"), ("val_", "validation")):
@@ -51,5 +75,5 @@ def _save(figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _pyplot().close(figure)
     return path

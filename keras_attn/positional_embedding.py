@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_attn.config import check_positive_int
+from keras_attn.config import check_bool, check_positive_int
 from keras_attn.token_checks import check_token_ids
 
 
@@ -48,6 +48,7 @@ class PositionalEmbedding(keras.layers.Layer):
         check_positive_int("vocab_size", vocab_size)
         check_positive_int("max_len", max_len)
         check_positive_int("d_model", d_model)
+        check_bool("mask_zero", mask_zero)
         self.vocab_size = vocab_size
         self.max_len = max_len
         self.d_model = d_model

@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from export.tokenizer import Tokenizer
-from keras_attn.config import ModelConfig
-from keras_attn.data import DataError, TextDataset
+from keras_attn.config import TrainSettings
+from keras_attn.data import TextDataset, encode_texts
 from keras_attn.models import build_classifier
 
 RUN_FILE = "run.json"
@@ -27,40 +26,16 @@ MODEL_FILE = "model.keras"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
+CURVES_FILE = "training_curves.png"
 BACKUP_DIR = "backup"
+LOGS_DIR = "logs"
+# What a run writes, and so all that --overwrite removes: other files in the folder stay.
+RUN_OUTPUTS = (RUN_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE,
+               BACKUP_DIR, LOGS_DIR)
 
 
 class RunFolderError(ValueError):
     """The output folder holds something this run must not overwrite."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainSettings:
-    """Hyperparameters of a training run; the model's shape comes from here and the data."""
-
-    max_len: int = 32
-    d_model: int = 32
-    num_heads: int = 2
-    ff_dim: int = 64
-    num_layers: int = 2
-    dropout: float = 0.0
-    activation: str = "relu"
-    norm_first: bool = False
-    max_vocab: int = 10000
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    patience: int = 3
-    seed: int = 0
-    jit_compile: bool = True
-
-    def model_config(self, vocab_size: int, num_classes: int) -> ModelConfig:
-        """The `ModelConfig` of these settings (validated: bad values raise ValueError)."""
-        return ModelConfig(vocab_size=vocab_size, max_len=self.max_len, d_model=self.d_model,
-                           num_heads=self.num_heads, ff_dim=self.ff_dim,
-                           num_layers=self.num_layers, num_classes=num_classes,
-                           dropout=self.dropout, activation=self.activation,
-                           norm_first=self.norm_first)
 
 
 @dataclasses.dataclass
@@ -77,7 +52,10 @@ class TrainedRun:
 
 
 def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool:
-    """Claims `run_dir` for a run; returns True when it resumes the same run.
+    """Claims `run_dir` for a run; returns True when it resumes the same interrupted run.
+
+    With `overwrite`, an earlier run's outputs (`RUN_OUTPUTS`) are removed; any other file in
+    the folder is left alone.
 
     Raises:
         RunFolderError: the folder holds another run (unless `overwrite`), or files that are
@@ -99,7 +77,7 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
                 "Choose another --out, or pass --overwrite to replace it. "
                 f"Received: --out {run_dir}"
             )
-        shutil.rmtree(run_dir)
+        _remove_run_outputs(run_dir)
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunFolderError(
             f"{run_dir} is not empty and is not a keras-attn run folder; nothing is deleted. "
@@ -110,16 +88,13 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     return False
 
 
-def encode_texts(tokenizer: Tokenizer, dataset: TextDataset, max_len: int) -> np.ndarray:
-    """Token ids `[n, <= max_len]`; a text with no tokens at all is a DataError."""
-    empty = [i for i, text in enumerate(dataset.texts) if not tokenizer.split(text)]
-    if empty:
-        raise DataError(
-            f"{len(empty)} text(s) contain no words or symbols after tokenization; every "
-            f"example needs at least one token. Received: text #{empty[0]} = "
-            f"{dataset.texts[empty[0]]!r}"
-        )
-    return tokenizer.encode_batch(dataset.texts, max_len)
+def _remove_run_outputs(run_dir: Path) -> None:
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def _resumed_epoch(run_dir: Path) -> int:
@@ -144,7 +119,7 @@ def train_classifier(
     overwrite: bool = False,
     data_description: str = "",
     callbacks: list[keras.callbacks.Callback] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = lambda line: None,
     verbose: int = 1,
 ) -> TrainedRun:
     """Fits a tokenizer and a classifier; keeps the best model by validation loss.
@@ -165,8 +140,8 @@ def train_classifier(
     run_dir = Path(run_dir)
     tokenizer = Tokenizer.fit(train.texts, max_vocab=settings.max_vocab)
     config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
-    x_train = encode_texts(tokenizer, train, settings.max_len)
-    x_val = encode_texts(tokenizer, validation, settings.max_len)
+    x_train = encode_texts(tokenizer, train.texts, settings.max_len)
+    x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
               "class_names": train.class_names, "num_train": len(train)}
     resuming = prepare_run_folder(run_dir, record, overwrite)
@@ -182,14 +157,18 @@ def train_classifier(
         metrics=["accuracy"],
         jit_compile=settings.jit_compile,
     )
+    # A resumed run keeps the best model so far: its checkpoint only replaces a better loss.
+    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
+        if resumed_from else None
     fit_callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
                                       restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
-                                        save_best_only=True),
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "logs")),
+        keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
         *(callbacks or []),
     ]
     model.fit(x_train, train.labels, validation_data=(x_val, validation.labels),

@@ -114,16 +114,32 @@ def test_predict_reads_a_file_and_stdin(trained, tmp_path, capsys):
 
 
 def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
-    corpus = ["The dog, the ball!", "Ünïcödé — «quotes» and 東京 🐶", "", "   ", "it's 3.5%"]
-    training_side = Tokenizer.load(trained / "run" / "tokenizer.json")
-    serving_file = trained / "saved_models" / "task" / "1" / "tokenizer.json"
+    """The ids `train_classifier` feeds to fit equal the ids `predict` sends to onnxruntime."""
+    import keras_attn.training  # the training side: Keras loaded, encode_texts as fit uses it
+    from keras_attn.data import encode_texts
+
+    corpus = ["The dog, the ball!", "Ünïcödé — «quotes» and 東京 🐶", "it's 3.5%",
+              "ÉCOLE\u200b fiancée", "a " * 40]
+    assert keras_attn.training.encode_texts is encode_texts
+    training_side = encode_texts(Tokenizer.load(trained / "run" / "tokenizer.json"), corpus, 24)
+    serving_dir = trained / "saved_models" / "task" / "1"
     code = BLOCK_IMPORTS + (
-        "import json\nfrom export.tokenizer import Tokenizer\n"
-        "t = Tokenizer.load(sys.argv[2])\n"
-        "print(json.dumps(t.encode_batch(json.loads(sys.argv[3]), 24).tolist()))\n")
-    result = run_python(code, "tensorflow,keras", str(serving_file), json.dumps(corpus))
+        "import json\nimport numpy as np\nfrom export import runtime\n"
+        "from keras_attn import cli\n"
+        "sent = []\n"
+        "real_predict = runtime.Predictor.predict\n"
+        "def spy(self, ids):\n"
+        "    sent.append(np.asarray(ids).tolist())\n"
+        "    return real_predict(self, ids)\n"
+        "runtime.Predictor.predict = spy\n"
+        "assert cli.main(['predict', sys.argv[2], *json.loads(sys.argv[3])]) == 0\n"
+        "print('IDS', json.dumps(sent[0]))\n")
+    result = run_python(code, "tensorflow,keras", str(serving_dir), json.dumps(corpus))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == training_side.encode_batch(corpus, 24).tolist()
+    sent = json.loads(result.stdout.split("IDS ", 1)[1])
+    assert sent == training_side.tolist()
+    assert len(sent[-1]) == 24  # truncated to max_len on both paths
+
 
 
 def test_attend_draws_one_png_per_block_and_head(trained, tmp_path):
@@ -181,6 +197,7 @@ def bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     write_csv(tmp_path / "nolabel.csv", [("x", "y")], header=("text", "sentiment"))
     write_csv(tmp_path / "ok.csv", [("good", "p"), ("bad", "n")] * 5)
+    (tmp_path / "latin1.csv").write_bytes("text,label\ncafé,a\nthé,b\n".encode("latin-1"))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("my own file")
     return {
@@ -190,15 +207,23 @@ def bad_inputs(tmp_path):
         "non-UTF-8 file": (["--data", str(tmp_path / "latin1")], "bad.txt"),
         "CSV without label column": (["--data", str(tmp_path / "nolabel.csv")], "label"),
         "d_model not divisible": (["--data", str(tmp_path / "ok.csv"), "--d-model", "10",
-                                   "--heads", "4"], "d_model=10, num_heads=4"),
-        "max_len < 1": (["--data", str(tmp_path / "ok.csv"), "--max-len", "0"], "max_len=0"),
+                                   "--heads", "4"], "--d-model 10, --heads 4"),
+        "max_len < 1": (["--data", str(tmp_path / "ok.csv"), "--max-len", "0"], "--max-len 0"),
+        "epochs < 1": (["--data", str(tmp_path / "ok.csv"), "--epochs", "0"], "--epochs 0"),
+        "batch size < 1": (["--data", str(tmp_path / "ok.csv"), "--batch-size", "0"],
+                           "--batch-size 0"),
+        "learning rate <= 0": (["--data", str(tmp_path / "ok.csv"), "--learning-rate", "0"],
+                               "learning_rate"),
+        "unknown class": (["--data", str(tmp_path / "ok.csv"), "--classes", "p,zzz"], "zzz"),
+        "non-UTF-8 CSV": (["--data", str(tmp_path / "latin1.csv")], "latin1.csv"),
         "foreign output folder": (["--data", str(tmp_path / "ok.csv"), "--out",
                                    str(tmp_path / "other")], "not a keras-attn run"),
     }
 
 
 CASES = ["missing folder", "empty folder", "single class", "non-UTF-8 file",
-         "CSV without label column", "d_model not divisible", "max_len < 1",
+         "CSV without label column", "d_model not divisible", "max_len < 1", "epochs < 1",
+         "batch size < 1", "learning rate <= 0", "unknown class", "non-UTF-8 CSV",
          "foreign output folder"]
 
 
@@ -207,15 +232,16 @@ def test_bad_train_input_exits_2_and_writes_nothing(case, tmp_path, capsys):
     flags, message = bad_inputs(tmp_path)[case]
     out = [] if "--out" in flags else ["--out", str(tmp_path / "run")]
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    assert main(["train", *TINY, *flags, *out, "--epochs", "1"]) == 2
+    assert main(["train", *TINY, "--epochs", "1", *flags, *out]) == 2
     assert message in capsys.readouterr().err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_text_that_tokenizes_to_nothing(trained, tmp_path, capsys):
     version = str(trained / "saved_models" / "task" / "1")
-    assert main(["predict", version, "   "]) == 2
-    assert "no words or symbols" in capsys.readouterr().err
+    for text in ("   ", "\u200b"):  # blanks; only an invisible character
+        assert main(["predict", version, "fine", text]) == 2
+        assert "no words or symbols" in capsys.readouterr().err
     write_csv(tmp_path / "blank.csv", [("good", "a"), ("bad", "b"), ("", "a"), ("ok", "b"),
                                        ("fine", "a"), ("poor", "b")])
     assert main(["train", "--data", str(tmp_path / "blank.csv"), "--out",
@@ -229,3 +255,57 @@ def test_a_different_run_is_not_overwritten_without_the_flag(trained, tmp_path, 
     assert main(["train", "--data", str(data), "--out", str(trained / "run"), *TINY]) == 2
     assert "different keras-attn run" in capsys.readouterr().err
     assert (trained / "run" / "model.keras").read_bytes() == model_before
+
+
+def test_overwrite_replaces_only_the_run_files(tmp_path, capsys):
+    data = write_csv(tmp_path / "d.csv", [("good film", "p"), ("bad film", "n")] * 6)
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--data", str(data), "--out", str(run)]) == 0
+    (run / "my_notes.txt").write_text("keep me")
+    other = write_csv(tmp_path / "other.csv", [("fine", "p"), ("poor", "n")] * 6)
+    assert main(["train", *TINY, "--epochs", "1", "--data", str(other), "--out", str(run)]) == 2
+    assert main(["train", *TINY, "--epochs", "1", "--data", str(other), "--out", str(run),
+                 "--overwrite"]) == 0
+    assert (run / "my_notes.txt").read_text() == "keep me"
+    assert str(other.resolve()) in (run / "run.json").read_text()
+
+
+def test_classes_flag_selects_and_orders_classes(tmp_path):
+    data = write_folder(tmp_path / "imdb", {
+        "neg": ["bad", "awful", "dull", "poor"], "pos": ["good", "great", "fine", "fun"],
+        "unsup": ["a review", "another", "more", "text"]})
+    assert main(["train", *TINY, "--epochs", "1", "--data", str(data), "--classes",
+                 "pos,neg", "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["class_names"] == [
+        "pos", "neg"]
+
+
+def test_attend_overwrite_removes_stale_heatmaps(trained, tmp_path):
+    out = tmp_path / "maps"
+    out.mkdir()
+    (out / "block7_head9.png").write_bytes(b"stale")
+    assert main(["attend", str(trained / "run"), "a dog.", "--out", str(out),
+                 "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["block0_head0.png", "block0_head1.png"]
+    assert main(["attend", str(trained / "run"), "a dog.", "--out",
+                 str(out / "block0_head0.png")]) == 2
+
+
+def test_predict_input_errors(trained, tmp_path, capsys):
+    version = str(trained / "saved_models" / "task" / "1")
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("café\n".encode("latin-1"))
+    assert main(["predict", version, "--file", str(latin1)]) == 2
+    assert "latin1.txt is not UTF-8" in capsys.readouterr().err
+    assert main(["predict", version, "--file", str(latin1), "and a text"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["predict", version, "--file", str(tmp_path / "missing.txt")]) == 2
+    assert "Cannot read --file" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_language_model(capsys):
+    from export_cases import LANGUAGE_MODEL, exported
+
+    _, result = exported(LANGUAGE_MODEL)
+    assert main(["predict", str(result.path), "hello"]) == 2
+    assert "holds a language_model" in capsys.readouterr().err

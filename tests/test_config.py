@@ -3,6 +3,7 @@
 import pytest
 
 import keras_attn as ka
+import keras_attn.config
 
 GOOD = dict(vocab_size=100, max_len=16, d_model=32, num_heads=4, ff_dim=64, num_layers=2,
             num_classes=3)
@@ -33,6 +34,32 @@ def test_bad_values_are_named(field, value, message):
     assert field in str(error.value) and repr(value).strip("'") in str(error.value)
 
 
-def test_unknown_fields_are_rejected():
-    with pytest.raises(ValueError, match="Unknown ModelConfig fields \\['heads'\\]"):
+def test_unknown_and_missing_fields_are_rejected():
+    with pytest.raises(ValueError, match="unknown \\['heads'\\], missing \\[\\]"):
         ka.ModelConfig.from_dict({**GOOD, "heads": 2})
+    partial = {k: v for k, v in GOOD.items() if k != "d_model"}
+    with pytest.raises(ValueError, match="unknown \\[\\], missing \\['d_model'\\]"):
+        ka.ModelConfig.from_dict(partial)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "positive integer"),
+    ("batch_size", -1, "positive integer"),
+    ("learning_rate", 0.0, "above 0"),
+    ("jit_compile", "yes", "True or False"),
+    ("d_model", 11, "divisible"),
+])
+def test_train_settings_are_validated(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        ka.config.TrainSettings(**{field: value})
+
+
+@pytest.mark.parametrize("layer, kwargs", [
+    ("TransformerBlock", {"num_heads": 2, "ff_dim": 4, "norm_first": "no"}),
+    ("MultiHeadSelfAttention", {"num_heads": 2, "use_causal_mask": "False"}),
+    ("SelfAttention", {"use_causal_mask": 1}),
+    ("PositionalEmbedding", {"vocab_size": 5, "max_len": 4, "d_model": 2, "mask_zero": None}),
+])
+def test_layer_switches_must_be_booleans(layer, kwargs):
+    with pytest.raises(ValueError, match="must be True or False"):
+        getattr(ka, layer)(**kwargs)

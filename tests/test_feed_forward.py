@@ -28,3 +28,10 @@ def test_erf_gelu_equals_keras_exact_gelu():
 def test_unknown_activation_lists_the_allowed_ones():
     with pytest.raises(ValueError, match="'relu', 'gelu', 'gelu_tanh'.*activation='swish'"):
         ka.FeedForward(hidden_dim=4, activation="swish")
+
+
+def test_every_configurable_activation_has_an_implementation():
+    from keras_attn.activations import ACTIVATION_FUNCTIONS
+    from keras_attn.config import ACTIVATIONS
+
+    assert set(ACTIVATIONS) == set(ACTIVATION_FUNCTIONS)

@@ -1,0 +1,91 @@
+"""train_classifier: run folders that are never clobbered, and resumes that keep the best model."""
+
+import json
+
+import keras
+import pytest
+
+from keras_attn.config import TrainSettings
+from keras_attn.data import TextDataset, split_train_validation
+from keras_attn.tasks import make_reference_task
+from keras_attn.training import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    MODEL_FILE,
+    RunFolderError,
+    prepare_run_folder,
+    train_classifier,
+)
+
+SETTINGS = TrainSettings(max_len=24, d_model=16, num_heads=2, ff_dim=32, num_layers=1,
+                         max_vocab=200, epochs=4, batch_size=32, patience=10,
+                         jit_compile=False)
+
+
+def test_run_folder_rules(tmp_path):
+    run, record = tmp_path / "run", {"data": "a"}
+    assert prepare_run_folder(run, record, overwrite=False) is False  # new run
+    assert prepare_run_folder(run, record, overwrite=False) is True  # same, interrupted
+    with pytest.raises(RunFolderError, match="different keras-attn run"):
+        prepare_run_folder(run, {"data": "b"}, overwrite=False)
+    (run / CONFIG_FILE).write_text("{}")  # finished
+    with pytest.raises(RunFolderError, match="finished"):
+        prepare_run_folder(run, record, overwrite=False)
+    (run / "notes.txt").write_text("mine")
+    assert prepare_run_folder(run, {"data": "b"}, overwrite=True) is False
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt", "run.json"]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(RunFolderError, match="nothing is deleted"):
+        prepare_run_folder(foreign, record, overwrite=True)
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+class SimulatedKillError(Exception):
+    pass
+
+
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise SimulatedKillError
+
+
+def test_resume_keeps_the_best_model_so_far(tmp_path):
+    data = make_reference_task(400, seed=3)
+    train, validation = split_train_validation(data, 0.25, seed=0)
+    run = tmp_path / "run"
+    with pytest.raises(SimulatedKillError):
+        train_classifier(train, validation, SETTINGS, run, data_description="d",
+                         callbacks=[InterruptAfterEpoch(1)], verbose=0)
+    assert not (run / CONFIG_FILE).exists()
+    # Pretend the best epoch so far was unbeatable: no resumed epoch may replace its model.
+    history = (run / HISTORY_FILE).read_text().splitlines()
+    header = history[0].split(",")
+    rows = [row.split(",") for row in history[1:]]
+    rows[0][header.index("val_loss")] = "0.0"
+    (run / HISTORY_FILE).write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
+    best_model = (run / MODEL_FILE).read_bytes()
+
+    logs = []
+    resumed = train_classifier(train, validation, SETTINGS, run, data_description="d",
+                               log=logs.append, verbose=0)
+    assert resumed.resumed_from_epoch == 2
+    assert any("Resuming the interrupted run" in line for line in logs)
+    assert (run / MODEL_FILE).read_bytes() == best_model
+    assert [int(e) for e in resumed.history["epoch"]] == [0, 1, 2, 3]
+    assert json.loads((run / CONFIG_FILE).read_text())["settings"]["epochs"] == 4
+
+
+def test_texts_without_tokens_are_refused_before_anything_is_written(tmp_path):
+    import numpy as np
+
+    bad = TextDataset(["good", "  ", "bad", "fine"], np.array([0, 1, 1, 0]), ["a", "b"])
+    with pytest.raises(ValueError, match="no words or symbols.*#1"):
+        train_classifier(bad, bad, SETTINGS, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
