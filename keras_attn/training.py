@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import shutil
 from collections.abc import Callable
@@ -97,6 +98,16 @@ def _remove_run_outputs(run_dir: Path) -> None:
             path.unlink()
 
 
+def _fingerprint(*datasets: TextDataset) -> str:
+    """sha256 of the texts and labels: a rerun resumes only on exactly the same data."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        for text in dataset.texts:
+            digest.update(text.encode("utf-8") + b"\0")
+        digest.update(dataset.labels.astype("int64").tobytes())
+    return digest.hexdigest()
+
+
 def _resumed_epoch(run_dir: Path) -> int:
     metadata = run_dir / BACKUP_DIR / "training_metadata.json"
     if not metadata.exists():
@@ -143,7 +154,8 @@ def train_classifier(
     x_train = encode_texts(tokenizer, train.texts, settings.max_len)
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
-              "class_names": train.class_names, "num_train": len(train)}
+              "class_names": train.class_names, "num_train": len(train),
+              "data_sha256": _fingerprint(train, validation)}
     resuming = prepare_run_folder(run_dir, record, overwrite)
     resumed_from = _resumed_epoch(run_dir) if resuming else 0
     if resumed_from:
