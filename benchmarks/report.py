@@ -1,0 +1,116 @@
+"""The issue's goals, judged from one run's ratios, and the run as a markdown report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _goal(name: str, target: str, measured: float | None, met: bool | None,
+          detail: str) -> dict[str, Any]:
+    return {"goal": name, "target": target, "measured": measured, "met": met, "detail": detail}
+
+
+def judge_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One entry per goal of the issue: the ratio measured in this run and whether it is met
+    (`met` is None when the run did not measure it, e.g. int8 accuracy under --quick)."""
+    training, inference = results["training"], results["inference"]
+    ours_train, ref_train = (max(training[name].values()) for name in ("keras_attn", "reference"))
+    best32, best1 = inference["best_batch32"], inference["best_batch1"]
+    ref32 = inference["reference_best_batch32"]
+    peak_fraction = results["roofline"]["inference_fraction_of_peak"]["ours_best"]
+    savedmodel_ms = inference["paths"]["SavedModel serving_default"]["batch1_ms"]
+    int8 = results["int8"]
+    accuracy = int8.get("accuracy") or {}
+    gap = accuracy.get("gap_points")
+    int8_ratio = int8["speedup_vs_best_fp32"]
+    size_ratio = results["export"]["onnx_size_ratio"]
+    return [
+        _goal("Training: keras_attn vs keras.io MHA reference (each at its better jit)",
+              ">= 1.4x", ours_train / ref_train, ours_train / ref_train >= 1.4,
+              f"{ours_train:,.0f} vs {ref_train:,.0f} tokens/s"),
+        _goal("Inference b32: our best ORT vs reference's Keras-exported ONNX (its best)",
+              ">= 1.5x", best32["tokens_per_s"] / ref32["tokens_per_s"],
+              best32["tokens_per_s"] / ref32["tokens_per_s"] >= 1.5,
+              f"{best32['name']} vs {ref32['name']}"),
+        _goal("Inference b32: our best ORT, fraction of measured matmul peak", ">= 0.75",
+              peak_fraction, peak_fraction >= 0.75,
+              f"{best32['tokens_per_s']:,.0f} tokens/s x forward FLOPs / peak"),
+        _goal("Inference b1: our best ORT latency vs SavedModel", "<= 0.4x",
+              best1["batch1_ms"] / savedmodel_ms, best1["batch1_ms"] / savedmodel_ms <= 0.4,
+              f"{best1['name']}: {best1['batch1_ms']:.3f} ms vs {savedmodel_ms:.3f} ms"),
+        _goal("int8: throughput vs our best fp32 ORT", ">= 1.5x", int8_ratio,
+              int8_ratio >= 1.5, f"{int8['best']['name']}"),
+        _goal("int8: demo-task accuracy vs fp32", "within 0.5 points", gap,
+              None if gap is None else abs(gap) <= 0.5,
+              "not measured (--quick)" if gap is None else
+              f"fp32 {accuracy['fp32']:.2f}% vs int8 {accuracy['int8']:.2f}%"),
+        _goal("Size: ONNX file vs params x 4 bytes", "<= 1.05x", size_ratio, size_ratio <= 1.05,
+              f"{results['export']['onnx_bytes']:,} bytes, {results['export']['params']:,} params"),
+    ]
+
+
+def _met(value: bool | None) -> str:
+    return "not measured" if value is None else ("**met**" if value else "**not met**")
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The whole run as markdown: goals, training, inference, roofline, export, fusion, int8."""
+    meta, roof = results["meta"], results["roofline"]
+    lines = [
+        f"### keras-attn benchmark: {meta['date']}, {meta['machine']}",
+        "",
+        f"Config `{meta['config_name']}` ({meta['config']}), batch 32 x {meta['max_len']} "
+        f"tokens, {'--quick' if meta['quick'] else 'full'} run. All ratios are within this run.",
+        "",
+        "| goal | target | measured | result | detail |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {g['goal']} | {g['target']} | {_num(g['measured'])} | {_met(g['met'])} | "
+              f"{g['detail']} |" for g in results["goals"]]
+    training = results["training"]
+    lines += ["", "| training (steady-state fit steps) | jit off tokens/s | jit on tokens/s | "
+              "best, fraction of peak (3x fwd FLOPs) |", "|---|---|---|---|"]
+    for name, label in (("keras_attn", "keras_attn classifier"),
+                        ("reference", "keras.io MultiHeadAttention reference")):
+        lines.append(f"| {label} | {training[name]['jit off']:,.0f} | "
+                     f"{training[name]['jit on']:,.0f} | "
+                     f"{roof['training_fraction_of_peak'][name]:.1%} |")
+    inference = results["inference"]
+    lines += ["", "| inference path | batch 1 ms | batch 32 tokens/s | b32 fraction of peak | "
+              "parity vs Keras (max abs) |", "|---|---|---|---|---|"]
+    for name, path in inference["paths"].items():
+        parity = path.get("parity_max_abs")
+        lines.append(f"| {name} | {path['batch1_ms']:.3f} | {path['batch32_tokens_per_s']:,.0f} "
+                     f"| {path['fraction_of_peak']:.1%} | "
+                     f"{'-' if parity is None else f'{parity:.1e}'} |")
+    lines += ["", f"Best fp32 ORT at batch 32: **{inference['best_batch32']['name']}**; at batch "
+              f"1: **{inference['best_batch1']['name']}**. Matmul peak (NumPy fp32 2048^3, same "
+              f"run): {roof['peak_gflops']:.1f} GFLOP/s; forward FLOPs/token: "
+              f"{roof['forward_flops_per_token']:,.0f}."]
+    export = results["export"]
+    lines += ["", "| export | seconds | ONNX bytes | params x 4 | ratio |", "|---|---|---|---|---|",
+              f"| export.export_model (SavedModel + ONNX + parity battery) | "
+              f"{export['seconds']:.1f} | {export['onnx_bytes']:,} | {export['params'] * 4:,} | "
+              f"{export['onnx_size_ratio']:.3f} |",
+              f"| reference model.export(format=\"onnx\") | {export['reference_seconds']:.1f} | "
+              f"{export['reference_onnx_bytes']:,} | {export['reference_params'] * 4:,} | "
+              f"{export['reference_onnx_bytes'] / (export['reference_params'] * 4):.3f} |"]
+    lines += ["", "| graph | rewrites applied | ops as written | ops after ORT load-time "
+              "optimization |", "|---|---|---|---|"]
+    for name, graph in results["fusion"].items():
+        applied = ", ".join(f"{k} x{v}" for k, v in graph["rewrites"].items()) or "-"
+        lines.append(f"| {name} | {applied} | {_ops(graph['ops_before'])} | "
+                     f"{_ops(graph['ops_after'])} |")
+    accuracy = results["int8"].get("accuracy")
+    if accuracy:
+        lines += ["", f"int8 accuracy ({accuracy['setup']}): Keras {accuracy['keras']:.2f}%, "
+                  + ", ".join(f"{k} {v:.2f}%" for k, v in accuracy["scores"].items())]
+    return "\n".join(lines)
+
+
+def _ops(counts: dict[str, int]) -> str:
+    return f"{sum(counts.values())}: " + ", ".join(f"{op} {n}" for op, n in counts.items())

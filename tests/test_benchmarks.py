@@ -1,0 +1,51 @@
+"""Smoke test of `benchmarks/run.py --quick`: it completes and writes the JSON it promises.
+
+Timings depend on the machine and whatever else runs on it, so nothing here looks at a
+number: only that the run finishes and that every section and goal is present.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SECTIONS = {"meta", "training", "inference", "roofline", "export", "fusion", "int8", "goals"}
+GOALS = 7  # training, 2x batch-32 inference, batch-1 latency, 2x int8, size
+
+
+def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--json", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "| goal | target | measured | result |" in completed.stdout
+
+    results = json.loads(out.read_text())
+    assert SECTIONS <= set(results)
+    assert results["meta"]["quick"] is True
+    assert set(results["training"]) == {"keras_attn", "reference"}
+    for model in results["training"].values():
+        assert set(model) == {"jit off", "jit on"}
+    inference = results["inference"]
+    assert {"paths", "parity", "best_batch32", "best_batch1", "reference_best_batch32"} <= set(
+        inference)
+    for name in ("Keras call", "SavedModel serving_default", "ORT plain, default",
+                 "reference Keras-exported ONNX, default"):
+        assert {"batch1_ms", "batch32_tokens_per_s"} <= set(inference["paths"][name])
+    assert any(path["kind"] == "int8" for path in inference["paths"].values())
+    assert {"ok", "pairs"} <= set(inference["parity"])
+    assert {"peak_gflops", "forward_flops_per_token", "training_fraction_of_peak",
+            "inference_fraction_of_peak"} <= set(results["roofline"])
+    assert {"seconds", "onnx_bytes", "params", "onnx_size_ratio"} <= set(results["export"])
+    for graph in results["fusion"].values():
+        assert {"rewrites", "ops_before", "ops_after"} <= set(graph)
+    assert {"best", "speedup_vs_best_fp32", "accuracy"} <= set(results["int8"])
+    assert len(results["goals"]) == GOALS
+    for goal in results["goals"]:
+        assert {"goal", "target", "measured", "met", "detail"} <= set(goal)
