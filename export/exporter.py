@@ -81,7 +81,8 @@ def export_model(
         out_dir: the model's folder, e.g. "saved_models/sentiment"; created if missing.
         version: the version number to write; default: one more than the highest present.
             An existing version is an error, never overwritten.
-        tokenizer: optional object with `.save(path)`; saved as `tokenizer.json`.
+        tokenizer: optional object with `.vocab_size` (which must equal the model's) and
+            `.save(path)`; saved as `tokenizer.json`.
         class_names: optional names of the classifier's classes, one per logit.
         opset: ONNX opset, 17 (default) or 18.
         tolerance: the largest absolute logit difference the parity battery accepts.
@@ -91,7 +92,8 @@ def export_model(
 
     Raises:
         FileExistsError: `version` exists already.
-        ValueError: `model` is not a keras_attn model, or `class_names` does not fit it.
+        ValueError: `model` is not a keras_attn model, or `class_names` or the tokenizer's
+            vocab_size does not fit it; raised before anything is written.
         ParityError: an exported runtime disagrees with Keras; nothing is left behind.
 
     Example:
@@ -108,6 +110,7 @@ def export_model(
     task = ka.model_task(model)
     opset = OPSET if opset is None else opset
     class_names = _check_class_names(class_names, task, config.num_classes)
+    _check_tokenizer(tokenizer, config.vocab_size)
     version = next_version(out_dir) if version is None else version
     keras_attn_version = ka.__version__
 
@@ -153,6 +156,19 @@ def _check_class_names(class_names: Sequence[str] | None, task: str,
         raise ValueError(f"class_names must be {num_classes} strings, one per class. "
                          f"Received: class_names={class_names!r}")
     return names
+
+
+def _check_tokenizer(tokenizer: Any, vocab_size: int) -> None:
+    """The tokenizer must make exactly the ids the model embeds: with fewer, some embeddings
+    are never reached; with more, served text produces ids the model refuses."""
+    if tokenizer is None:
+        return
+    tokenizer_size = getattr(tokenizer, "vocab_size", None)
+    if tokenizer_size != vocab_size:
+        raise ValueError(
+            f"The tokenizer does not fit the model: its vocab_size must equal the model's "
+            f"vocab_size={vocab_size}. Received: a tokenizer with vocab_size={tokenizer_size}"
+        )
 
 
 def _logits_shape(task: str) -> str:

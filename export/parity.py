@@ -80,19 +80,20 @@ def _ragged_batch(rng: np.random.Generator, batch: int, max_len: int, vocab_size
 def diff_stats(reference: np.ndarray, candidate: np.ndarray) -> tuple[float, float]:
     """(max |a - b|, max |a - b| / max(|a|, REL_FLOOR)) between two logits arrays.
 
-    A shape mismatch, or a NaN in one array where the other has a number, counts as an
-    infinite difference; NaN in both at the same place counts as agreement.
+    A shape mismatch, or a NaN or infinity anywhere in either array, counts as an infinite
+    difference: logits that are not finite agree with nothing, not even with the same NaN from
+    another runtime, so a model that outputs NaN can never pass the battery.
     """
     reference = np.asarray(reference, np.float64)
     candidate = np.asarray(candidate, np.float64)
     if reference.shape != candidate.shape:
         return float("inf"), float("inf")
+    if not (np.isfinite(reference).all() and np.isfinite(candidate).all()):
+        return float("inf"), float("inf")
     if reference.size == 0:
         return 0.0, 0.0
     diff = np.abs(reference - candidate)
-    both_nan = np.isnan(reference) & np.isnan(candidate)
-    diff = np.where(both_nan, 0.0, np.where(np.isnan(diff), np.inf, diff))
-    relative = diff / np.maximum(np.abs(np.nan_to_num(reference)), REL_FLOOR)
+    relative = diff / np.maximum(np.abs(reference), REL_FLOOR)
     return float(diff.max()), float(relative.max())
 
 

@@ -6,7 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported
+from export_cases import CLASSIFIER, LANGUAGE_MODEL, build_model, copy_version, exported
 
 import export.onnx
 from export import ParityError, export_model, exporter, runtime
@@ -23,7 +23,11 @@ def snapshot(folder):
 
 
 class WordTokenizer:
-    """The one thing export_model asks of a tokenizer: `.save(path)`."""
+    """What export_model asks of a tokenizer: `.vocab_size` equal to the model's (50 in
+    export_cases) and `.save(path)`."""
+
+    def __init__(self, vocab_size=50):
+        self.vocab_size = vocab_size
 
     def save(self, path):
         with open(path, "w") as file:
@@ -110,6 +114,35 @@ def test_bad_class_names_are_refused_before_writing(tmp_path, name, class_names,
     with pytest.raises(ValueError, match=message):
         export_model(exported(name)[0], tmp_path / "model", class_names=class_names)
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("tokenizer, received", [
+    (WordTokenizer(vocab_size=4), "vocab_size=4"),
+    (WordTokenizer(vocab_size=51), "vocab_size=51"),
+    (object(), "vocab_size=None"),
+])
+def test_tokenizer_that_does_not_fit_the_model_is_refused_before_writing(tmp_path, monkeypatch,
+                                                                          tokenizer, received):
+    written = []
+    monkeypatch.setattr(WordTokenizer, "save", lambda self, path: written.append(path))
+    with pytest.raises(ValueError) as error:
+        export_model(exported(CLASSIFIER)[0], tmp_path / "model", tokenizer=tokenizer)
+    assert "model's vocab_size=50" in str(error.value)
+    assert f"Received: a tokenizer with {received}" in str(error.value)
+    assert not (tmp_path / "model").exists() and written == []
+
+
+def test_model_that_outputs_nan_is_refused(tmp_path):
+    """NaN logits agree with nothing, not even the NaN every runtime computes from them."""
+    model = build_model(CLASSIFIER)
+    weights = model.get_weights()
+    weights[-1] = np.full_like(weights[-1], np.nan)  # the output bias: every logit is NaN
+    model.set_weights(weights)
+    with pytest.raises(ParityError) as error:
+        export_model(model, tmp_path / "model")
+    assert all(not pair.passed and pair.max_abs_diff == float("inf")
+               for pair in error.value.report.pairs)
+    assert os.listdir(tmp_path / "model") == []
 
 
 def test_a_model_not_built_by_keras_attn_is_refused(tmp_path):
