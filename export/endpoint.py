@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from export.inputs import length_message, range_message
 from export.metadata import INPUT_NAME, OUTPUT_NAME
 
 TOKEN_IDS_SPEC = tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)
@@ -33,28 +34,23 @@ def checked_logits_function(
     model: keras.Model, max_len: int, vocab_size: int
 ) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
     """`logits_function` behind asserts on the sequence length (1 to max_len) and the ids
-    ([0, vocab_size)); each failure message names the limit."""
+    ([0, vocab_size)); each failure message names the limit, in the words
+    `export.inputs` and keras_attn's own checks use."""
     compute = logits_function(model)
 
     def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
         length = tf.shape(token_ids)[1]
         checks = [
             tf.debugging.assert_greater_equal(
-                length, 1,
-                message=f"token_ids: every sequence needs 1 to max_len={max_len} ids; "
-                "received an empty sequence"),
+                length, 1, message=length_message(max_len, "sequence length 0")),
             tf.debugging.assert_less_equal(
                 length, max_len,
-                message=f"token_ids: sequences may hold at most max_len={max_len} ids; "
-                "received a longer one"),
+                message=length_message(max_len, f"a sequence longer than {max_len}")),
             tf.debugging.assert_non_negative(
-                token_ids,
-                message=f"token_ids: ids must lie in [0, vocab_size={vocab_size}); "
-                "received a negative id"),
+                token_ids, message=range_message(vocab_size, "a negative id")),
             tf.debugging.assert_less(
                 token_ids, tf.constant(vocab_size, tf.int32),
-                message=f"token_ids: ids must lie in [0, vocab_size={vocab_size}); "
-                f"received an id >= {vocab_size}"),
+                message=range_message(vocab_size, f"an id >= {vocab_size}")),
         ]
         # The model's own Gather would fail first on a bad id, with a message about indices.
         with tf.control_dependencies(checks):

@@ -16,6 +16,21 @@ import numpy as np
 PADDING_ID = 0
 
 
+# The two messages below read as keras_attn/token_checks.py's do, so that a user sees the same
+# words from Keras, the SavedModel and onnxruntime; that module imports keras, this one must not.
+def length_message(max_len: int, received: str) -> str:
+    """What a sequence of the wrong length is told; `received` says what came in."""
+    return (
+        f"Sequence length must be between 1 and max_len={max_len}, the number of learned "
+        f"position vectors. Received: {received}"
+    )
+
+
+def range_message(vocab_size: int, received: str) -> str:
+    """What an id outside [0, vocab_size) is told; `received` says which id and where."""
+    return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
+
+
 def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray:
     """Validates a batch of token ids and returns it as int32 `[batch, sequence]`.
 
@@ -31,8 +46,9 @@ def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray
 
     Raises:
         ValueError: on a non-integer dtype (floats, bools, strings), rank above 2, an empty
-            batch or sequence, a sequence longer than max_len, or an id outside
-            `[0, vocab_size)`. The message says what is allowed and what was received.
+            batch or sequence, a sequence longer than max_len, an id outside
+            `[0, vocab_size)`, or a sequence of padding (id 0) only. The message says what is
+            allowed and what was received.
 
     Example:
         >>> check_token_ids([[5, 3, 9], [7]], vocab_size=10, max_len=4).tolist()
@@ -41,7 +57,7 @@ def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray
     if isinstance(token_ids, (list, tuple)) and len(token_ids) == 0:
         raise ValueError("token_ids must hold at least one sequence. Received: an empty list")
     if _is_ragged(token_ids):
-        array = _pad_ragged(token_ids)
+        array = _pad_ragged(token_ids, max_len)
     else:
         array = _as_array(token_ids)
         _check_dtype(array)
@@ -55,17 +71,11 @@ def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray
     batch, length = array.shape
     if batch == 0:
         raise ValueError("token_ids must hold at least one sequence. Received: an empty batch")
-    if length == 0:
-        raise ValueError(
-            f"Every sequence needs 1 to max_len={max_len} ids. Received: empty sequences "
-            f"(shape {array.shape})"
-        )
-    if length > max_len:
-        raise ValueError(
-            f"Sequences may hold at most max_len={max_len} ids. Received: a sequence of "
-            f"{length} ids"
-        )
+    if not 1 <= length <= max_len:
+        raise ValueError(length_message(max_len, f"sequence length {length} (token_ids of "
+                                                  f"shape {array.shape})"))
     _check_range(array, vocab_size)
+    _check_not_all_padding(array)
     return np.ascontiguousarray(array, dtype=np.int32)
 
 
@@ -90,7 +100,7 @@ def _as_array(token_ids: Any) -> np.ndarray:
         ) from None
 
 
-def _pad_ragged(rows: Sequence[Any]) -> np.ndarray:
+def _pad_ragged(rows: Sequence[Any], max_len: int) -> np.ndarray:
     """Right-pads id lists with `PADDING_ID` to the longest one."""
     arrays = [_as_array(row) for row in rows]
     for index, row in enumerate(arrays):
@@ -99,10 +109,9 @@ def _pad_ragged(rows: Sequence[Any]) -> np.ndarray:
                 "A list of sequences must hold flat id lists. Received: sequence "
                 f"{index} of shape {row.shape}"
             )
-        if row.size == 0:
-            raise ValueError(
-                f"Every sequence needs at least one id. Received: sequence {index} is empty"
-            )
+        if not 1 <= row.size <= max_len:
+            raise ValueError(length_message(max_len, f"sequence length {row.size} "
+                                                     f"(sequence {index})"))
         _check_dtype(row, where=f"sequence {index}")
     padded = np.full((len(arrays), max(row.size for row in arrays)), PADDING_ID, np.int64)
     for index, row in enumerate(arrays):
@@ -124,8 +133,19 @@ def _check_range(array: np.ndarray, vocab_size: int) -> None:
     bad = (array < 0) | (array >= vocab_size)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(range_message(
+            vocab_size, f"id {int(array[row, column])} at [{row}, {column}] "
+            f"({int(bad.sum())} id(s) out of range)"))
+
+
+def _check_not_all_padding(array: np.ndarray) -> None:
+    """A row of padding only has no token to read: its logits would come from the model's
+    biases alone, a confident-looking answer about nothing."""
+    empty = np.flatnonzero((array == PADDING_ID).all(axis=1))
+    if empty.size:
         raise ValueError(
-            f"Token ids must lie in [0, vocab_size={vocab_size}). Received: id "
-            f"{int(array[row, column])} at [{row}, {column}] "
-            f"({int(bad.sum())} id(s) out of range)"
+            f"Each sequence needs at least one non-padding id (padding is id {PADDING_ID}). "
+            f"Received: sequence {int(empty[0])} is all padding"
+            + (f" ({empty.size} such sequences: {empty[:10].tolist()})" if empty.size > 1
+               else "")
         )

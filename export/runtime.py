@@ -102,7 +102,8 @@ class Predictor:
 
         Raises:
             ValueError: for ids that are not integers, of rank above 2, empty, longer than
-                max_len or outside [0, vocab_size); see `export.inputs.check_token_ids`.
+                max_len, outside [0, vocab_size), or a sequence of padding (id 0) only; see
+                `export.inputs.check_token_ids`.
         """
         ids = check_token_ids(token_ids, vocab_size=self.vocab_size, max_len=self.max_len)
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: ids})

@@ -14,6 +14,11 @@ from export_cases import BLOCK_IMPORTS, CLASSIFIER, LANGUAGE_MODEL, exported, ru
 from export.endpoint import keras_runtime
 from export.parity import TOLERANCE, diff_stats
 
+# The wording of keras_attn/token_checks.py and export/inputs.py.
+LENGTH = ("Sequence length must be between 1 and max_len=16, the number of learned position "
+          "vectors. Received: ")
+RANGE = "token_ids must lie in [0, vocab_size=50). Received: "
+
 
 @pytest.fixture(scope="module")
 def serving_default():
@@ -36,27 +41,36 @@ def test_signature_names_and_shapes(name, logits_shape):
     assert outputs["logits"].shape.as_list() == logits_shape
 
 
-def test_saved_model_cli_lists_the_named_signature():
+def test_saved_model_cli_show_all_lists_the_named_signature():
+    """`saved_model_cli show --dir <version> --all`, as TF Serving's docs inspect a model."""
     path = exported(CLASSIFIER)[1].path
     shown = subprocess.run(
         [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show",
-         "--dir", str(path), "--tag_set", "serve", "--signature_def", "serving_default"],
+         "--dir", str(path), "--all"],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert shown.returncode == 0, shown.stderr
-    assert "inputs['token_ids'] tensor_info:" in shown.stdout
-    assert "dtype: DT_INT32" in shown.stdout and "shape: (-1, -1)" in shown.stdout
-    assert "outputs['logits'] tensor_info:" in shown.stdout
-    assert "shape: (-1, 3)" in shown.stdout
-    assert "Method name is: tensorflow/serving/predict" in shown.stdout
+    # --all prints every signature of every tag set; ours is the one serving signature, so
+    # the serving block runs from its header to the next "signature_def[" (or the end).
+    signatures = shown.stdout.split("signature_def['")
+    serving = [block for block in signatures if block.startswith("serving_default']")]
+    assert len(serving) == 1, shown.stdout
+    block = serving[0]
+    inputs, outputs = block.split("The given SavedModel SignatureDef contains the following "
+                                  "output(s):")
+    assert "inputs['token_ids'] tensor_info:" in inputs
+    assert "dtype: DT_INT32" in inputs and "shape: (-1, -1)" in inputs
+    assert "outputs['logits'] tensor_info:" in outputs
+    assert "dtype: DT_FLOAT" in outputs and "shape: (-1, 3)" in outputs
+    assert "Method name is: tensorflow/serving/predict" in outputs
 
 
 @pytest.mark.parametrize("token_ids, fragments", [
-    (np.ones((2, 17), np.int32), ["at most max_len=16", "[17]"]),
-    (np.ones((2, 0), np.int32), ["1 to max_len=16", "empty sequence"]),
-    (np.array([[1, 50]], np.int32), ["[0, vocab_size=50)", "id >= 50"]),
-    (np.array([[3, -1]], np.int32), ["[0, vocab_size=50)", "negative id"]),
+    (np.ones((2, 17), np.int32), [LENGTH + "a sequence longer than 16", "[17]"]),
+    (np.ones((2, 0), np.int32), [LENGTH + "sequence length 0"]),
+    (np.array([[1, 50]], np.int32), [RANGE + "an id >= 50"]),
+    (np.array([[3, -1]], np.int32), [RANGE + "a negative id"]),
 ])
 def test_signature_rejects_bad_ids_naming_the_limit(serving_default, token_ids, fragments):
     _, signature = serving_default

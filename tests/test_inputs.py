@@ -8,6 +8,11 @@ from hypothesis import strategies as st
 from export.inputs import check_token_ids
 
 VOCAB_SIZE, MAX_LEN = 10, 4
+# The wording of keras_attn/token_checks.py, so that every runtime speaks alike.
+LENGTH = ("Sequence length must be between 1 and max_len=4, the number of learned position "
+          "vectors.")
+RANGE = "token_ids must lie in [0, vocab_size=10). Received: "
+NOT_PADDING = "Each sequence needs at least one non-padding id (padding is id 0)."
 
 
 def check(token_ids):
@@ -36,8 +41,8 @@ def test_ragged_lists_are_right_padded_with_zero():
     assert check(([1], np.array([2, 3]))).tolist() == [[1, 0], [2, 3]]
 
 
-@given(st.lists(st.lists(st.integers(0, VOCAB_SIZE - 1), min_size=1, max_size=MAX_LEN),
-                min_size=1, max_size=8))
+@given(st.lists(st.lists(st.integers(0, VOCAB_SIZE - 1), min_size=1, max_size=MAX_LEN)
+                .filter(any), min_size=1, max_size=8))
 def test_ragged_padding_keeps_every_id_in_place(rows):
     out = check(rows)
     assert out.shape == (len(rows), max(len(row) for row in rows))
@@ -57,12 +62,16 @@ def test_ragged_padding_keeps_every_id_in_place(rows):
         ([[[1, 2]]], ["flat id lists", "(1, 2)"]),
         ([], ["at least one sequence", "empty list"]),
         (np.zeros((0, 3), np.int32), ["at least one sequence", "empty batch"]),
-        (np.zeros((2, 0), np.int32), ["1 to max_len=4", "empty"]),
-        ([[1, 2], []], ["at least one id", "sequence 1 is empty"]),
-        (np.ones((1, 5), np.int32), ["max_len=4", "5 ids"]),
-        ([[1], [1, 2, 3, 4, 5, 6]], ["max_len=4", "6 ids"]),
-        (np.array([[1, -1]]), ["[0, vocab_size=10)", "id -1 at [0, 1]"]),
-        ([[1], [2, 10]], ["[0, vocab_size=10)", "id 10 at [1, 1]"]),
+        (np.zeros((2, 0), np.int32), [LENGTH, "Received: sequence length 0", "(2, 0)"]),
+        ([[1, 2], []], [LENGTH, "Received: sequence length 0 (sequence 1)"]),
+        (np.ones((1, 5), np.int32), [LENGTH, "Received: sequence length 5", "(1, 5)"]),
+        ([[1], [1, 2, 3, 4, 5, 6]], [LENGTH, "Received: sequence length 6 (sequence 1)"]),
+        (np.array([[1, -1]]), [RANGE + "id -1 at [0, 1]"]),
+        ([[1], [2, 10]], [RANGE + "id 10 at [1, 1]"]),
+        (np.array([[0, 0]]), [NOT_PADDING, "Received: sequence 0 is all padding"]),
+        ([[4, 2], [0], [0, 0, 0]],
+         [NOT_PADDING, "Received: sequence 1 is all padding", "2 such sequences: [1, 2]"]),
+        ([0], [NOT_PADDING, "sequence 0 is all padding"]),
         ([1, [2, 3]], ["integer array or a list of id lists", "list"]),
     ],
 )
@@ -71,6 +80,21 @@ def test_bad_token_ids_say_what_is_allowed_and_what_was_received(token_ids, frag
         check(token_ids)
     for fragment in fragments:
         assert fragment in str(error.value)
+
+
+def test_messages_read_like_the_keras_side_ones():
+    from keras_attn import token_checks  # imports keras: only here, not for the whole module
+
+    with pytest.raises(ValueError) as error:
+        check(np.ones((1, 5), np.int32))
+    assert str(error.value).startswith(token_checks.length_message(MAX_LEN, 5))
+    with pytest.raises(ValueError) as error:
+        check([[1, 10]])
+    assert str(error.value).startswith(token_checks.range_message(VOCAB_SIZE, "id 10"))
+
+
+def test_padding_is_fine_beside_a_real_id():
+    assert check([[0, 0, 3], [5]]).tolist() == [[0, 0, 3], [5, 0, 0]]
 
 
 def test_out_of_range_error_counts_every_bad_id():

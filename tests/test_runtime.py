@@ -69,13 +69,17 @@ def test_ids_are_checked_before_onnxruntime_sees_them(monkeypatch):
     monkeypatch.setattr(predictor.session, "run", lambda *args: calls.append(args))
     with pytest.raises(ValueError, match=r"\[0, vocab_size=50\)\. Received: id -1 at \[0, 1\]"):
         predictor.predict([[3, -1]])
+    with pytest.raises(ValueError, match="sequence 1 is all padding"):
+        predictor.predict([[3, 4], [0, 0]])
     assert calls == []
 
 
 @pytest.mark.parametrize("token_ids, message", [
-    ([[1, 50]], r"\[0, vocab_size=50\)\. Received: id 50"),
-    (np.ones((1, 17), np.int64), r"at most max_len=16 ids\. Received: a sequence of 17"),
-    ([[1, 2], []], "sequence 1 is empty"),
+    ([[1, 50]], r"^token_ids must lie in \[0, vocab_size=50\)\. Received: id 50 at \[0, 1\]"),
+    (np.ones((1, 17), np.int64),
+     r"^Sequence length must be between 1 and max_len=16, .*Received: sequence length 17"),
+    ([[1, 2], []], r"max_len=16, .*Received: sequence length 0 \(sequence 1\)"),
+    ([[0, 0, 0]], r"at least one non-padding id .*Received: sequence 0 is all padding"),
     (np.ones((2, 3), np.float32), "integer token ids. Received: dtype float32"),
     (np.ones((1, 2, 3), np.int32), "rank 3"),
     ([], "at least one sequence"),
