@@ -1,19 +1,26 @@
 """Exported models shared by the export tests: each configuration is built and exported once
 per test session (an export takes seconds), into a temporary folder removed at exit.
 
-Four configurations cover both model kinds, every activation, and pre-norm and post-norm.
+Twelve configurations cover every (model kind, activation, pre-/post-norm) combination once.
+The first four are what most tests use, and the parity tests also run them on hypothesis-drawn
+batches (`DRAWN_CASES`). The other eight, two of them with two blocks stacked, are checked by
+the battery `export_model` runs (20 batches: Keras against model.keras, the SavedModel and
+onnxruntime at two optimization levels) and by the ONNX graph checks; an export takes 3-5 s,
+which is why they are not also run on drawn batches.
 Tests must not modify these folders: copy one first (`copy_version`).
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -23,21 +30,51 @@ import keras_attn as ka
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# name -> (builder, activation, norm_first)
-CASES = {
-    "classifier-relu-post": (ka.build_classifier, "relu", False),
-    "classifier-gelu-pre": (ka.build_classifier, "gelu", True),
-    "language_model-gelu_tanh-post": (ka.build_language_model, "gelu_tanh", False),
-    "language_model-relu-pre": (ka.build_language_model, "relu", True),
-}
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One exported configuration: which builder, and the config fields that vary."""
+
+    builder: Callable[[ka.ModelConfig], keras.Model]
+    activation: str
+    norm_first: bool
+    num_layers: int = 1
+
+    @property
+    def kind(self) -> str:
+        return self.builder.__name__.removeprefix("build_")
+
+
 CLASSIFIER = "classifier-relu-post"
 LANGUAGE_MODEL = "language_model-gelu_tanh-post"
+CASES = {
+    CLASSIFIER: Case(ka.build_classifier, "relu", False),
+    "classifier-gelu-pre": Case(ka.build_classifier, "gelu", True),
+    LANGUAGE_MODEL: Case(ka.build_language_model, "gelu_tanh", False),
+    "language_model-relu-pre": Case(ka.build_language_model, "relu", True),
+    # The other eight combinations, exported once each; two of them stack two blocks.
+    "classifier-relu-pre": Case(ka.build_classifier, "relu", True),
+    "classifier-gelu-post": Case(ka.build_classifier, "gelu", False),
+    "classifier-gelu_tanh-post": Case(ka.build_classifier, "gelu_tanh", False),
+    "classifier-gelu_tanh-pre-2layers": Case(ka.build_classifier, "gelu_tanh", True, 2),
+    "language_model-relu-post": Case(ka.build_language_model, "relu", False),
+    "language_model-gelu-post-2layers": Case(ka.build_language_model, "gelu", False, 2),
+    "language_model-gelu-pre": Case(ka.build_language_model, "gelu", True),
+    "language_model-gelu_tanh-pre": Case(ka.build_language_model, "gelu_tanh", True),
+}
+DRAWN_CASES = (CLASSIFIER, "classifier-gelu-pre", LANGUAGE_MODEL, "language_model-relu-pre")
 
 
-def tiny_config(activation: str = "relu", norm_first: bool = False) -> ka.ModelConfig:
+def tiny_config(activation: str = "relu", norm_first: bool = False,
+                num_layers: int = 1) -> ka.ModelConfig:
     return ka.ModelConfig(vocab_size=50, max_len=16, d_model=16, num_heads=2, ff_dim=32,
-                          num_layers=1, num_classes=3, dropout=0.0, activation=activation,
-                          norm_first=norm_first)
+                          num_layers=num_layers, num_classes=3, dropout=0.0,
+                          activation=activation, norm_first=norm_first)
+
+
+def case_config(name: str) -> ka.ModelConfig:
+    case = CASES[name]
+    return tiny_config(case.activation, case.norm_first, case.num_layers)
 
 
 @functools.cache
@@ -49,9 +86,8 @@ def _root() -> Path:
 
 def build_model(name: str) -> keras.Model:
     """The model of case `name`, with seeded (so reproducible) random weights."""
-    builder, activation, norm_first = CASES[name]
-    keras.utils.set_random_seed(sorted(CASES).index(name))
-    return builder(tiny_config(activation, norm_first))
+    keras.utils.set_random_seed(list(CASES).index(name))
+    return CASES[name].builder(case_config(name))
 
 
 @functools.cache

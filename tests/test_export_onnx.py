@@ -4,7 +4,7 @@ import json
 
 import onnx
 import pytest
-from export_cases import CASES, CLASSIFIER, LANGUAGE_MODEL, build_model, exported, tiny_config
+from export_cases import CASES, CLASSIFIER, LANGUAGE_MODEL, build_model, case_config, exported
 from onnx import TensorProto, helper
 
 from export.onnx import OPSET, convert_to_onnx, name_dims
@@ -52,8 +52,7 @@ def test_exact_gelu_is_exported_as_erf():
                                         (LANGUAGE_MODEL, "language_model")])
 def test_metadata_holds_config_limits_versions(name, task):
     props = {prop.key: prop.value for prop in load(name).metadata_props}
-    _, activation, norm_first = CASES[name]
-    config = tiny_config(activation, norm_first).to_dict()
+    config = case_config(name).to_dict()
     if task == "language_model":  # it classifies every position over the vocabulary
         config["num_classes"] = config["vocab_size"]
     assert json.loads(props["config"]) == config

@@ -1,12 +1,14 @@
-"""export/parity.py: the battery itself, and parity of every exported configuration over
-hypothesis-drawn shapes: Keras == SavedModel == onnxruntime (basic and all levels)."""
+"""export/parity.py: the battery itself, and parity of every exported configuration:
+Keras == SavedModel == onnxruntime (basic and all levels), on the battery for all twelve
+configurations and on hypothesis-drawn shapes for the four one-layer ones."""
 
+import itertools
 import json
 import math
 
 import numpy as np
 import pytest
-from export_cases import CASES, exported, tiny_config
+from export_cases import CASES, DRAWN_CASES, exported, tiny_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,8 +68,31 @@ def test_diff_stats():
     assert max_abs == pytest.approx(1e-3) and max_rel == pytest.approx(5e-4)
     assert diff_stats(a, a[:, :2]) == (math.inf, math.inf)
     nan = np.array([np.nan, 1.0])
-    assert diff_stats(nan, nan) == (0.0, 0.0)
+    assert diff_stats(nan, nan) == (math.inf, math.inf)  # NaN agrees with nothing, even NaN
     assert diff_stats(nan, np.array([1.0, 1.0]))[0] == math.inf
+    assert diff_stats(np.array([1.0, 1.0]), nan)[0] == math.inf
+    infinite = np.array([np.inf, 1.0])
+    assert diff_stats(infinite, infinite) == (math.inf, math.inf)
+    assert diff_stats(-infinite, np.array([1.0, 1.0]))[0] == math.inf
+
+
+def test_a_runtime_that_outputs_nan_fails_even_against_itself():
+    """A model whose logits are NaN everywhere gives NaN in every runtime; that must fail."""
+    cases = parity_cases(4, 10, batch_sizes=(1, 2))
+
+    def nan_everywhere(ids):
+        return np.full(ids.shape, np.nan, np.float32)
+
+    def nan_in_one_logit(ids):
+        logits = ids.astype(np.float32)
+        logits[0, 0] = np.nan
+        return logits
+
+    report = compare_runtimes(nan_everywhere, {"same": nan_everywhere}, cases)
+    assert not report.ok and report.pairs[0].max_abs_diff == math.inf
+    assert report.pairs[0].worst_case == cases[0].name
+    assert "FAIL" in report.table()
+    assert not compare_runtimes(nan_in_one_logit, {"same": nan_in_one_logit}, cases).ok
 
 
 def test_compare_runtimes_catches_a_candidate_just_over_tolerance():
@@ -104,9 +129,9 @@ def test_empty_report_is_not_ok():
 
 @pytest.fixture(scope="module")
 def runtimes():
-    """name -> (keras, {candidate: runtime}) for every exported configuration."""
+    """name -> (keras, {candidate: runtime}) for the configurations checked on drawn batches."""
     loaded = {}
-    for name in CASES:
+    for name in DRAWN_CASES:
         model, result = exported(name)
         loaded[name] = (keras_runtime(model), {
             "savedmodel": savedmodel_runtime(result.path),
@@ -128,7 +153,7 @@ def padded_batches(draw):
     return ids
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", DRAWN_CASES)
 @settings(max_examples=40)
 @given(token_ids=padded_batches())
 def test_every_runtime_matches_keras_on_drawn_batches(runtimes, name, token_ids):
@@ -149,6 +174,15 @@ def test_export_time_battery_passed_and_was_recorded(name):
     assert all(pair.cases == 20 for pair in result.parity.pairs)
     recorded = ParityReport.from_dict(json.loads((result.path / "parity.json").read_text()))
     assert recorded == result.parity
+
+
+def test_cases_cover_every_kind_activation_and_norm():
+    covered = {(case.kind, case.activation, case.norm_first) for case in CASES.values()}
+    assert covered == set(itertools.product(("classifier", "language_model"),
+                                            ka.config.ACTIVATIONS, (False, True)))
+    assert {case.kind for case in CASES.values() if case.num_layers >= 2} == {
+        "classifier", "language_model"}
+    assert {CASES[name].kind for name in DRAWN_CASES} == {"classifier", "language_model"}
 
 
 def test_battery_tells_exact_gelu_from_its_tanh_approximation():
