@@ -12,66 +12,30 @@ Text becomes token ids in three steps, the same at training and at serving time:
    Whitespace only separates tokens.
 3. Look up: id 0 is padding ("[PAD]"), id 1 is any word missing from the vocabulary ("[UNK]").
 
+The character classes come from the running Python's Unicode tables (built in
+`export.unicode_classes`); a saved tokenizer records their version, and loading it where the
+version differs warns that some text may split differently.
+
 This module imports only the standard library and numpy: the serving path must never load
 TensorFlow or Keras.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import re
-import sys
 import tempfile
 import unicodedata
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from export.unicode_classes import token_patterns
+
 FORMAT = "keras-attn-tokenizer"
 FORMAT_VERSION = 1
-
-# CJK ideograph blocks: URO, Ext A, compatibility ideographs, Ext B-F + compat supplement, Ext G-H.
-_CJK_RANGES = ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF),
-               (0x20000, 0x2FA1F), (0x30000, 0x323AF))
-# Variation selectors only choose how the previous character is drawn (text or emoji style).
-_VARIATION_SELECTORS = ((0xFE00, 0xFE0F), (0xE0100, 0xE01EF))
-
-
-def _character_class(code_points: np.ndarray) -> str:
-    """Write sorted code points as a regex character class of ranges, e.g. ``[a-z0-9]``."""
-    breaks = np.flatnonzero(np.diff(code_points) != 1)
-    starts = [code_points[0], *code_points[breaks + 1]]
-    ends = [*code_points[breaks], code_points[-1]]
-    return "[" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}"
-                         for low, high in zip(starts, ends, strict=True)) + "]"
-
-
-@functools.cache
-def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
-    """Build (invisible characters to remove, token pattern) once, from the Unicode tables.
-
-    Scanning every code point takes ~0.3 s, so it happens on first use, not at import.
-    """
-    categories = np.array([unicodedata.category(chr(c)) for c in range(sys.maxunicode + 1)])
-    word = np.isin(categories.view("U1")[::2], ["L", "N", "M"])  # the major class, e.g. "L"
-    invisible = np.isin(categories, ["Cc", "Cf", "Cs"])
-    invisible[[c for c in np.flatnonzero(invisible) if chr(c).isspace()]] = False  # "\t", "\n"
-    cjk = np.zeros_like(word)
-    for low, high in _VARIATION_SELECTORS:
-        word[low : high + 1], invisible[low : high + 1] = False, True
-    for low, high in _CJK_RANGES:
-        word[low : high + 1], cjk[low : high + 1] = False, True
-    code_points = np.arange(len(categories))
-    bmp_word = _character_class(np.flatnonzero(word & (code_points < 0x10000)))
-    astral_word = _character_class(np.flatnonzero(word & (code_points >= 0x10000)))
-    # re tests a class of BMP characters with a bitmap but scans a class of astral-plane ranges
-    # one by one, so the look-ahead keeps that scan off the common BMP characters.
-    word_run = f"(?:{bmp_word}+|(?=[\\U00010000-\\U0010ffff]){astral_word})+"
-    token = re.compile(f"{_character_class(np.flatnonzero(cjk))}|{word_run}|\\S")
-    return re.compile(_character_class(np.flatnonzero(invisible))), token
 
 
 def _check_max_len(max_len: int | None) -> None:
@@ -173,7 +137,7 @@ class Tokenizer:
         Returns:
             The tokens, in order.
         """
-        invisible, token = _patterns()
+        invisible, token = token_patterns()
         text = invisible.sub("", unicodedata.normalize("NFKC", _check_text(text)))
         text = unicodedata.normalize("NFKC", text.casefold())
         return token.findall(text)
@@ -257,7 +221,9 @@ class Tokenizer:
             The JSON text; ``Tokenizer.from_json`` reads it back.
         """
         document = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                    "normalization": "nfkc-casefold-nfkc", "vocabulary": self._vocabulary}
+                    "normalization": "nfkc-casefold-nfkc",
+                    "unicode_version": unicodedata.unidata_version,
+                    "vocabulary": self._vocabulary}
         return json.dumps(document, ensure_ascii=False, indent=1)
 
     @classmethod
@@ -327,6 +293,21 @@ class Tokenizer:
         if not isinstance(vocabulary, list):
             raise malformed(f"'vocabulary' must be a list. Received: {type(vocabulary).__name__}")
         try:
-            return cls(vocabulary)
+            tokenizer = cls(vocabulary)
         except ValueError as error:
             raise malformed(str(error)) from None
+        _warn_on_unicode_mismatch(document.get("unicode_version"), source)
+        return tokenizer
+
+
+def _warn_on_unicode_mismatch(saved: object, source: str) -> None:
+    """Warns when the saved Unicode version differs from this Python's. Files written before
+    the version was recorded carry none and load silently."""
+    if saved is not None and saved != unicodedata.unidata_version:
+        warnings.warn(
+            f"The {source} was saved with Unicode {saved}, but this Python uses Unicode "
+            f"{unicodedata.unidata_version}: text may split differently than at training "
+            "time (characters new to one version change class).",
+            UserWarning,
+            stacklevel=4,  # the caller of Tokenizer.load / from_json
+        )

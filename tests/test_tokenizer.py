@@ -3,6 +3,8 @@
 import json
 import subprocess
 import sys
+import unicodedata
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from export.tokenizer import FORMAT_VERSION, Tokenizer
+from export.unicode_classes import character_class
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +60,11 @@ def tokenizer():
 )
 def test_split_normalises_and_separates_punctuation(text, tokens):
     assert Tokenizer.split(text) == tokens
+
+
+def test_character_class_writes_runs_as_ranges():
+    assert character_class(np.array([48, 49, 50, 97, 99, 100])) == "[0-2a-ac-d]"
+    assert character_class(np.array([ord("-"), ord("]")])) == r"[\--\-\]-\]]"
 
 
 def test_split_rejects_non_str():
@@ -221,6 +229,37 @@ def test_save_and_load_round_trip_as_utf8(tokenizer, tmp_path):
     assert loaded == tokenizer
     assert loaded.encode("Café, 我!") == tokenizer.encode("Café, 我!")
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_saved_file_records_the_unicode_version(tokenizer, tmp_path):
+    tokenizer.save(tmp_path / "tokenizer.json")
+    document = json.loads((tmp_path / "tokenizer.json").read_text(encoding="utf-8"))
+    assert document["unicode_version"] == unicodedata.unidata_version
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same version loads without a word
+        assert Tokenizer.load(tmp_path / "tokenizer.json") == tokenizer
+
+
+@pytest.mark.parametrize("read", ["load", "from_json"])
+def test_other_unicode_version_warns_naming_both(tmp_path, read):
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(_document(unicode_version="1.1.0"))
+    with pytest.warns(UserWarning, match="may split differently") as caught:
+        loaded = (Tokenizer.load(path) if read == "load"
+                  else Tokenizer.from_json(path.read_text(encoding="utf-8")))
+    assert loaded.vocabulary == ["[PAD]", "[UNK]", "dog"]
+    message = str(caught[0].message)
+    assert "Unicode 1.1.0" in message and f"Unicode {unicodedata.unidata_version}" in message
+    assert caught[0].filename == __file__  # points at the caller, not at the tokenizer
+
+
+def test_file_without_unicode_version_loads_silently(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    path.write_bytes(_document())
+    assert "unicode_version" not in json.loads(path.read_text())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Tokenizer.load(path).vocabulary == ["[PAD]", "[UNK]", "dog"]
 
 
 def _document(**changes):
