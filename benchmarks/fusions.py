@@ -5,14 +5,18 @@ PyTorch exports) match none of them: LayerNorm arrives as GlobalAveragePool/Sub/
 and stays so, and attention stays Reshape/Transpose/Slice/MatMul/Softmax. These onnxscript
 rewrite rules match the shapes tf2onnx gives keras_attn's layers and replace them:
 
-    Reshape -> MatMul -> Reshape (tf2onnx's Tensordot)  ->  MatMul on the 3-D input
-    GlobalAveragePool moments -> ... -> Add             ->  LayerNormalization
-    fused QKV MatMul+bias -> heads -> softmax -> concat  ->  com.microsoft.Attention
-    MatMul -> +bias -> +residual -> LayerNormalization  ->  com.microsoft.SkipLayerNormalization
+    tensordot        Reshape -> MatMul -> Reshape (Tensordot)  ->  MatMul on the 3-D input
+    layer_norm       GlobalAveragePool moments -> ... -> Add   ->  LayerNormalization
+    attention        QKV MatMul+bias -> heads -> softmax -> concat  ->  com.microsoft.Attention
+    skip_layer_norm  MatMul -> +bias -> +residual -> LayerNorm  ->  com.microsoft.SkipLayerNorm...
+    ffn_gemm         relu(x W1 + b1) W2 + b2 on [b, n, d]       ->  two Gemms on [b * n, d]
+    dense_gemm       x W + b with a square W on [b, n, d]       ->  a Gemm on [b * n, d]
 
-The rules check the constants they rely on (slice bounds, permutations, the 1/sqrt(head_dim)
-scale, the -1e9 fill), and the caller must still check the rewritten graph's parity against
-Keras: `run.py` does, to 1e-5, before timing it.
+The rules check the constants they rely on (flatten shapes, slice bounds, permutations, the
+1/sqrt(head_dim) scale, the fill value), but not every shape computed at run time (the
+Tensordot's output shape, for one): the caller must check the rewritten graph's parity
+against Keras. `benchmarks/inference.py` runs the export's parity battery (1e-5) on every
+rewritten graph before timing it, and never picks one that fails as the best path.
 """
 
 from __future__ import annotations
@@ -83,10 +87,19 @@ class MomentsLayerNorm(pattern.RewriteRuleClassBase):
 
     def rewrite(self, op, x, epsilon, gamma, beta, **_):
         # tf2onnx stores gamma and beta as [1, 1, d]; LayerNormalization wants [d].
-        gamma, beta = (op.initializer(ir.tensor(_const(v).reshape(-1), name=f"{v.name}_1d"))
-                       for v in (gamma, beta))
+        gamma, beta = (_as_vector(op, v) for v in (gamma, beta))
         return op.LayerNormalization(x, gamma, beta, axis=-1,
                                      epsilon=float(_ir_utils.get_singleton_value(epsilon)))
+
+
+def _as_vector(op, value: ir.Value) -> ir.Value:
+    """A 1-D initializer holding `value`'s constant. tf2onnx shares equal constants (two
+    LayerNorms with gamma all ones read one tensor), so an existing copy is reused."""
+    name = f"{value.name}_1d"
+    existing = value.graph.initializers.get(name) if value.graph is not None else None
+    if existing is not None:
+        return existing
+    return op.initializer(ir.tensor(_const(value).reshape(-1), name=name))
 
 
 class FusedQKVAttention(pattern.RewriteRuleClassBase):
@@ -97,8 +110,7 @@ class FusedQKVAttention(pattern.RewriteRuleClassBase):
                 squeeze_axes, scale, keep_float, fill_term, out_shape):
         qkv = op.Add(op.MatMul(x, qkv_kernel), qkv_bias)  # [b, n, 3 * d]
         # [3, b, heads, n, head_dim]
-        heads = op.Transpose(op.Reshape(qkv, heads_shape, _outputs=["heads"]),
-                             perm=[2, 0, 3, 1, 4])
+        heads = op.Transpose(op.Reshape(qkv, heads_shape), perm=[2, 0, 3, 1, 4])
         query = op.Squeeze(op.Slice(heads, s0, e0, axes), squeeze_axes)
         key = op.Squeeze(op.Slice(heads, s1, e1, axes), squeeze_axes)
         value = op.Squeeze(op.Slice(heads, s2, e2, axes), squeeze_axes)
@@ -109,8 +121,8 @@ class FusedQKVAttention(pattern.RewriteRuleClassBase):
         y = op.MatMul(op.Softmax(masked), value)  # [b, heads, n, head_dim]
         return op.Reshape(op.Transpose(y, perm=[0, 2, 1, 3]), out_shape)
 
-    def check(self, context, x, qkv_kernel, qkv_bias, heads, s0, e0, s1, e1, s2, e2, axes,
-              squeeze_axes, scale, keep_float, fill_term, **_):
+    def check(self, context, x, qkv_kernel, qkv_bias, heads_shape, s0, e0, s1, e1, s2, e2,
+              axes, squeeze_axes, scale, keep_float, fill_term, **_):
         result = pattern.MatchResult()
         w = _const(qkv_kernel)
         if w is None or w.ndim != 2 or w.shape[1] != 3 * w.shape[0]:
@@ -123,14 +135,17 @@ class FusedQKVAttention(pattern.RewriteRuleClassBase):
             return result.fail("the slices are not q = [0], k = [1], v = [2]")
         if not (_const_equals(axes, [0]) and _const_equals(squeeze_axes, [0])):
             return result.fail("slices/squeezes not on the qkv axis")
-        num_heads = _heads_of(heads.producer().inputs[1])
+        num_heads = _heads_of(heads_shape)
         if num_heads is None or w.shape[0] % num_heads:
             return result.fail("number of heads not found in the reshape")
         if not _const_equals(scale, 1.0 / math.sqrt(w.shape[0] // num_heads)):
             return result.fail("scale is not 1/sqrt(head_dim)")
         keep, fill = _select_mask(keep_float, fill_term)
-        if keep is None or keep.shape is None or keep.shape.rank() != 4:
-            return result.fail("the scores are not masked by a [b, 1, 1, n] select")
+        # A key padding mask only ([b, 1, 1, n]); a causal one ([.., n, n]) is not a raw
+        # key mask and stays as it is.
+        if keep is None or keep.shape is None or keep.shape.rank() != 4 or tuple(
+                keep.shape)[1:3] != (1, 1):
+            return result.fail("the scores are not masked by a [b, 1, 1, n] key mask")
         if fill > -1e4:
             return result.fail("the fill value is not a large negative number")
         self._num_heads, self._keep, self._fill = num_heads, keep, fill
@@ -150,13 +165,16 @@ def _producer(value: ir.Value | None, op_type: str) -> ir.Node | None:
 
 
 def _select_mask(keep_float: ir.Value, fill_term: ir.Value) -> tuple[ir.Value | None, float]:
-    """(keep, fill) when keep_float = Cast(keep) and fill_term = fill * Cast(Not(keep))."""
+    """(keep, fill) when keep_float = Cast(keep) and fill_term = fill * Cast(Not(keep)),
+    with `fill` a constant scalar on either side of the Mul; (None, 0.0) otherwise."""
     cast, mul = _producer(keep_float, "Cast"), _producer(fill_term, "Mul")
     if cast is None or mul is None:
         return None, 0.0
     keep = cast.inputs[0]
-    for fill, negated in (mul.inputs, reversed(mul.inputs)):
-        not_node = _producer(getattr(_producer(negated, "Cast"), "inputs", [None])[0], "Not")
+    first, second = mul.inputs
+    for fill, negated in ((first, second), (second, first)):
+        negated_cast = _producer(negated, "Cast")
+        not_node = None if negated_cast is None else _producer(negated_cast.inputs[0], "Not")
         value = _ir_utils.get_singleton_value(fill)
         if not_node is not None and not_node.inputs[0] is keep and value is not None:
             return keep, float(value)

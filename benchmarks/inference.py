@@ -55,9 +55,12 @@ def ours_contenders(graphs: dict[str, dict], offline: dict[str, Path], int8: dic
 
 
 def measure_inference(model, savedmodel_dir: Path, ours: dict[str, tuple[Path, Setting, str]],
-                      reference_onnx: Path, max_len: int, vocab_size: int, rounds: int,
-                      calls32: int, calls1: int, seed: int = 0) -> dict:
-    """Times every path; returns {"paths": {name: {...}}, "parity": report dict}."""
+                      reference_onnx: Path, max_len: int, vocab_size: int,
+                      budget1: tuple[int, int], budget32: tuple[int, int], seed: int = 0) -> dict:
+    """Times every path; returns {"paths": {name: {...}}, "parity": report dict}.
+
+    budget1 and budget32 are (rounds, calls per round) at batch 1 and batch 32.
+    """
     sessions = {name: onnx_paths.session(path, setting)
                 for name, (path, setting, _) in ours.items()}
     fp32 = [name for name, (_, _, kind) in ours.items() if kind == "fp32"]
@@ -78,9 +81,9 @@ def measure_inference(model, savedmodel_dir: Path, ours: dict[str, tuple[Path, S
     batches = {size: rng.integers(1, vocab_size, (size, max_len), dtype=np.int32)
                for size in (1, 32)}
     seconds1 = interleaved_best({n: _bind(r, batches[1]) for n, r in runners.items()},
-                                rounds, calls1)
+                                *budget1)
     seconds32 = interleaved_best({n: _bind(r, batches[32]) for n, r in runners.items()},
-                                 rounds, calls32)
+                                 *budget32)
     paths = {}
     for name in runners:
         pair = parity_by_name.get(name)

@@ -74,8 +74,10 @@ def markdown(results: dict[str, Any]) -> str:
     training = results["training"]
     lines += ["", "| training (steady-state fit steps) | jit off tokens/s | jit on tokens/s | "
               "best, fraction of peak (3x fwd FLOPs) |", "|---|---|---|---|"]
-    for name, label in (("keras_attn", "keras_attn classifier"),
-                        ("reference", "keras.io MultiHeadAttention reference")):
+    labels = {"keras_attn": "keras_attn classifier",
+              "reference": "keras.io MultiHeadAttention reference"}
+    for name in training:
+        label = labels.get(name, f"{name} (not in keras_attn; see proposals.py)")
         lines.append(f"| {label} | {training[name]['jit off']:,.0f} | "
                      f"{training[name]['jit on']:,.0f} | "
                      f"{roof['training_fraction_of_peak'][name]:.1%} |")
@@ -91,6 +93,9 @@ def markdown(results: dict[str, Any]) -> str:
               f"1: **{inference['best_batch1']['name']}**. Matmul peak (NumPy fp32 2048^3, same "
               f"run): {roof['peak_gflops']:.1f} GFLOP/s; forward FLOPs/token: "
               f"{roof['forward_flops_per_token']:,.0f}."]
+    lines += ["", "Session creation (best of 3): " + ", ".join(
+        f"{name.removeprefix('ORT ')} {1e3 * seconds:.0f} ms"
+        for name, seconds in inference["session_load_seconds"].items()) + "."]
     export = results["export"]
     lines += ["", "| export | seconds | ONNX bytes | params x 4 | ratio |", "|---|---|---|---|---|",
               f"| export.export_model (SavedModel + ONNX + parity battery) | "

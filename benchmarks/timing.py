@@ -20,7 +20,9 @@ def interleaved_best(contenders: Mapping[str, Callable[[], object]], rounds: int
                      calls: int, warmup: int = 2) -> dict[str, float]:
     """Seconds per call of each contender: the best of `rounds` rounds of `calls` calls.
 
-    Each contender is called `warmup` times first (first calls allocate and compile).
+    Each contender is called `warmup` times first (first calls allocate and compile), and
+    once, untimed, at the start of each of its rounds: the previous contender's thread pool
+    may still be spinning on the cores, and its data may have left the caches.
     """
     for function in contenders.values():
         for _ in range(warmup):
@@ -28,6 +30,7 @@ def interleaved_best(contenders: Mapping[str, Callable[[], object]], rounds: int
     best = dict.fromkeys(contenders, float("inf"))
     for _ in range(rounds):
         for name, function in contenders.items():
+            function()
             start = time.perf_counter()
             for _ in range(calls):
                 function()
