@@ -330,7 +330,7 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter off
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter off (override me)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
