@@ -16,7 +16,7 @@ import numpy as np
 from export.versions import next_version
 from keras_attn.config import TrainSettings
 from keras_attn.data import encode_texts, split_train_validation
-from keras_attn.tasks import make_reference_task
+from keras_attn.tasks import ANIMALS, OBJECTS, make_reference_task
 from keras_attn.timing import phase
 from keras_attn.training import train_classifier
 
@@ -85,7 +85,7 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
                                                       run_dir / "training_curves.png"))
             sentence = test.texts[0]
             tokens, maps = text_attention(run.model, run.tokenizer, sentence)
-            layer, head = len(maps) - 1, _sharpest_head(maps[-1], tokens)
+            layer, head = _head_watching_the_nouns(maps, tokens)
             figures.append(plots.plot_attention(
                 tokens, maps[layer][head], run_dir / "attention.png",
                 title=f"block {layer}, head {head}: {sentence}"))
@@ -96,7 +96,11 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
                       seconds)
 
 
-def _sharpest_head(weights: np.ndarray, tokens: list[str]) -> int:
-    """The head whose row for "it" is most concentrated: where the reference is resolved."""
-    row = tokens.index("it") if "it" in tokens else len(tokens) - 1
-    return int(np.argmax(weights[:, row, :].max(axis=-1)))
+def _head_watching_the_nouns(maps: list[np.ndarray], tokens: list[str]) -> tuple[int, int]:
+    """(block, head) where "it" puts the most weight on the two nouns it may refer to."""
+    row = tokens.index("it")
+    nouns = [i for i, token in enumerate(tokens) if token in ANIMALS + OBJECTS]
+    on_nouns = np.array([[weights[head, row, nouns].sum() for head in range(len(weights))]
+                         for weights in maps])  # [blocks, heads]
+    block, head = np.unravel_index(np.argmax(on_nouns), on_nouns.shape)
+    return int(block), int(head)
