@@ -4,7 +4,9 @@ The folder (`<out_dir>/<version>/`) is a TF Serving version directory with every
 or an auditor needs beside the SavedModel:
 
     saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (TF Serving)
-    model.onnx        the same endpoint for onnxruntime
+    model.onnx        the same endpoint for onnxruntime, standard ONNX ops only
+    model.optimized.onnx, model.int8.onnx   onnxruntime-only rewrites of it (`export.optimize`),
+                      each shipped only when it passed its check, else the manifest says why
     model.keras       the model itself, so `verify` can rerun the parity battery later
     tokenizer.json    when a tokenizer was given
     parity.json       the battery's measured differences
@@ -24,15 +26,17 @@ from pathlib import Path
 from typing import Any
 
 from export.manifest import (
+    INT8_FILENAME,
     KERAS_FILENAME,
     MANIFEST_FILENAME,
     ONNX_FILENAME,
+    OPTIMIZED_FILENAME,
     PARITY_FILENAME,
     TOKENIZER_FILENAME,
     write_manifest,
 )
 from export.parity import TOLERANCE, ParityReport
-from export.verifier import check_parity, load_runtimes
+from export.verifier import check_parity, load_quantized, load_runtimes
 from export.versions import next_version, staged_version
 
 
@@ -54,6 +58,9 @@ class ExportResult:
         path: the version folder; it is also the SavedModel folder.
         onnx_path, keras_path, manifest_path: the files inside it.
         parity: the parity battery's report (also in `parity.json`).
+        optimized_path, int8_path: the onnxruntime-only files, or None when not shipped.
+        onnxruntime_files: how each of them was built and checked, or why it was not
+            shipped (also in the manifest).
     """
 
     version: int
@@ -62,6 +69,9 @@ class ExportResult:
     keras_path: Path
     manifest_path: Path
     parity: ParityReport
+    optimized_path: Path | None = None
+    int8_path: Path | None = None
+    onnxruntime_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def export_model(
@@ -94,7 +104,9 @@ def export_model(
         FileExistsError: `version` exists already.
         ValueError: `model` is not a keras_attn model, or `class_names` or the tokenizer's
             vocab_size does not fit it; raised before anything is written.
-        ParityError: an exported runtime disagrees with Keras; nothing is left behind.
+        ParityError: the SavedModel or model.onnx disagrees with Keras; nothing is left
+            behind. (An onnxruntime-only file that fails its check is left out instead, with
+            a RuntimeWarning and the reason in the manifest; see `export.optimize`.)
 
     Example:
         >>> result = export_model(model, "saved_models/sentiment")       # doctest: +SKIP
@@ -104,6 +116,7 @@ def export_model(
     from export.endpoint import keras_runtime
     from export.metadata import encode_metadata
     from export.onnx import OPSET, convert_to_onnx, save_onnx
+    from export.optimize import drop_failed, warn_not_shipped, write_onnxruntime_files
     from export.savedmodel import write_savedmodel
 
     config = ka.config_from_model(model)
@@ -119,15 +132,19 @@ def export_model(
         metadata = encode_metadata(config.to_dict(), task, opset, keras_attn_version,
                                    class_names)
         save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
+        onnxruntime_files = write_onnxruntime_files(folder)
         model.save(folder / KERAS_FILENAME)
         if tokenizer is not None:
             tokenizer.save(folder / TOKENIZER_FILENAME)
         # model.keras is the reference `verify` will use later: check it reloads faithfully.
         runtimes = {"model.keras": keras_runtime(ka.load_model(folder / KERAS_FILENAME)),
                     **load_runtimes(folder)}
-        report = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance)
-        if not report.ok:
-            raise ParityError(report)
+        report = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance,
+                              quantized=load_quantized(folder))
+        shipped_report = drop_failed(report, folder, onnxruntime_files)
+        if not shipped_report.ok:
+            raise ParityError(report)  # the portable files failed: say all that was measured
+        report = shipped_report
         (folder / PARITY_FILENAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         write_manifest(folder, {
             "task": task,
@@ -137,10 +154,15 @@ def export_model(
             "keras_attn_version": keras_attn_version,
             "signature": {"name": "serving_default", "inputs": {"token_ids": "int32 [batch, "
                           "sequence]"}, "outputs": {"logits": _logits_shape(task)}},
+            "onnxruntime_files": onnxruntime_files,
         })
+    warn_not_shipped(onnxruntime_files)
     path = Path(out_dir) / str(version)
+    shipped = {name: path / name if entry["shipped"] else None
+               for name, entry in onnxruntime_files.items()}
     return ExportResult(version, path, path / ONNX_FILENAME, path / KERAS_FILENAME,
-                        path / MANIFEST_FILENAME, report)
+                        path / MANIFEST_FILENAME, report, shipped.get(OPTIMIZED_FILENAME),
+                        shipped.get(INT8_FILENAME), onnxruntime_files)
 
 
 def _check_class_names(class_names: Sequence[str] | None, task: str,

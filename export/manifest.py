@@ -1,6 +1,6 @@
 """`manifest.json`: what a version folder holds, so that a copy can be checked byte for byte.
 
-Every file (SavedModel, ONNX, .keras, parity report, tokenizer) is listed with its sha256 and
+Every file (SavedModel, ONNX files, .keras, parity report, tokenizer) is listed with its sha256 and
 size, beside the library versions that produced it, the model config and the creation time.
 `check_manifest` is the integrity half of `export.verify`. Standard library only.
 """
@@ -20,6 +20,9 @@ from typing import Any
 # The files of a version folder beside the SavedModel's own (saved_model.pb, variables/, ...).
 MANIFEST_FILENAME = "manifest.json"
 ONNX_FILENAME = "model.onnx"
+# onnxruntime-only files built from model.onnx (see export.optimize); each is optional.
+OPTIMIZED_FILENAME = "model.optimized.onnx"
+INT8_FILENAME = "model.int8.onnx"
 KERAS_FILENAME = "model.keras"
 PARITY_FILENAME = "parity.json"
 TOKENIZER_FILENAME = "tokenizer.json"

@@ -1,8 +1,16 @@
-"""Inference on an exported `model.onnx` with onnxruntime, never importing TensorFlow or Keras.
+"""Inference on an exported ONNX model with onnxruntime, never importing TensorFlow or Keras.
 
 This is the serving side: a process that loads a version folder, checks each batch of token
 ids (onnxruntime would wrap a negative id around silently and knows nothing of max_len), and
-returns logits. NumPy, onnxruntime and the standard library only.
+returns logits. NumPy, onnxruntime and the standard library only: not onnx, not onnxscript.
+
+A version folder holds up to three ONNX files (see `export.optimize`); `load` picks one:
+
+    "optimized" (default)  model.optimized.onnx: fused LayerNormalization and attention,
+                           parity-checked like model.onnx; model.onnx when the export has none
+    "portable"             model.onnx: standard ONNX ops only, as tf2onnx wrote it
+    "int8"                 model.int8.onnx: int8 weights, held to an accuracy bound (argmax
+                           agreement with Keras), not to the fp32 tolerance
 
 Example:
     >>> from export import runtime
@@ -21,7 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from export.inputs import check_token_ids
-from export.manifest import ONNX_FILENAME
+from export.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME
 from export.metadata import INPUT_NAME, OUTPUT_NAME, decode_metadata
 
 # "basic" keeps the graph as tf2onnx wrote it (constant folding, redundant nodes removed);
@@ -33,13 +41,19 @@ OPTIMIZATION_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
+# Which file of a version folder each variant loads, in order of preference.
+VARIANTS = {
+    "optimized": (OPTIMIZED_FILENAME, ONNX_FILENAME),
+    "portable": (ONNX_FILENAME,),
+    "int8": (INT8_FILENAME,),
+}
 
 
 class Predictor:
     """An onnxruntime session over one exported model, with its inputs checked.
 
     Args:
-        onnx_path: the `model.onnx` file.
+        onnx_path: the ONNX file (`model.onnx`, `model.optimized.onnx` or `model.int8.onnx`).
         optimization: graph optimization level, one of "disabled", "basic", "extended", "all".
         threads: intra-op threads. The default 1 suits one predictor per core (one request at
             a time, no thread pool spinning on a shared machine); raise it for large batches.
@@ -110,20 +124,26 @@ class Predictor:
         return logits
 
 
-def onnx_path_of(path: str | os.PathLike) -> Path:
-    """The `model.onnx` for a version folder, or `path` itself when it is an `.onnx` file."""
+def onnx_path_of(path: str | os.PathLike, variant: str = "optimized") -> Path:
+    """The ONNX file of `variant` in a version folder, or `path` itself when it is an `.onnx`
+    file (then `variant` is not consulted)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}. "
+                         f"Received: variant={variant!r}")
     path = Path(path)
     if path.is_dir():
-        path = path / ONNX_FILENAME
+        candidates = [path / name for name in VARIANTS[variant]]
+        path = next((file for file in candidates if file.is_file()), candidates[-1])
     if not path.is_file() or path.suffix != ".onnx":
         raise FileNotFoundError(
-            f"Expected an exported version folder holding {ONNX_FILENAME}, or an .onnx file. "
-            f"Received: {str(path)!r}, which is not one"
+            f"Expected an exported version folder holding {VARIANTS[variant][-1]} (variant "
+            f"{variant!r}), or an .onnx file. Received: {str(path)!r}, which is not one"
         )
     return path
 
 
-def load(path: str | os.PathLike, optimization: str = "all", threads: int = 1) -> Predictor:
+def load(path: str | os.PathLike, optimization: str = "all", threads: int = 1,
+         variant: str = "optimized") -> Predictor:
     """A `Predictor` for a version folder (e.g. "saved_models/sentiment/1") or an `.onnx` file.
 
     Args:
@@ -131,5 +151,12 @@ def load(path: str | os.PathLike, optimization: str = "all", threads: int = 1) -
         optimization: onnxruntime graph optimization level ("basic" or "all" are checked by
             the parity battery).
         threads: intra-op threads for onnxruntime.
+        variant: which file of a version folder: "optimized" (default; `model.onnx` when
+            the export has no optimized file), "portable" (`model.onnx`) or "int8".
+
+    Example:
+        >>> portable = runtime.load("saved_models/sentiment/1", variant="portable")
+        >>> portable.path.name
+        'model.onnx'
     """
-    return Predictor(onnx_path_of(path), optimization=optimization, threads=threads)
+    return Predictor(onnx_path_of(path, variant), optimization=optimization, threads=threads)

@@ -2,9 +2,11 @@
 computes?
 
 Three checks, in order: every file matches `manifest.json` (sha256 and size, none missing, none
-added); the exported `model.keras`, the SavedModel and `model.onnx` all load; and the parity
-battery gives the same logits from Keras, the SavedModel's `serving_default` and onnxruntime at
-the basic and the full optimization level. TensorFlow and keras_attn are imported inside the
+added); the exported `model.keras`, the SavedModel and the ONNX files all load; and the parity
+battery gives the same logits from Keras, the SavedModel's `serving_default`, and onnxruntime
+on `model.onnx` and on `model.optimized.onnx` (when shipped) at the basic and the full
+optimization level. `model.int8.onnx` (when shipped) is held to its accuracy bound instead
+(argmax agreement), reported apart. TensorFlow and keras_attn are imported inside the
 functions that need them, so `import export` stays light.
 """
 
@@ -16,7 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from export.manifest import KERAS_FILENAME, ONNX_FILENAME, check_manifest, read_manifest
+from export.manifest import (
+    INT8_FILENAME,
+    KERAS_FILENAME,
+    ONNX_FILENAME,
+    OPTIMIZED_FILENAME,
+    check_manifest,
+    read_manifest,
+)
 from export.parity import (
     SEED,
     TOLERANCE,
@@ -27,6 +36,20 @@ from export.parity import (
 )
 
 ORT_LEVELS = ("basic", "all")
+# How the battery names the onnxruntime sessions of each ONNX file, e.g.
+# "onnxruntime optimized (all)"; `runtime_file` reads the file back from a pair's name.
+RUNTIME_LABELS = {ONNX_FILENAME: "onnxruntime", OPTIMIZED_FILENAME: "onnxruntime optimized",
+                  INT8_FILENAME: "onnxruntime int8"}
+
+
+def runtime_file(pair: str) -> str | None:
+    """The ONNX file a pair's candidate ran, e.g. "keras vs onnxruntime optimized (all)" ->
+    "model.optimized.onnx"; None for a runtime that is not onnxruntime."""
+    candidate = pair.split(" vs ", 1)[-1]
+    for filename, label in RUNTIME_LABELS.items():
+        if candidate.startswith(f"{label} ("):
+            return filename
+    return None
 
 
 class LoadError(RuntimeError):
@@ -38,34 +61,57 @@ class LoadError(RuntimeError):
 
 
 def load_runtimes(version_dir: str | os.PathLike) -> dict[str, Runtime]:
-    """The exported runtimes of a version folder as parity-battery functions: the SavedModel's
-    `serving_default`, and onnxruntime at the basic and the full optimization level.
+    """The exported fp32 runtimes of a version folder as parity-battery functions: the
+    SavedModel's `serving_default`, and onnxruntime at the basic and the full optimization
+    level on `model.onnx` and, when present, `model.optimized.onnx`.
 
     Raises:
         LoadError: naming the file that does not load.
     """
-    from export import runtime
     from export.savedmodel import savedmodel_runtime
 
+    version_dir = Path(version_dir)
     try:
         runtimes = {"savedmodel": savedmodel_runtime(version_dir)}
     except Exception as error:  # TensorFlow raises many types for a corrupt SavedModel
         raise LoadError("saved_model.pb", error) from error
-    for level in ORT_LEVELS:
-        try:
-            runtimes[f"onnxruntime ({level})"] = runtime.load(version_dir, level).predict
-        except Exception as error:
-            raise LoadError(ONNX_FILENAME, error) from error
+    for filename in (ONNX_FILENAME, OPTIMIZED_FILENAME):
+        if filename == ONNX_FILENAME or (version_dir / filename).is_file():
+            runtimes.update(_onnxruntime(version_dir / filename, ORT_LEVELS))
     return runtimes
 
 
+def load_quantized(version_dir: str | os.PathLike) -> dict[str, Runtime]:
+    """`model.int8.onnx` in onnxruntime at the full optimization level (the runtime's
+    default), when the folder has one; it is held to an accuracy bound, not a tolerance.
+
+    Raises:
+        LoadError: naming the file when it does not load.
+    """
+    path = Path(version_dir) / INT8_FILENAME
+    return _onnxruntime(path, ("all",)) if path.is_file() else {}
+
+
+def _onnxruntime(path: Path, levels: tuple[str, ...]) -> dict[str, Runtime]:
+    from export import runtime
+
+    try:
+        return {f"{RUNTIME_LABELS[path.name]} ({level})": runtime.load(path, level).predict
+                for level in levels}
+    except Exception as error:
+        raise LoadError(path.name, error) from error
+
+
 def check_parity(model: Any, runtimes: Mapping[str, Runtime], max_len: int, vocab_size: int,
-                 tolerance: float = TOLERANCE, seed: int = SEED) -> ParityReport:
-    """Runs the parity battery: the Keras `model` against each of `runtimes`."""
+                 tolerance: float = TOLERANCE, seed: int = SEED,
+                 quantized: Mapping[str, Runtime] | None = None) -> ParityReport:
+    """Runs the parity battery: the Keras `model` against each of `runtimes` (to
+    `tolerance`), and against each of `quantized` (to the accuracy bound)."""
     from export.endpoint import keras_runtime
 
     return compare_runtimes(keras_runtime(model), runtimes,
-                            parity_cases(max_len, vocab_size, seed), tolerance, seed=seed)
+                            parity_cases(max_len, vocab_size, seed), tolerance, seed=seed,
+                            quantized=quantized)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +178,7 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
             model = ka.load_model(version_dir / KERAS_FILENAME)
         except Exception as error:
             raise LoadError(KERAS_FILENAME, error) from error
-        runtimes = load_runtimes(version_dir)
+        runtimes, quantized = load_runtimes(version_dir), load_quantized(version_dir)
     except LoadError as error:
         return VerifyReport(version_dir, (str(error),), None, files)
     config = ka.config_from_model(model)
@@ -141,5 +187,6 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
         return VerifyReport(version_dir, (
             f"{KERAS_FILENAME}: its config {config.to_dict()} differs from the manifest's "
             f"{expected}",), None, files)
-    parity = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance, seed)
+    parity = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance, seed,
+                          quantized)
     return VerifyReport(version_dir, (), parity, files)

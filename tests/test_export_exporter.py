@@ -42,8 +42,10 @@ def test_version_folder_layout_and_manifest(name, task):
     assert result.onnx_path == result.path / "model.onnx"
     assert result.keras_path == result.path / "model.keras"
     manifest = json.loads(result.manifest_path.read_text())
-    assert set(manifest["files"]) == SAVEDMODEL_FILES | {"model.onnx", "model.keras",
-                                                         "parity.json"}
+    int8 = {"model.int8.onnx"} if result.int8_path else set()  # within its bound only
+    assert set(manifest["files"]) == SAVEDMODEL_FILES | int8 | {
+        "model.onnx", "model.optimized.onnx", "model.keras", "parity.json"}
+    assert set(manifest["onnxruntime_files"]) == {"model.optimized.onnx", "model.int8.onnx"}
     assert set(snapshot(result.path)) == set(manifest["files"]) | {"manifest.json"}
     assert manifest["task"] == task and manifest["opset"] == 17
     assert manifest["config"] == runtime.load(result.path).metadata["config"]

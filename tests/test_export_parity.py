@@ -1,6 +1,7 @@
 """export/parity.py: the battery itself, and parity of every exported configuration:
-Keras == SavedModel == onnxruntime (basic and all levels), on the battery for all twelve
-configurations and on hypothesis-drawn shapes for the four one-layer ones."""
+Keras == SavedModel == onnxruntime (model.onnx at the basic and all levels, and
+model.optimized.onnx), on the battery for all twelve configurations and on hypothesis-drawn
+shapes for the four one-layer ones; the int8 agreement measure."""
 
 import itertools
 import json
@@ -18,7 +19,9 @@ from export.endpoint import keras_runtime
 from export.parity import (
     BATCH_SIZES,
     TOLERANCE,
+    AgreementResult,
     ParityReport,
+    agreement_stats,
     compare_runtimes,
     diff_stats,
     parity_cases,
@@ -123,6 +126,51 @@ def test_report_round_trips_through_json():
     assert again == report and again.ok
 
 
+def test_agreement_counts_classifier_rows_and_language_model_real_positions():
+    ids = np.array([[3, 4, 0], [5, 0, 0]], np.int32)
+    reference = np.array([[0.0, 1.0], [2.0, 0.0]])
+    assert agreement_stats(reference, reference + [[0, 0], [0, 3]], ids) == (1, 2)
+    logits = np.zeros((2, 3, 4))
+    logits[..., 1] = 1.0  # every position predicts id 1
+    moved = logits.copy()
+    moved[0, 2] = moved[1, 1] = [0, 0, 5, 0]  # changed only at padded positions
+    assert agreement_stats(logits, moved, ids) == (3, 3)
+    moved[0, 1] = [0, 0, 5, 0]  # and at one real position
+    assert agreement_stats(logits, moved, ids) == (2, 3)
+    assert agreement_stats(reference, reference[:, :1], ids) == (0, 2)  # shape mismatch
+    nan = reference.copy()
+    nan[0, 0] = np.nan
+    assert agreement_stats(nan, nan, ids) == (1, 2)  # NaN agrees with nothing
+
+
+def test_quantized_candidates_are_held_to_the_agreement_bound_apart_from_the_pairs():
+    cases = parity_cases(4, 10, batch_sizes=(1, 3))
+
+    def reference(ids):
+        return np.eye(3, dtype=np.float32)[ids[:, 0] % 3] * 2.0
+
+    def flips_batch_of_3(ids):
+        logits = reference(ids) + 0.1  # far from element-wise equal, same argmax...
+        if len(ids) == 3:
+            logits[0] = np.roll(logits[0], 1)  # ...but one row in 3 predicts another class
+        return logits
+
+    report = compare_runtimes(reference, {"same": reference}, cases,
+                              quantized={"int8": reference, "bad": flips_batch_of_3})
+    assert [pair.pair for pair in report.pairs] == ["keras vs same"]
+    good, bad = report.agreements
+    assert (good.pair, good.agreement, good.predictions, good.passed) == (
+        "keras vs int8", 1.0, 4 * 1 + 4 * 3, True)
+    assert bad.agreement == pytest.approx(12 / 16) and not bad.passed
+    assert bad.max_abs_diff >= 0.1 and bad.worst_case == "batch=3 length=1"
+    assert not report.ok
+    table = report.table()
+    assert "int8: checked against its accuracy bound (argmax agreement), not element-wise" in table
+    assert "keras vs bad   75.00% of 16" in table and "FAIL (worst: batch=3 length=1)" in table
+    again = ParityReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report and isinstance(again.agreements[0], AgreementResult)
+
+
 def test_empty_report_is_not_ok():
     assert not ParityReport(pairs=()).ok
 
@@ -135,8 +183,10 @@ def runtimes():
         model, result = exported(name)
         loaded[name] = (keras_runtime(model), {
             "savedmodel": savedmodel_runtime(result.path),
-            "onnxruntime (basic)": runtime.load(result.path, optimization="basic").predict,
-            "onnxruntime (all)": runtime.load(result.path, optimization="all").predict,
+            "onnxruntime (basic)": runtime.load(result.onnx_path, optimization="basic").predict,
+            "onnxruntime (all)": runtime.load(result.path, optimization="all",
+                                              variant="portable").predict,
+            "onnxruntime optimized (all)": runtime.load(result.optimized_path).predict,
         })
     return loaded
 
@@ -170,7 +220,8 @@ def test_export_time_battery_passed_and_was_recorded(name):
     assert result.parity.ok
     assert [pair.pair for pair in result.parity.pairs] == [
         "keras vs model.keras", "keras vs savedmodel",
-        "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)"]
+        "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)",
+        "keras vs onnxruntime optimized (basic)", "keras vs onnxruntime optimized (all)"]
     assert all(pair.cases == 20 for pair in result.parity.pairs)
     recorded = ParityReport.from_dict(json.loads((result.path / "parity.json").read_text()))
     assert recorded == result.parity

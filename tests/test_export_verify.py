@@ -1,9 +1,21 @@
 """export/verifier.py: `verify` re-checks an exported folder: files, loading, parity."""
 
 import json
+import re
+import shutil
 
+import numpy as np
+import onnx
 import pytest
-from export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported, run_python
+from export_cases import (
+    CLASSIFIER,
+    LANGUAGE_MODEL,
+    copy_version,
+    exported,
+    exported_confident,
+    run_python,
+)
+from onnx import numpy_helper
 
 from export import verify
 from export.manifest import write_manifest
@@ -21,26 +33,72 @@ def flip_byte(path, offset=None):
     path.write_bytes(bytes(data))
 
 
+FP32_PAIRS = ["keras vs savedmodel", "keras vs onnxruntime (basic)",
+              "keras vs onnxruntime (all)", "keras vs onnxruntime optimized (basic)",
+              "keras vs onnxruntime optimized (all)"]
+
+
 @pytest.mark.parametrize("name", [CLASSIFIER, LANGUAGE_MODEL])
 def test_intact_export_verifies(name):
-    report = verify(exported(name)[1].path)
+    result = exported(name)[1]
+    report = verify(result.path)
     assert report.ok and report.problems == ()
-    assert [pair.pair for pair in report.parity.pairs] == [
-        "keras vs savedmodel", "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)"]
+    assert [pair.pair for pair in report.parity.pairs] == FP32_PAIRS
     assert all(pair.max_abs_diff <= 1e-5 for pair in report.parity.pairs)
+    # the int8 file, when its export shipped it, is checked apart against its bound
+    assert [r.pair for r in report.parity.agreements] == (
+        ["keras vs onnxruntime int8 (all)"] if result.int8_path else [])
     lines = report.table().splitlines()
-    assert lines[1] == "files: 7 match manifest.json (sha256 and size)"
+    files = 9 if result.int8_path else 8
+    assert lines[1] == f"files: {files} match manifest.json (sha256 and size)"
     assert lines[-1] == "OK"
-    assert sum(line.startswith("keras vs ") and line.endswith("pass") for line in lines) == 3
+    assert sum(line.startswith("keras vs ") and line.endswith("pass") for line in lines) == (
+        len(FP32_PAIRS) + len(report.parity.agreements))
 
 
-def test_flipped_byte_in_model_onnx_fails_naming_the_file(version):
-    flip_byte(version / "model.onnx")
+def test_int8_is_verified_against_its_bound_in_its_own_section():
+    report = verify(exported_confident()[1].path)
+    assert report.ok and [pair.pair for pair in report.parity.pairs] == FP32_PAIRS
+    (agreement,) = report.parity.agreements
+    assert agreement.pair == "keras vs onnxruntime int8 (all)" and agreement.agreement == 1.0
+    table = report.table()
+    pairs, int8 = table.split("int8: checked against its accuracy bound")
+    assert "int8" not in pairs
+    assert re.search(r"\nkeras vs onnxruntime int8 \(all\) +100\.00% of 210 +>= 99% +0\.\d+ +pass",
+                     int8)
+
+
+def test_int8_below_its_bound_fails_verify(tmp_path):
+    """An int8 file whose predictions moved (here: its output bias now favours class 1, and
+    the manifest was forged to match) fails verify on its bound, while every fp32 pair
+    passes."""
+    version = shutil.copytree(exported_confident()[1].path, tmp_path / "1")
+    model = onnx.load(version / "model.int8.onnx")
+    (bias,) = [tensor for tensor in model.graph.initializer
+               if numpy_helper.to_array(tensor).tolist() == [8.0, 0.0, 0.0]]
+    bias.CopyFrom(numpy_helper.from_array(np.array([0.0, 8.0, 0.0], np.float32), bias.name))
+    onnx.save(model, version / "model.int8.onnx")
+    manifest = json.loads((version / "manifest.json").read_text())
+    write_manifest(version, {key: value for key, value in manifest.items() if key != "files"})
+    report = verify(version)
+    assert not report.ok and report.problems == ()
+    assert all(pair.passed for pair in report.parity.pairs)
+    (agreement,) = report.parity.agreements
+    assert agreement.agreement == 0.0 and not agreement.passed
+    assert re.search(r"int8 \(all\) +0\.00% of 210 +>= 99% .* FAIL \(worst: batch=",
+                     report.table())
+    assert report.table().splitlines()[-1] == "FAILED"
+
+
+@pytest.mark.parametrize("filename", ["model.onnx", "model.optimized.onnx", "model.int8.onnx"])
+def test_flipped_byte_in_an_onnx_file_fails_naming_the_file(tmp_path, filename):
+    version = shutil.copytree(exported_confident()[1].path, tmp_path / "1")
+    flip_byte(version / filename)
     report = verify(version)
     assert not report.ok
-    assert report.problems == ("model.onnx: changed (sha256 differs from the manifest)",)
+    assert report.problems == (f"{filename}: changed (sha256 differs from the manifest)",)
     assert report.parity is None
-    assert "problem: model.onnx: changed" in report.table()
+    assert f"problem: {filename}: changed" in report.table()
     assert report.table().splitlines()[-1] == "FAILED"
 
 

@@ -1,10 +1,19 @@
 """export/runtime.py: onnxruntime inference with checked inputs, never importing TensorFlow."""
 
 import json
+import shutil
 
 import numpy as np
+import onnx
 import pytest
-from export_cases import BLOCK_IMPORTS, CLASSIFIER, LANGUAGE_MODEL, exported, run_python
+from export_cases import (
+    BLOCK_IMPORTS,
+    CLASSIFIER,
+    LANGUAGE_MODEL,
+    exported,
+    exported_confident,
+    run_python,
+)
 
 from export import runtime
 from export.endpoint import keras_runtime
@@ -43,11 +52,48 @@ def test_metadata_gives_back_the_config(predictor):
 
 def test_load_takes_a_folder_or_an_onnx_file():
     _, result = exported(CLASSIFIER)
-    assert runtime.load(result.onnx_path).path == runtime.load(result.path).path
+    assert runtime.load(result.onnx_path).path == result.onnx_path  # a file is taken as is
+    assert runtime.load(result.optimized_path).path == result.optimized_path
     with pytest.raises(FileNotFoundError, match="model.onnx"):
         runtime.load(result.path.parent)  # the model folder, not a version folder
     with pytest.raises(FileNotFoundError, match="an .onnx file"):
         runtime.load(result.keras_path)
+
+
+def test_a_folder_is_served_from_the_optimized_file_unless_told_otherwise():
+    _, result = exported(CLASSIFIER)
+    optimized = runtime.load(result.path)
+    assert optimized.path == result.path / "model.optimized.onnx"
+    portable = runtime.load(result.path, variant="portable")
+    assert portable.path == result.path / "model.onnx"
+    assert optimized.metadata == portable.metadata  # copied into the optimized file
+    ops = {node.op_type for node in onnx.load(optimized.path).graph.node}
+    assert "Attention" in ops and "Attention" not in {
+        node.op_type for node in onnx.load(portable.path).graph.node}
+    ids = [[4, 8, 15, 16], [23, 42]]
+    assert diff_stats(optimized.predict(ids), portable.predict(ids))[0] <= TOLERANCE
+    with pytest.raises(ValueError, match=r"variant must be one of \['int8', 'optimized', "
+                       r"'portable'\]. Received: variant='fast'"):
+        runtime.load(result.path, variant="fast")
+
+
+def test_int8_is_loaded_only_when_asked_for_and_present(tmp_path):
+    _, result = exported_confident()
+    int8 = runtime.load(result.path, variant="int8")
+    assert int8.path == result.path / "model.int8.onnx"
+    assert int8.metadata == runtime.load(result.path).metadata
+    assert int8.predict([[4, 8, 15]]).argmax() == 0
+    version = shutil.copytree(result.path, tmp_path / "1")
+    (version / "model.int8.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match=r"holding model.int8.onnx \(variant 'int8'\)"):
+        runtime.load(version, variant="int8")
+
+
+def test_a_folder_without_the_optimized_file_falls_back_to_model_onnx(tmp_path):
+    """An export that left model.optimized.onnx out (or one made before it existed)."""
+    version = shutil.copytree(exported(CLASSIFIER)[1].path, tmp_path / "1")
+    (version / "model.optimized.onnx").unlink()
+    assert runtime.load(version).path == version / "model.onnx"
 
 
 def test_session_options_are_set_deliberately():
@@ -113,29 +159,34 @@ else:
 import export
 from export import inputs, runtime
 predictor = runtime.load(sys.argv[2])
+portable = runtime.load(sys.argv[2], variant="portable")
 logits = predictor.predict(json.loads(sys.argv[3]))
 try:
     predictor.predict([[-1]])
     error = None
 except ValueError as caught:
     error = str(caught)
-heavy = ("tensorflow", "keras", "keras_attn", "tf2onnx", "onnx")
+heavy = ("tensorflow", "keras", "keras_attn", "tf2onnx", "onnx", "onnxscript", "onnx_ir")
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
 print(json.dumps({"logits": logits.tolist(), "error": error, "loaded": loaded,
-                  "task": predictor.metadata["task"]}))
+                  "task": predictor.metadata["task"], "file": predictor.path.name,
+                  "portable": portable.predict(json.loads(sys.argv[3])).tolist()}))
 '''
 
 
 def test_runtime_serves_in_a_process_where_tensorflow_cannot_be_imported():
     model, result = exported(LANGUAGE_MODEL)
     ragged = [[5, 6, 7], [9]]
-    done = run_python(SERVE_WITHOUT_TENSORFLOW, "tensorflow,keras,keras_attn,tf2onnx",
+    done = run_python(SERVE_WITHOUT_TENSORFLOW,
+                      "tensorflow,keras,keras_attn,tf2onnx,onnxscript,onnx_ir",
                       str(result.path), json.dumps(ragged))
     assert done.returncode == 0, done.stderr[-3000:]
     served = json.loads(done.stdout.splitlines()[-1])
     assert served["loaded"] == []  # not even onnx: onnxruntime and numpy suffice
     assert served["task"] == "language_model"
+    assert served["file"] == "model.optimized.onnx"  # com.microsoft ops, no onnxscript needed
     assert "vocab_size=50" in served["error"]
     expected = keras_runtime(model)(np.array([[5, 6, 7], [9, 0, 0]], np.int32))
-    assert diff_stats(expected, np.array(served["logits"], np.float32))[0] <= TOLERANCE
+    for logits in (served["logits"], served["portable"]):
+        assert diff_stats(expected, np.array(logits, np.float32))[0] <= TOLERANCE
 

@@ -1,0 +1,216 @@
+"""The onnxruntime-only files of a version folder: built from `model.onnx`, shipped only checked.
+
+    model.optimized.onnx   model.onnx with tf2onnx's small ops rewritten (`export.fusion_rules`)
+                           into LayerNormalization and com.microsoft.Attention: one kernel
+                           each where onnxruntime otherwise runs a dozen ops.
+    model.int8.onnx        the optimized graph with int8 weights (onnxruntime's
+                           `quantize_dynamic`; activations are quantized on the fly).
+
+Both use com.microsoft ops, so they run in onnxruntime only; `model.onnx` stays the portable
+file of the export contract. The exporter runs both through the parity battery: the optimized
+graph at the fp32 tolerance, like `model.onnx`; the int8 graph against its accuracy bound
+(argmax agreement, `export.parity.MIN_AGREEMENT`), reported apart.
+
+A file that cannot be built or loaded, or fails its check, is not shipped: it is removed
+before the version is moved into place, the reason is recorded in the manifest
+(`onnxruntime_files`), and the exporter raises a `RuntimeWarning` saying so. The export itself
+goes on: the portable files are the contract, these two are speed-ups, and
+`export.runtime.load` falls back to `model.onnx` without them. An unchecked file never ships.
+
+onnxscript, onnx_ir and onnxruntime.quantization are needed here, at export time; serving
+(`export.runtime`) needs none of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import onnx
+import onnx_ir as ir
+import onnxscript.optimizer
+from onnxscript.rewriter import pattern
+
+from export.fusion_rules import (
+    MS_DOMAIN,
+    MomentsLayerNorm,
+    SplitQKVAttention,
+    TensordotToMatMul,
+)
+from export.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME
+from export.parity import MIN_AGREEMENT, AgreementResult, PairResult, ParityReport
+from export.verifier import runtime_file
+
+# Applied in this order: each stage matches the graph the previous one left (the attention
+# rule expects its projection as a plain MatMul, which the tensordot stage makes).
+STAGES: dict[str, tuple[type[pattern.RewriteRuleClassBase], ...]] = {
+    "tensordot": (TensordotToMatMul,),
+    "layer_norm": (MomentsLayerNorm,),
+    "attention": (SplitQKVAttention,),
+}
+
+
+def rewrite(proto: onnx.ModelProto,
+            stages: Mapping[str, Sequence[type[pattern.RewriteRuleClassBase]]] = STAGES,
+            ) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """Applies the rules of each stage in turn.
+
+    Args:
+        proto: a tf2onnx export of a keras_attn model (`model.onnx`).
+        stages: stage name -> rule classes, applied in order (default: `STAGES`).
+
+    Returns:
+        (the rewritten, checked model with the original's metadata_props, {stage: rewrites}).
+    """
+    # The rules check ranks, so every intermediate value needs its shape.
+    model = ir.serde.deserialize_model(onnx.shape_inference.infer_shapes(proto))
+    model.opset_imports.setdefault(MS_DOMAIN, 1)
+    counts = {}
+    for stage, rules in stages.items():
+        rule_set = pattern.RewriteRuleSet([rule.rule() for rule in rules], commute=True)
+        counts[stage] = rule_set.apply_to_model(model)
+        onnxscript.optimizer.remove_unused_nodes(model)  # the shape arithmetic left behind
+    rewritten = ir.serde.serialize_model(model)
+    _copy_metadata(proto, rewritten)
+    onnx.checker.check_model(rewritten)
+    return rewritten, counts
+
+
+def quantize_int8(source: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Writes `source` with int8 weights (per tensor) and activations quantized on the fly,
+    keeping its metadata_props."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # quantize_dynamic logs a hint to pre-process (ORT's own graph optimizations) on the root
+    # logger at every call; the optimized graph has ours, and its check is what counts.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        quantize_dynamic(os.fspath(source), os.fspath(out), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    quantized = onnx.load(os.fspath(out))
+    _copy_metadata(onnx.load(os.fspath(source), load_external_data=False), quantized)
+    onnx.save_model(quantized, os.fspath(out))
+
+
+def _copy_metadata(source: onnx.ModelProto, target: onnx.ModelProto) -> None:
+    """The runtime reads max_len, vocab_size and the config from metadata_props."""
+    props = {prop.key: prop.value for prop in source.metadata_props}
+    onnx.helper.set_model_props(target, props)
+
+
+def write_onnxruntime_files(folder: Path) -> dict[str, dict[str, Any]]:
+    """Builds `model.optimized.onnx` from `folder/model.onnx`, then `model.int8.onnx` from it.
+
+    Returns:
+        The manifest's `onnxruntime_files` entry: {filename: {"shipped": True, ...how it was
+        built} or {"shipped": False, "reason": ...}}. Shipped means written, not yet checked:
+        `drop_failed` settles that once the battery has run.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    try:
+        optimized, counts = rewrite(onnx.load(os.fspath(folder / ONNX_FILENAME)))
+        onnx.save_model(optimized, os.fspath(folder / OPTIMIZED_FILENAME))
+    except Exception as error:  # onnxscript and the checker raise many types
+        _skip(entries, folder, OPTIMIZED_FILENAME,
+              f"the graph rewrite failed: {type(error).__name__}: {error}")
+    else:
+        entries[OPTIMIZED_FILENAME] = {"shipped": True, "built_from": ONNX_FILENAME,
+                                       "rewrites": counts}
+        _check_loads(entries, folder, OPTIMIZED_FILENAME)
+    if not entries[OPTIMIZED_FILENAME]["shipped"]:
+        _skip(entries, folder, INT8_FILENAME, f"it is built from {OPTIMIZED_FILENAME}, "
+              "which was not shipped")
+        return entries
+    try:
+        quantize_int8(folder / OPTIMIZED_FILENAME, folder / INT8_FILENAME)
+        entries[INT8_FILENAME] = {
+            "shipped": True, "built_from": OPTIMIZED_FILENAME,
+            "method": "onnxruntime.quantization.quantize_dynamic, int8 weights",
+            "bound": f"argmax agreement with Keras >= {MIN_AGREEMENT:.0%} on the parity "
+                     "battery (not element-wise)"}
+    except Exception as error:
+        _skip(entries, folder, INT8_FILENAME,
+              f"quantization failed: {type(error).__name__}: {error}")
+    else:
+        _check_loads(entries, folder, INT8_FILENAME)
+    return entries
+
+
+def _check_loads(entries: dict[str, dict[str, Any]], folder: Path, filename: str) -> None:
+    """Leaves the file out when onnxruntime cannot load it (so that the battery, which would
+    stop the export at a file that does not load, never sees it)."""
+    from export import runtime
+
+    try:
+        runtime.load(folder / filename)
+    except Exception as error:
+        _skip(entries, folder, filename,
+              f"onnxruntime cannot load it: {type(error).__name__}: {error}")
+
+
+def drop_failed(report: ParityReport, folder: Path,
+                entries: dict[str, dict[str, Any]]) -> ParityReport:
+    """Settles which onnxruntime-only files ship, once the battery has run.
+
+    A file written by `write_onnxruntime_files` ships only when the battery checked it and
+    every one of its results passed; the int8 file also needs the optimized file it was built
+    from. Any other is removed from `folder`, with the reason in `entries`. Shipped entries
+    get their measured result (max abs diff, or argmax agreement).
+
+    Returns:
+        The report without the pairs of the files removed. The portable files' pairs are
+        kept whatever they say: their failure fails the export.
+    """
+    results: dict[str | None, list[PairResult | AgreementResult]] = {}
+    for result in (*report.pairs, *report.agreements):
+        results.setdefault(runtime_file(result.pair), []).append(result)
+    failed: dict[str, str] = {}
+    for filename in (OPTIMIZED_FILENAME, INT8_FILENAME):  # the int8 file's source first
+        if not entries.get(filename, {}).get("shipped"):
+            continue
+        failing = [result for result in results.get(filename, ()) if not result.passed]
+        if failing:
+            failed[filename] = f"failed the parity battery: {_describe(failing[0])}"
+        elif not results.get(filename):
+            failed[filename] = "the parity battery did not check it"
+        elif filename == INT8_FILENAME and OPTIMIZED_FILENAME in failed:
+            failed[filename] = f"it is built from {OPTIMIZED_FILENAME}, which was not shipped"
+    for filename, reason in failed.items():
+        _skip(entries, folder, filename, reason)
+    for filename, entry in entries.items():
+        if entry["shipped"] and filename == INT8_FILENAME:
+            entry["agreement"] = min(result.agreement for result in results[filename])
+        elif entry["shipped"]:
+            entry["max_abs_diff"] = max(result.max_abs_diff for result in results[filename])
+    return ParityReport(
+        tuple(pair for pair in report.pairs if runtime_file(pair.pair) not in failed),
+        report.seed,
+        tuple(result for result in report.agreements if runtime_file(result.pair) not in failed))
+
+
+def _describe(result: PairResult | AgreementResult) -> str:
+    if isinstance(result, AgreementResult):
+        return (f"{result.pair}: argmax agreement {result.agreement:.2%} < {result.bound:.0%} "
+                f"(worst: {result.worst_case})")
+    return (f"{result.pair}: max abs diff {result.max_abs_diff:.3g} > {result.tolerance:g} "
+            f"(worst: {result.worst_case})")
+
+
+def _skip(entries: dict[str, dict[str, Any]], folder: Path, filename: str, reason: str) -> None:
+    (folder / filename).unlink(missing_ok=True)
+    entries[filename] = {"shipped": False, "reason": reason}
+
+
+def warn_not_shipped(entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """One RuntimeWarning per file left out, with the reason the manifest records."""
+    for filename, entry in entries.items():
+        if not entry["shipped"]:
+            warnings.warn(f"{filename} is not shipped: {entry['reason']}", RuntimeWarning,
+                          stacklevel=3)
