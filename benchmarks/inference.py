@@ -1,8 +1,9 @@
 """Inference: latency at batch 1 and tokens/s at batch 32 of every path, in the same rounds.
 
 Paths: the Keras call, the SavedModel's `serving_default`, our ONNX under onnxruntime for
-every graph variant x session setting (and each graph optimized offline, loaded with
-optimizations off), int8 variants, and the keras.io reference exported by Keras's own
+every graph variant (the shipped model.onnx and model.optimized.onnx among them) x session
+setting (and the optimized graph optimized offline by onnxruntime, loaded with optimizations
+off), int8 variants, and the keras.io reference exported by Keras's own
 `model.export(format="onnx")`. Every fp32 path of ours runs the export's parity battery
 against Keras first; one that fails is reported and never chosen as "best".
 """
@@ -42,11 +43,11 @@ def ours_contenders(graphs: dict[str, dict], offline: dict[str, Path], int8: dic
     paths = {}
     for graph, info in graphs.items():
         for setting in settings_grid(quick):
-            if setting == Setting() and graph != "plain":
+            if setting == Setting() and graph != "portable":
                 continue  # "default settings" is about the export as written
             paths[f"{ORT} {graph}, {setting.name}"] = (info["path"], setting, "fp32")
     for graph, path in offline.items():
-        paths[f"{ORT} {graph} optimized offline, {cores} thr"] = (
+        paths[f"{ORT} {graph} + ORT's optimization offline, {cores} thr"] = (
             path, Setting(cores, "disabled"), "fp32")
     for graph, path in int8.items():
         for setting in (Setting(1, "all"), Setting(cores, "all")):

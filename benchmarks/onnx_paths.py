@@ -1,8 +1,10 @@
 """The onnxruntime paths the benchmark compares: graph variants, session settings, int8.
 
-A *path* is a graph (the export as tf2onnx wrote it, or rewritten by `benchmarks.fusions`)
-run under session settings (threads, graph optimization level, spinning, or a model
-optimized offline and loaded with optimizations off).
+A *path* is a graph run under session settings (threads, graph optimization level, spinning,
+or a model optimized offline and loaded with optimizations off). The graphs are the files an
+export ships (`model.onnx`, `model.optimized.onnx`, `model.int8.onnx`), timed as shipped,
+and variants rewritten here with a subset of the shipped rules (`export.optimize`) or with
+more rules on top (`benchmarks.fusions`), to show what each rewrite is worth.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import onnx
 import onnxruntime as ort
 
 from benchmarks import fusions
+from export import optimize
+from export.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME, read_manifest
 
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -26,16 +30,19 @@ LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 
-# Graph variants: which `fusions` stages each applies. "fused" keeps the dense layers as
-# MatMul (what quantize_dynamic quantizes best); "+gemm" turns them into Gemms; "+skip_ln"
-# adds SkipLayerNormalization. Each is timed; the benchmark keeps whichever is fastest.
+# Graph variants: which rewrite stages each applies to model.onnx. "portable" and "optimized"
+# are the shipped files, read from the export; the others are rewritten here. "optimized"
+# keeps the dense layers as MatMul (what quantize_dynamic quantizes best); "+gemm" turns them
+# into Gemms; "+skip_ln" adds SkipLayerNormalization. The benchmark keeps the fastest.
+STAGES = {**optimize.STAGES, **fusions.STAGES}
 GRAPHS = {
-    "plain": (),
+    "portable": (),
     "layer_norm": ("tensordot", "layer_norm"),
-    "fused": ("tensordot", "layer_norm", "attention"),
-    "fused+gemm": ("tensordot", "layer_norm", "attention", "ffn_gemm", "dense_gemm"),
-    "fused+skip_ln": ("tensordot", "layer_norm", "attention", "skip_layer_norm"),
+    "optimized": tuple(optimize.STAGES),
+    "optimized+gemm": (*optimize.STAGES, "ffn_gemm", "dense_gemm"),
+    "optimized+skip_ln": (*optimize.STAGES, "skip_layer_norm"),
 }
+SHIPPED = {"portable": ONNX_FILENAME, "optimized": OPTIMIZED_FILENAME}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,29 +110,54 @@ def load_seconds(path: Path, setting: Setting, rounds: int = 3) -> float:
     return best
 
 
-def write_graphs(onnx_path: Path, folder: Path, names=tuple(GRAPHS)) -> dict[str, dict]:
-    """Writes each graph variant into `folder`: {name: {"path", "fusions", "seconds"}}."""
-    proto = onnx.load(os.fspath(onnx_path))
+def write_graphs(version_dir: Path, folder: Path, names=tuple(GRAPHS)) -> dict[str, dict]:
+    """The graph variants of an exported version: {name: {"path", "fusions", "seconds"}}.
+
+    The shipped ones are the export's own files (their rewrite counts from its manifest,
+    seconds None: the export built them); the others are rewritten from its model.onnx into
+    `folder`.
+
+    Raises:
+        FileNotFoundError: the export shipped no model.optimized.onnx; says why it did not.
+    """
+    shipped = read_manifest(version_dir).get("onnxruntime_files", {})
+    proto = onnx.load(os.fspath(version_dir / ONNX_FILENAME))
     graphs = {}
     for name in names:
+        if name in SHIPPED:
+            path = version_dir / SHIPPED[name]
+            if not path.is_file():
+                raise FileNotFoundError(f"The export shipped no {path.name}: "
+                                        f"{shipped.get(path.name, {}).get('reason')}")
+            counts = shipped.get(path.name, {}).get("rewrites", {})
+            graphs[name] = {"path": path, "fusions": counts, "seconds": None}
+            continue
         start = time.perf_counter()
-        if GRAPHS[name]:
-            rewritten, counts = fusions.fuse(proto, GRAPHS[name])
-            path = folder / f"{name.replace('+', '_')}.onnx"
-            onnx.save(rewritten, os.fspath(path))
-        else:
-            path, counts = onnx_path, {}
-        graphs[name] = {"path": path, "fusions": counts,
-                        "seconds": time.perf_counter() - start}
+        rewritten, counts = optimize.rewrite(proto, {stage: STAGES[stage]
+                                                     for stage in GRAPHS[name]})
+        path = folder / f"{name.replace('+', '_')}.onnx"
+        onnx.save(rewritten, os.fspath(path))
+        graphs[name] = {"path": path, "fusions": counts, "seconds": time.perf_counter() - start}
     return graphs
 
 
-def quantize(source: Path, out: Path) -> Path:
-    """Dynamic int8 quantization (weights int8 per tensor, activations quantized on the fly)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def int8_graphs(version_dir: Path, graphs: dict[str, dict], folder: Path,
+                names: tuple[str, ...]) -> dict[str, dict]:
+    """int8 versions of the named graph variants: {name: {"path", "shipped"}}.
 
-    quantize_dynamic(os.fspath(source), os.fspath(out), weight_type=QuantType.QInt8)
-    return out
+    "optimized" is the export's own model.int8.onnx when it shipped one (it passed its
+    accuracy bound); otherwise it, and every other, is quantized here the same way
+    (`export.optimize.quantize_int8`), and "shipped" is False.
+    """
+    int8 = {}
+    for name in names:
+        path = version_dir / INT8_FILENAME
+        shipped = name == "optimized" and path.is_file()
+        if not shipped:
+            path = folder / f"{name.replace('+', '_')}_int8.onnx"
+            optimize.quantize_int8(graphs[name]["path"], path)
+        int8[name] = {"path": path, "shipped": shipped}
+    return int8
 
 
 def accuracy(sess: ort.InferenceSession, token_ids: np.ndarray, labels: np.ndarray,

@@ -83,13 +83,9 @@ def markdown(results: dict[str, Any]) -> str:
     labels = {"keras_attn": "keras_attn classifier",
               "reference": "keras.io MultiHeadAttention reference"}
     for name in training:
-        label = labels.get(name, f"{name} (not in keras_attn; see proposals.py)")
-        lines.append(f"| {label} | {training[name]['jit off']:,.0f} | "
+        lines.append(f"| {labels[name]} | {training[name]['jit off']:,.0f} | "
                      f"{training[name]['jit on']:,.0f} | "
                      f"{roof['training_fraction_of_peak'][name]:.1%} |")
-    if "proposal" in results:
-        lines += ["", f"The proposal's logits equal keras_attn's with the same weights: max "
-                  f"|difference| {results['proposal']['max_logit_difference']:.1e}."]
     inference = results["inference"]
     lines += ["", "| inference path | batch 1 ms | batch 32 tokens/s | b32 fraction of peak | "
               "parity vs Keras (max abs) |", "|---|---|---|---|---|"]
@@ -98,6 +94,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | {path['batch1_ms']:.3f} | {path['batch32_tokens_per_s']:,.0f} "
                      f"| {path['fraction_of_peak']:.1%} | "
                      f"{'-' if parity is None else f'{parity:.1e}'} |")
+    lines += ["", _shipped_note(results)]
     lines += ["", f"Best fp32 ORT at batch 32: **{inference['best_batch32']['name']}**; at batch "
               f"1: **{inference['best_batch1']['name']}**. Matmul peak (NumPy fp32 2048^3, same "
               f"run): {roof['peak_gflops']:.1f} GFLOP/s; forward FLOPs/token: "
@@ -107,10 +104,13 @@ def markdown(results: dict[str, Any]) -> str:
         for name, seconds in inference["session_load_seconds"].items()) + "."]
     export = results["export"]
     lines += ["", "| export | seconds | ONNX bytes | params x 4 | ratio |", "|---|---|---|---|---|",
-              f"| export.export_model (SavedModel + ONNX + parity battery) | "
+              f"| export.export_model (SavedModel + 3 ONNX files + parity battery): model.onnx | "
               f"{export['seconds']:.1f} | {export['onnx_bytes']:,} | {export['params'] * 4:,} | "
-              f"{export['onnx_size_ratio']:.3f} |",
-              f"| reference model.export(format=\"onnx\") | {export['reference_seconds']:.1f} | "
+              f"{export['onnx_size_ratio']:.3f} |"]
+    lines += [f"| same export: {name} | | {entry['bytes']:,} | | "
+              f"{entry['bytes'] / (export['params'] * 4):.3f} |"
+              for name, entry in export["onnxruntime_files"].items() if entry["shipped"]]
+    lines += [f"| reference model.export(format=\"onnx\") | {export['reference_seconds']:.1f} | "
               f"{export['reference_onnx_bytes']:,} | {export['reference_params'] * 4:,} | "
               f"{export['reference_onnx_bytes'] / (export['reference_params'] * 4):.3f} |"]
     lines += ["", "| graph | rewrites applied | ops as written | ops after ORT load-time "
@@ -122,8 +122,34 @@ def markdown(results: dict[str, Any]) -> str:
     accuracy = results["int8"].get("accuracy")
     if accuracy:
         lines += ["", f"int8 accuracy ({accuracy['setup']}): Keras {accuracy['keras']:.2f}%, "
-                  + ", ".join(f"{k} {v:.2f}%" for k, v in accuracy["scores"].items())]
+                  + ", ".join(f"{k} {v:.2f}%" for k, v in accuracy["scores"].items())
+                  + f". That export's own int8 check: {_int8_check(accuracy['export_int8'])}."]
     return "\n".join(lines)
+
+
+def _shipped_note(results: dict[str, Any]) -> str:
+    """Which timed graphs are the files the export ships, and what became of each."""
+    files = results["export"]["onnxruntime_files"]
+    optimized, int8 = files["model.optimized.onnx"], files["model.int8.onnx"]
+    note = ("Shipped files: \"portable\" is model.onnx, \"optimized\" is model.optimized.onnx "
+            f"({_rewrites(optimized)}), timed as the export wrote them; the other graphs are "
+            "rewritten by the benchmark. ")
+    if results["int8"].get("shipped_int8_timed"):
+        return note + f"\"int8 optimized\" is the shipped model.int8.onnx ({_int8_check(int8)})."
+    return note + ("\"int8 optimized\" is quantized by the benchmark the way the export does: "
+                   f"this export did not ship model.int8.onnx ({_int8_check(int8)}).")
+
+
+def _rewrites(entry: dict[str, Any]) -> str:
+    if not entry["shipped"]:
+        return f"not shipped: {entry['reason']}"
+    return ", ".join(f"{stage} x{count}" for stage, count in entry["rewrites"].items())
+
+
+def _int8_check(entry: dict[str, Any]) -> str:
+    if not entry["shipped"]:
+        return f"left out: {entry['reason']}"
+    return f"argmax agreement with Keras {entry['agreement']:.2%} on the parity battery, bound 99%"
 
 
 def _ops(counts: dict[str, int]) -> str:

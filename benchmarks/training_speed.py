@@ -49,8 +49,7 @@ def _steps_per_second(model: keras.Model, x: np.ndarray, y: np.ndarray, warmup: 
 
 
 def measure_training(config: ka.ModelConfig, rounds: int, steps: int, warmup: int = 2,
-                     seed: int = 0, proposals: dict | None = None,
-                     ) -> tuple[dict[str, dict[str, float]], dict[str, keras.Model]]:
+                     seed: int = 0) -> tuple[dict[str, dict[str, float]], dict[str, keras.Model]]:
     """Tokens/s of keras_attn's classifier and the keras.io reference, jit off and on.
 
     Args:
@@ -58,7 +57,6 @@ def measure_training(config: ka.ModelConfig, rounds: int, steps: int, warmup: in
         rounds: how many timed `fit` calls each pair gets (the best is kept).
         steps: timed steps per `fit` call.
         warmup: untimed steps at the start of every `fit` call.
-        proposals: more {name: builder(config) -> keras.Model} to time beside the two.
 
     Returns:
         ({"keras_attn" | "reference": {"jit off" | "jit on": tokens/s}},
@@ -69,8 +67,7 @@ def measure_training(config: ka.ModelConfig, rounds: int, steps: int, warmup: in
     count = (warmup + steps) * BATCH
     x = rng.integers(1, config.vocab_size, size=(count, config.max_len), dtype=np.int32)
     y = rng.integers(0, config.num_classes, size=(count,), dtype=np.int32)
-    builders = {"keras_attn": ka.build_classifier, "reference": build_reference,
-                **(proposals or {})}
+    builders = {"keras_attn": ka.build_classifier, "reference": build_reference}
     models = {(name, jit): _compiled(build, config, jit)
               for name, build in builders.items() for jit in (False, True)}
     best: dict[tuple[str, bool], float] = dict.fromkeys(models, 0.0)

@@ -35,17 +35,24 @@ def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
     inference = results["inference"]
     assert {"paths", "parity", "best_batch32", "best_batch1", "reference_best_batch32"} <= set(
         inference)
-    for name in ("Keras call", "SavedModel serving_default", "ORT plain, default",
+    for name in ("Keras call", "SavedModel serving_default", "ORT portable, default",
+                 "ORT optimized, 1 thr, all", "ORT int8 optimized, 1 thr, all",
                  "reference Keras-exported ONNX, default"):
         assert {"batch1_ms", "batch32_tokens_per_s"} <= set(inference["paths"][name])
     assert any(path["kind"] == "int8" for path in inference["paths"].values())
     assert {"ok", "pairs"} <= set(inference["parity"])
     assert {"peak_gflops", "forward_flops_per_token", "training_fraction_of_peak",
             "inference_fraction_of_peak"} <= set(results["roofline"])
-    assert {"seconds", "onnx_bytes", "params", "onnx_size_ratio"} <= set(results["export"])
+    assert {"seconds", "onnx_bytes", "params", "onnx_size_ratio", "onnxruntime_files"} <= set(
+        results["export"])
+    # the shipped optimized file is what is timed, its fused ops visible in the op counts
+    assert results["export"]["onnxruntime_files"]["model.optimized.onnx"]["shipped"]
+    assert {"portable", "optimized"} <= set(results["fusion"])
+    assert results["fusion"]["optimized"]["ops_before"]["com.microsoft.Attention"] == 1
     for graph in results["fusion"].values():
         assert {"rewrites", "ops_before", "ops_after"} <= set(graph)
-    assert {"best", "speedup_vs_best_fp32", "accuracy"} <= set(results["int8"])
+    assert {"best", "speedup_vs_best_fp32", "accuracy", "shipped_int8_timed"} <= set(
+        results["int8"])
     assert len(results["goals"]) == GOALS
     for goal in results["goals"]:
         assert {"goal", "target", "measured", "met", "detail"} <= set(goal)
