@@ -116,6 +116,22 @@ def exported_confident() -> tuple[keras.Model, export.ExportResult]:
     return model, export.export_model(model, _root() / "classifier-confident")
 
 
+def drift(monkeypatch, runtime_name: str, by: float = 1e-3) -> None:
+    """Makes the exporter's runtime `runtime_name` (e.g. "onnxruntime (all)") return logits
+    off by `by`, as a faulty conversion would."""
+    from export import exporter
+
+    load_runtimes = exporter.load_runtimes
+
+    def drifting_runtimes(folder):
+        runtimes = load_runtimes(folder)
+        exact = runtimes[runtime_name]
+        runtimes[runtime_name] = lambda ids: exact(ids) + np.float32(by)
+        return runtimes
+
+    monkeypatch.setattr(exporter, "load_runtimes", drifting_runtimes)
+
+
 def copy_version(name: str, destination: Path) -> Path:
     """A private copy of case `name`'s model folder (holding version 1); returns the copy."""
     _, result = exported(name)

@@ -6,10 +6,10 @@ import os
 import keras
 import numpy as np
 import pytest
-from export_cases import CLASSIFIER, LANGUAGE_MODEL, build_model, copy_version, exported
+from export_cases import CLASSIFIER, LANGUAGE_MODEL, build_model, copy_version, drift, exported
 
 import export.onnx
-from export import ParityError, export_model, exporter, runtime
+from export import ParityError, export_model, runtime
 from export.manifest import sha256_of
 
 SAVEDMODEL_FILES = {"saved_model.pb", "fingerprint.pb", "variables/variables.index",
@@ -90,15 +90,7 @@ def test_failure_partway_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_parity_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     """An ONNX model that drifts by 1e-3 must never become a version."""
     model, _ = exported(CLASSIFIER)
-    load_runtimes = exporter.load_runtimes
-
-    def drifting_runtimes(folder):
-        runtimes = load_runtimes(folder)
-        exact = runtimes["onnxruntime (all)"]
-        runtimes["onnxruntime (all)"] = lambda ids: exact(ids) + np.float32(1e-3)
-        return runtimes
-
-    monkeypatch.setattr(exporter, "load_runtimes", drifting_runtimes)
+    drift(monkeypatch, "onnxruntime (all)")
     with pytest.raises(ParityError) as error:
         export_model(model, tmp_path / "model")
     failed = [pair.pair for pair in error.value.report.pairs if not pair.passed]

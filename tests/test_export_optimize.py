@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 
-import numpy as np
 import onnx
 import pytest
-from export_cases import CASES, CLASSIFIER, build_model, exported, exported_confident
+from export_cases import CASES, CLASSIFIER, build_model, drift, exported, exported_confident
 
 import export.optimize
-from export import ParityReport, export_model, exporter, runtime
+from export import ParityReport, export_model, runtime
 from export.manifest import sha256_of
 from export.parity import AgreementResult, PairResult
 
@@ -138,15 +137,7 @@ def test_a_rewrite_that_fails_leaves_both_files_out_and_says_why(tmp_path, monke
 
 def test_optimized_file_that_fails_parity_is_left_out_with_its_int8(tmp_path, monkeypatch):
     model, _ = exported_confident()  # its int8 file passes: it goes only with its source
-    load_runtimes = exporter.load_runtimes
-
-    def drifting_runtimes(folder):
-        runtimes = load_runtimes(folder)
-        exact = runtimes["onnxruntime optimized (all)"]
-        runtimes["onnxruntime optimized (all)"] = lambda ids: exact(ids) + np.float32(1e-3)
-        return runtimes
-
-    monkeypatch.setattr(exporter, "load_runtimes", drifting_runtimes)
+    drift(monkeypatch, "onnxruntime optimized (all)")
     with pytest.warns(RuntimeWarning) as warned:
         result = export_model(model, tmp_path / "model")
     first, second = not_shipped(warned)
