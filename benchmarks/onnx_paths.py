@@ -129,7 +129,8 @@ def write_graphs(version_dir: Path, folder: Path, names=tuple(GRAPHS)) -> dict[s
             if not path.is_file():
                 raise FileNotFoundError(f"The export shipped no {path.name}: "
                                         f"{shipped.get(path.name, {}).get('reason')}")
-            counts = shipped.get(path.name, {}).get("rewrites", {})
+            recorded = shipped.get(path.name, {}).get("rewrites", {})  # the manifest sorts
+            counts = {stage: recorded[stage] for stage in STAGES if stage in recorded}
             graphs[name] = {"path": path, "fusions": counts, "seconds": None}
             continue
         start = time.perf_counter()
