@@ -158,14 +158,15 @@ class SplitQKVAttention(pattern.RewriteRuleClassBase):
                             _domain=MS_DOMAIN)
 
 
-def _producer(value: ir.Value | None, *op_types: str) -> ir.Node | None:
+def _producer(value: ir.Value | None, op_type: str) -> ir.Node | None:
     node = None if value is None else value.producer()
-    return node if node is not None and node.op_type in op_types else None
+    return node if node is not None and node.op_type == op_type else None
 
 
-def _splits_in_thirds(split: ir.Node | None, d_model: int) -> bool:
-    if split is None or split.op_type != "Split" or split.attributes.get_int("axis", 0) not in (
-            -1, 2):
+def _splits_in_thirds(split: ir.Node, d_model: int) -> bool:
+    """Whether the Split cuts the last axis of `[b, n, 3d]` into three `d` (no sizes given
+    means equal parts)."""
+    if split.attributes.get_int("axis", 0) not in (-1, 2):
         return False
     sizes = split.inputs[1] if len(split.inputs) > 1 else None
     return sizes is None or constant_equals(sizes, [d_model] * 3)
@@ -210,17 +211,19 @@ def _key_padding(keep: ir.Value) -> tuple[ir.Value | None, bool]:
         return None, False
     padding = _unsqueezed(outer, 1)  # the queries axis: a key mask only
     if padding is not None:
-        return (padding, False) if padding.shape is not None and padding.shape.rank() == 2 \
-            else (None, False)
+        return (padding, False) if _is_matrix(padding) else (None, False)
     both = _producer(outer, "And")
     if both is None:
         return None, False
     for first, second in (both.inputs, reversed(both.inputs)):
         padding = _unsqueezed(first, 1)
-        if padding is not None and padding.shape is not None and padding.shape.rank() == 2 \
-                and _is_causal(second):
+        if padding is not None and _is_matrix(padding) and _is_causal(second):
             return padding, True
     return None, False
+
+
+def _is_matrix(value: ir.Value) -> bool:
+    return value.shape is not None and value.shape.rank() == 2
 
 
 def _unsqueezed(value: ir.Value, axis: int) -> ir.Value | None:
@@ -241,9 +244,9 @@ def _is_causal(mask: ir.Value) -> bool:
     rows, columns = _unsqueezed(rows, 1), _unsqueezed(columns, 0)
     if rows is None or rows is not columns:
         return False
-    positions = _producer(rows, "Range")
-    return positions is not None and constant_equals(positions.inputs[0], [0]) \
-        and constant_equals(positions.inputs[2], [1])
+    positions = _producer(rows, "Range")  # start, limit, delta
+    return (positions is not None and constant_equals(positions.inputs[0], [0])
+            and constant_equals(positions.inputs[2], [1]))
 
 
 def _skip_full_slices(value: ir.Value) -> ir.Value:
