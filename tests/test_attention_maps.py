@@ -20,7 +20,7 @@ def test_maps_come_from_the_same_forward_pass_as_the_model(norm_first):
         block = model.get_layer(f"block_{index}")
         inputs = model.get_layer("embedding").output if index == 0 else \
             model.get_layer(f"block_{index - 1}").output
-        probe = keras.Model(model.inputs, inputs)
+        probe = keras.Model(model.inputs[0], inputs)
         _, expected = block(probe(ids), padding_mask=ids != 0, return_attention_scores=True)
         np.testing.assert_allclose(weights, expected, atol=1e-6)
     np.testing.assert_allclose(maps[0].sum(-1), 1.0, atol=1e-5)

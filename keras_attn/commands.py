@@ -1,0 +1,237 @@
+"""The `keras-attn` subcommands: each reads its parsed flags, does the work, prints for people.
+
+Heavy imports happen inside each command: `predict` runs on onnxruntime and never imports
+TensorFlow. Bad input raises `UsageError` (or another ValueError); `keras_attn.cli.main` turns
+it into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(ValueError):
+    """Bad input from the command line: reported in one line, exit code 2."""
+
+
+def _print(line: str = "") -> None:
+    print(line, flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from keras_attn.demo import run_demo
+
+    start = time.perf_counter()
+    report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
+                      log=_print)
+    _print("\n== keras-attn demo report ==")
+    _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
+    _print(f"run folder             : {report.run_dir}")
+    _print(f"export (TF Serving)    : {report.export_dir}")
+    _print(f"parity max |diff|      : {report.parity_max_abs_diff:.2e} (tolerance 1e-05)")
+    _print(f"verify                 : {'passed' if report.verified else 'FAILED'}")
+    for figure in report.figures:
+        _print(f"figure                 : {figure}")
+    for name, seconds in report.phase_seconds.items():
+        _print(f"time {name:<17} : {seconds:.1f} s")
+    _print(f"time total             : {time.perf_counter() - start:.1f} s")
+    return EXIT_OK if report.verified else EXIT_FAILURE
+
+
+FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "--heads",
+                 "ff_dim": "--ff-dim", "num_layers": "--layers", "dropout": "--dropout",
+                 "max_vocab": "--max-vocab", "epochs": "--epochs", "batch_size": "--batch-size",
+                 "learning_rate": "--learning-rate", "patience": "--patience"}
+
+
+def _settings_from_flags(args: argparse.Namespace):
+    """TrainSettings from the flags; a bad value is a UsageError that names the flag."""
+    from keras_attn.config import TrainSettings
+
+    try:
+        return TrainSettings(
+            max_len=args.max_len, d_model=args.d_model, num_heads=args.heads,
+            ff_dim=args.ff_dim, num_layers=args.layers, dropout=args.dropout,
+            max_vocab=args.max_vocab, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+            jit_compile=not args.no_jit)
+    except ValueError as error:
+        message = str(error)
+        for field, flag in FLAG_OF_FIELD.items():
+            message = message.replace(f"{field}=", f"{flag} ")
+        raise UsageError(f"Bad training flags: {message}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from keras_attn.data import load_texts, split_train_validation
+    from keras_attn.timing import phase
+
+    # Flags and data are checked before Keras is imported: bad input is answered at once.
+    settings = _settings_from_flags(args)
+    if not 0 < args.validation_split < 1:
+        raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
+                         f"Received: {args.validation_split}")
+    seconds: dict[str, float] = {}
+    with phase("data", seconds, _print):
+        classes = args.classes.split(",") if args.classes else None
+        dataset = load_texts(args.data, text_column=args.text_column,
+                             label_column=args.label_column, class_names=classes)
+        train, validation = split_train_validation(dataset, args.validation_split,
+                                                   seed=args.seed)
+        _print(f"{len(train)} train / {len(validation)} validation texts, "
+               f"classes {dataset.class_names}")
+
+    from keras_attn import plots
+    from keras_attn.training import CURVES_FILE, train_classifier
+
+    with phase("train", seconds, _print):
+        run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
+                               data_description=str(Path(args.data).resolve()), log=_print)
+        _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, tokenizer "
+               f"and config in {run.run_dir}")
+        if plots.available():
+            _print(f"curves: {plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)}")
+        else:
+            _print(f"curves skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
+    if args.export:
+        return _export(run.run_dir, Path(args.export))
+    return EXIT_OK
+
+
+def _export(run_dir: Path, out: Path) -> int:
+    import export
+    from keras_attn.training import load_run
+
+    model, tokenizer, class_names = load_run(run_dir)
+    start = time.perf_counter()
+    result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names)
+    _print(f"[export] version {result.version} written to {result.path} in "
+           f"{time.perf_counter() - start:.1f} s")
+    _print(result.parity.table())
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path("saved_models") / Path(args.run).resolve().name
+    return _export(Path(args.run), out)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import export
+
+    if not Path(args.version_dir).is_dir():
+        raise UsageError(f"No such folder. Expected an export version folder such as "
+                         f"saved_models/demo/1. Received: {args.version_dir}")
+    report = export.verify(args.version_dir)
+    _print(report.table())
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    if args.file and args.texts:
+        raise UsageError("Give texts either as arguments or with --file, not both. "
+                         f"Received: {len(args.texts)} argument(s) and --file {args.file}")
+    if args.file == "-":
+        texts = sys.stdin.read().splitlines()
+    elif args.file:
+        try:
+            texts = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise UsageError(f"{args.file} is not UTF-8 text (byte {error.start}). Save it as "
+                             f"UTF-8, one text per line. Received: --file {args.file}") from None
+        except OSError as error:
+            raise UsageError(f"Cannot read --file {args.file}: {error.strerror}") from None
+    else:
+        return _required(args.texts)
+    return _required([line for line in texts if line.strip()])  # blank lines separate texts
+
+
+def _required(texts: list[str]) -> list[str]:
+    if not texts:
+        raise UsageError("No text to read. Pass texts as arguments, or --file FILE "
+                         "(one text per line; - for stdin). Received: nothing")
+    return texts
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from export import runtime
+    from export.tokenizer import Tokenizer
+    from keras_attn.data import encode_texts
+
+    predictor = runtime.load(args.model_dir)
+    if predictor.task != "classifier":
+        raise UsageError(f"predict classifies texts, and {args.model_dir} holds a "
+                         f"{predictor.task}. Expected a classifier export. "
+                         f"Received: {args.model_dir}")
+    tokenizer_path = Path(args.model_dir) / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        raise UsageError(f"{args.model_dir} has no tokenizer.json to turn text into ids. "
+                         f"Expected an export folder made by keras-attn. Received: "
+                         f"{args.model_dir}")
+    texts = _read_texts(args)
+    ids = encode_texts(Tokenizer.load(tokenizer_path), texts, predictor.max_len)
+    logits = predictor.predict(ids)
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    names = predictor.class_names or [str(i) for i in range(logits.shape[-1])]
+    results = [{"text": text, "label": names[int(np.argmax(p))],
+                "probabilities": {name: round(float(v), 6) for name, v in zip(names, p,
+                                                                               strict=True)}}
+               for text, p in zip(texts, probabilities, strict=True)]
+    if args.json:
+        _print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for result in results:
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in result["probabilities"].items())
+            _print(f"{result['label']}\t{shown}\t{result['text']}")
+    return EXIT_OK
+
+
+def _model_and_tokenizer(path: Path):
+    """The model and tokenizer of a run folder, an export version folder, or a model.keras."""
+    import keras_attn as ka
+    from export.tokenizer import Tokenizer
+
+    folder = path.parent if path.suffix == ".keras" else path
+    model_file = path if path.suffix == ".keras" else folder / "model.keras"
+    missing = [str(p) for p in (model_file, folder / "tokenizer.json") if not p.is_file()]
+    if missing:
+        raise UsageError(f"Expected a run or export folder (or a model.keras in one) with a "
+                         f"model and its tokenizer; missing: {', '.join(missing)}. "
+                         f"Received: {path}")
+    return ka.load_model(model_file), Tokenizer.load(folder / "tokenizer.json")
+
+
+def cmd_attend(args: argparse.Namespace) -> int:
+    from keras_attn import plots
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a folder for the PNGs. Received: {out}, a file")
+    old = sorted(out.glob("block*_head*.png")) if out.is_dir() else []
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UsageError(f"{out} is not empty; pass --overwrite to replace its heatmaps, or "
+                         f"choose another --out. Received: --out {out}")
+    if not plots.available():
+        raise UsageError(f"attend draws PNGs with matplotlib: {plots.INSTALL_HINT}")
+    from keras_attn.attention_maps import text_attention
+
+    model, tokenizer = _model_and_tokenizer(Path(args.model))
+    tokens, maps = text_attention(model, tokenizer, args.text)
+    for path in old:  # heatmaps of an earlier call, perhaps of a model with more heads
+        path.unlink()
+    for layer, weights in enumerate(maps):
+        for head, head_weights in enumerate(weights):
+            path = plots.plot_attention(tokens, head_weights,
+                                        out / f"block{layer}_head{head}.png",
+                                        title=f"block {layer}, head {head}")
+            _print(str(path))
+    return EXIT_OK
