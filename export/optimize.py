@@ -192,7 +192,8 @@ def drop_failed(report: ParityReport, folder: Path,
     return ParityReport(
         tuple(pair for pair in report.pairs if runtime_file(pair.pair) not in failed),
         report.seed,
-        tuple(result for result in report.agreements if runtime_file(result.pair) not in failed))
+        tuple(result for result in report.agreements if runtime_file(result.pair) not in failed),
+        report.fp32_floor)
 
 
 def _describe(result: PairResult | AgreementResult) -> str:

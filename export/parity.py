@@ -25,6 +25,12 @@ import numpy as np
 from export.inputs import PADDING_ID
 
 TOLERANCE = 1e-5
+# The tolerance rises to this many times the model's fp32 error floor (Keras fp32 against the
+# same model in float64) when that is larger than TOLERANCE: two fp32 runtimes, each up to
+# the floor away from the exact logits, can differ by twice it; 3 leaves room for the other
+# runtime's own rounding. A real conversion error (e.g. tanh gelu for exact gelu, 3.4e-4)
+# stays far outside.
+FLOOR_FACTOR = 3.0
 BATCH_SIZES = (1, 2, 7, 32)
 SEED = 0
 # Relative differences are taken against max(|reference|, REL_FLOOR): below the floor a logit
@@ -34,6 +40,13 @@ REL_FLOOR = 1e-3
 MIN_AGREEMENT = 0.99
 
 Runtime = Callable[[np.ndarray], np.ndarray]
+
+
+def effective_tolerance(tolerance: float, fp32_floor: float | None) -> float:
+    """`tolerance`, or `FLOOR_FACTOR` x the model's measured fp32 error floor if larger."""
+    if fp32_floor is None or not np.isfinite(fp32_floor):
+        return tolerance
+    return max(tolerance, FLOOR_FACTOR * fp32_floor)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +162,7 @@ class ParityReport:
     pairs: tuple[PairResult, ...]
     seed: int = SEED
     agreements: tuple[AgreementResult, ...] = ()
+    fp32_floor: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -158,9 +172,14 @@ class ParityReport:
     def table(self) -> str:
         """One row per pair: pair, max abs diff, max rel diff, tolerance, pass/fail; then, if
         any, one row per quantized candidate: its argmax agreement against its bound."""
-        text = _aligned([("pair", "max abs diff", "max rel diff", "tolerance", "result")] + [
+        text = ""
+        if self.fp32_floor is not None:
+            text = (f"fp32 error floor of this model (Keras fp32 vs float64): "
+                    f"{self.fp32_floor:.3g}; tolerance = max({TOLERANCE:g}, "
+                    f"{FLOOR_FACTOR:g} x floor)\n")
+        text += _aligned([("pair", "max abs diff", "max rel diff", "tolerance", "result")] + [
             (pair.pair, f"{pair.max_abs_diff:.3g}", f"{pair.max_rel_diff:.3g}",
-             f"{pair.tolerance:g}", "pass" if pair.passed else f"FAIL (worst: {pair.worst_case})")
+             f"{pair.tolerance:.3g}", "pass" if pair.passed else f"FAIL (worst: {pair.worst_case})")
             for pair in self.pairs
         ])
         if self.agreements:
@@ -174,7 +193,7 @@ class ParityReport:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "seed": self.seed,
+        return {"ok": self.ok, "seed": self.seed, "fp32_floor": self.fp32_floor,
                 "pairs": [dataclasses.asdict(pair) for pair in self.pairs],
                 "agreements": [dataclasses.asdict(result) for result in self.agreements]}
 
@@ -185,7 +204,8 @@ class ParityReport:
             for pair in values["pairs"]
         )
         agreements = tuple(AgreementResult(**result) for result in values.get("agreements", ()))
-        return cls(pairs=pairs, seed=values["seed"], agreements=agreements)
+        return cls(pairs=pairs, seed=values["seed"], agreements=agreements,
+                   fp32_floor=values.get("fp32_floor"))
 
 
 def _aligned(rows: list[tuple[str, ...]]) -> str:
@@ -221,6 +241,7 @@ def compare_runtimes(
     seed: int = SEED,
     quantized: Mapping[str, Runtime] | None = None,
     min_agreement: float = MIN_AGREEMENT,
+    fp32_floor: float | None = None,
 ) -> ParityReport:
     """Runs every case through the reference and each candidate and keeps the worst diffs.
 
@@ -234,6 +255,8 @@ def compare_runtimes(
         quantized: name -> function for candidates held to `min_agreement` instead of
             `tolerance` (int8 models).
         min_agreement: the least share of argmax predictions a quantized candidate must keep.
+        fp32_floor: the model's measured fp32 error floor, recorded in the report (the
+            caller has already folded it into `tolerance`).
 
     Returns:
         A `ParityReport` with one `PairResult` per candidate and one `AgreementResult` per
@@ -253,7 +276,7 @@ def compare_runtimes(
             worst_rel = max(worst_rel, max_rel)
         pairs.append(PairResult(f"{reference_name} vs {name}", worst_abs, worst_rel,
                                 tolerance, worst_case, len(cases)))
-    return ParityReport(tuple(pairs), seed, agreements)
+    return ParityReport(tuple(pairs), seed, agreements, fp32_floor)
 
 
 def _agreement(pair: str, candidate: Runtime, cases: list[ParityCase],

@@ -245,3 +245,33 @@ def test_battery_tells_exact_gelu_from_its_tanh_approximation():
     report = compare_runtimes(keras_runtime(exact), {"tanh": keras_runtime(approximate)},
                               parity_cases(MAX_LEN, VOCAB_SIZE))
     assert not report.ok and report.pairs[0].max_abs_diff > 10 * TOLERANCE
+
+
+def test_tolerance_rises_to_three_times_the_fp32_floor_only_when_larger():
+    from export.parity import FLOOR_FACTOR, TOLERANCE, effective_tolerance
+
+    assert effective_tolerance(TOLERANCE, 1e-7) == TOLERANCE
+    assert effective_tolerance(TOLERANCE, None) == TOLERANCE
+    assert effective_tolerance(TOLERANCE, float("nan")) == TOLERANCE
+    assert effective_tolerance(TOLERANCE, 2e-5) == FLOOR_FACTOR * 2e-5
+
+
+def test_fp32_floor_is_measured_against_float64_and_reported():
+    import keras
+
+    import keras_attn as ka
+    from export.parity import parity_cases
+    from export.verifier import check_parity, fp32_error_floor
+
+    keras.utils.set_random_seed(0)
+    config = ka.ModelConfig(vocab_size=30, max_len=8, d_model=16, num_heads=2, ff_dim=32,
+                            num_layers=1, num_classes=2)
+    model = ka.build_classifier(config)
+    floor = fp32_error_floor(model, parity_cases(8, 30))
+    assert 0 < floor < 1e-5  # untrained: fp32 rounding only, and not exactly zero
+    assert keras.config.dtype_policy().name == "float32"  # the float64 twin left no trace
+    # Scaled-up weights amplify rounding: the floor grows with them.
+    model.set_weights([w * 30 for w in model.get_weights()])
+    assert fp32_error_floor(model, parity_cases(8, 30)) > floor * 10
+    report = check_parity(model, {}, 8, 30)
+    assert report.fp32_floor is not None and "fp32 error floor" in report.table()
