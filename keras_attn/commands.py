@@ -34,7 +34,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
     _print(f"run folder             : {report.run_dir}")
     _print(f"export (TF Serving)    : {report.export_dir}")
-    _print(f"parity max |diff|      : {report.parity_max_abs_diff:.2e} (tolerance 1e-05)")
+    _print(f"parity max |diff|      : {report.parity_max_abs_diff:.2e} "
+           f"(tolerance {report.parity_tolerance:.3g})")
     _print(f"verify                 : {'passed' if report.verified else 'FAILED'}")
     for figure in report.figures:
         _print(f"figure                 : {figure}")

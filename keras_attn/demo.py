@@ -35,6 +35,7 @@ class DemoReport:
     run_dir: Path
     export_dir: Path
     parity_max_abs_diff: float
+    parity_tolerance: float
     verified: bool
     figures: list[Path]
     phase_seconds: dict[str, float]
@@ -92,8 +93,9 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
         else:
             log(f"skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
     max_diff = max(pair.max_abs_diff for pair in result.parity.pairs)
-    return DemoReport(accuracy, run_dir, result.path, max_diff, verification.ok, figures,
-                      seconds)
+    tolerance = min(pair.tolerance for pair in result.parity.pairs)
+    return DemoReport(accuracy, run_dir, result.path, max_diff, tolerance, verification.ok,
+                      figures, seconds)
 
 
 def _head_watching_the_nouns(maps: list[np.ndarray], tokens: list[str]) -> tuple[int, int]:
