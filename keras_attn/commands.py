@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from export.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
@@ -172,9 +174,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UsageError(f"predict classifies texts, and {args.model_dir} holds a "
                          f"{predictor.task}. Expected a classifier export. "
                          f"Received: {args.model_dir}")
-    tokenizer_path = Path(args.model_dir) / "tokenizer.json"
+    tokenizer_path = Path(args.model_dir) / TOKENIZER_FILENAME
     if not tokenizer_path.is_file():
-        raise UsageError(f"{args.model_dir} has no tokenizer.json to turn text into ids. "
+        raise UsageError(f"{args.model_dir} has no {TOKENIZER_FILENAME} to turn text into ids. "
                          f"Expected an export folder made by keras-attn. Received: "
                          f"{args.model_dir}")
     texts = _read_texts(args)
@@ -202,13 +204,14 @@ def _model_and_tokenizer(path: Path):
     from export.tokenizer import Tokenizer
 
     folder = path.parent if path.suffix == ".keras" else path
-    model_file = path if path.suffix == ".keras" else folder / "model.keras"
-    missing = [str(p) for p in (model_file, folder / "tokenizer.json") if not p.is_file()]
+    model_file = path if path.suffix == ".keras" else folder / KERAS_FILENAME
+    tokenizer_file = folder / TOKENIZER_FILENAME
+    missing = [str(p) for p in (model_file, tokenizer_file) if not p.is_file()]
     if missing:
         raise UsageError(f"Expected a run or export folder (or a model.keras in one) with a "
                          f"model and its tokenizer; missing: {', '.join(missing)}. "
                          f"Received: {path}")
-    return ka.load_model(model_file), Tokenizer.load(folder / "tokenizer.json")
+    return ka.load_model(model_file), Tokenizer.load(tokenizer_file)
 
 
 def cmd_attend(args: argparse.Namespace) -> int:

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import keras
 
+from export.manifest import KERAS_FILENAME as MODEL_FILE
+from export.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
 from export.tokenizer import Tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
-from keras_attn.models import build_classifier
+from keras_attn.models import build_classifier, load_model
 
+# A run folder and an export version folder name the model and the tokenizer alike.
 RUN_FILE = "run.json"
-MODEL_FILE = "model.keras"
-TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "training_curves.png"
@@ -187,7 +188,7 @@ def train_classifier(
               epochs=settings.epochs, batch_size=settings.batch_size,
               callbacks=fit_callbacks, verbose=verbose)
 
-    best = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    best = load_model(run_dir / MODEL_FILE)
     tokenizer.save(run_dir / TOKENIZER_FILE)
     (run_dir / CONFIG_FILE).write_text(json.dumps(
         {"model": config.to_dict(), "class_names": train.class_names,
@@ -208,5 +209,5 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, Tokenizer, list[str]]:
             f"Expected a folder written by `keras-attn train`. Received: {run_dir}"
         )
     config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    model = keras.models.load_model(run_dir / MODEL_FILE, safe_mode=True)
+    model = load_model(run_dir / MODEL_FILE)
     return model, Tokenizer.load(run_dir / TOKENIZER_FILE), config["class_names"]
