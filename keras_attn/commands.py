@@ -137,22 +137,32 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
+    """The texts to classify: the arguments, or one per line of --file (``-``: stdin).
+
+    A line ends at "\\n" or "\\r\\n" only (`keras_attn.data.split_lines`), so U+2028, form
+    feed and the like stay inside their text; blank lines are skipped.
+    """
+    from keras_attn.data import split_lines
+
     if args.file and args.texts:
         raise UsageError("Give texts either as arguments or with --file, not both. "
                          f"Received: {len(args.texts)} argument(s) and --file {args.file}")
+    if not args.file:
+        return _required(args.texts)
     if args.file == "-":
-        texts = sys.stdin.read().splitlines()
-    elif args.file:
+        data, source = sys.stdin.buffer.read(), "stdin"  # bytes: no newline translation
+    else:
+        source = args.file
         try:
-            texts = Path(args.file).read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as error:
-            raise UsageError(f"{args.file} is not UTF-8 text (byte {error.start}). Save it as "
-                             f"UTF-8, one text per line. Received: --file {args.file}") from None
+            data = Path(args.file).read_bytes()
         except OSError as error:
             raise UsageError(f"Cannot read --file {args.file}: {error.strerror}") from None
-    else:
-        return _required(args.texts)
-    return _required([line for line in texts if line.strip()])  # blank lines separate texts
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{source} is not UTF-8 text (byte {error.start}). Save it as "
+                         f"UTF-8, one text per line. Received: --file {args.file}") from None
+    return _required([line for line in split_lines(text) if line.strip()])
 
 
 def _required(texts: list[str]) -> list[str]:

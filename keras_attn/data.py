@@ -215,10 +215,42 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
                                            for _, label, line in rows]
 
 
+# A line ends at "\n" or "\r\n" and nowhere else. `str.splitlines` also breaks at U+2028,
+# U+2029, U+0085, form feed, vertical tab, a lone "\r" and U+001C-U+001E, so one text holding
+# one of them would become two records (and two predictions). Text-mode reading has the same
+# flaw for a lone "\r" (universal newlines): callers read bytes, decode, then split here.
+LINE_END = re.compile(r"\r?\n")
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, each ended by "\\n" or "\\r\\n" (the ending is removed).
+
+    The project's one rule for records in text (.jsonl files, ``keras-attn predict --file``;
+    CSV keeps the `csv` module's quoting rules, a folder holds one text per .txt file). Every
+    other character, U+2028 and form feed included, stays inside its line. A last line
+    without a newline is kept; a final newline does not start an empty line. Blank lines are
+    kept, so ``index + 1`` is the line number an error message names.
+
+    Args:
+        text: the decoded text.
+
+    Returns:
+        The lines, a list of str (``[]`` for ``""``).
+
+    Example:
+        >>> split_lines("one\\u2028still one\\r\\ntwo\\n\\nfour")
+        ['one\\u2028still one', 'two', '', 'four']
+    """
+    lines = LINE_END.split(text)
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line, or an empty text
+    return lines
+
+
 def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
     texts, labels = [], []
-    # split on "\n" only: JSON strings may hold U+2028, which str.splitlines would split on
-    for number, line in enumerate(_read_text(path).split("\n"), start=1):
+    # one record per "\n" / "\r\n" line: JSON strings may hold U+2028 (see split_lines)
+    for number, line in enumerate(split_lines(_read_text(path)), start=1):
         where = f"line {number} of '{path}'"
         if not line.strip():
             continue

@@ -113,6 +113,46 @@ def test_predict_reads_a_file_and_stdin(trained, tmp_path, capsys):
     assert "a fox hit the lamp" in result.stdout
 
 
+# One text per "\n" or "\r\n" line: everything str.splitlines also breaks at stays inside.
+LINE_FILE = ("the cat hit a box,\u2028it was tired.\r\n\n"
+             "my cup\u2029was near a dog\x85it was wet.\n"
+             "a fox\x0chit the\x0blamp\rit was sleepy.\r\n  \n"
+             "\x1cthe end\x1d\x1e")  # a last line without a newline
+LINE_TEXTS = ["the cat hit a box,\u2028it was tired.", "my cup\u2029was near a dog\x85it was wet.",
+              "a fox\x0chit the\x0blamp\rit was sleepy.", "\x1cthe end\x1d\x1e"]
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_read_texts_keeps_one_text_per_line_from_a_file_and_stdin(tmp_path, monkeypatch, bom):
+    import argparse
+    import io
+
+    from keras_attn.commands import _read_texts
+
+    data = bom + LINE_FILE.encode("utf-8")
+    (tmp_path / "texts.txt").write_bytes(data)
+    assert _read_texts(argparse.Namespace(file=str(tmp_path / "texts.txt"), texts=[])) \
+        == LINE_TEXTS
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+    assert _read_texts(argparse.Namespace(file="-", texts=[])) == LINE_TEXTS
+
+
+def test_predict_gives_one_prediction_per_line(trained, tmp_path):
+    version = str(trained / "saved_models" / "task" / "1")
+    (tmp_path / "texts.txt").write_bytes(LINE_FILE.encode("utf-8"))
+    result = subprocess.run([sys.executable, "-m", "keras_attn.cli", "predict", version,
+                             "--json", "--file", str(tmp_path / "texts.txt")],
+                            capture_output=True, text=True, encoding="utf-8", cwd=REPO_ROOT,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [p["text"] for p in json.loads(result.stdout)] == LINE_TEXTS
+    result = subprocess.run([sys.executable, "-m", "keras_attn.cli", "predict", version,
+                             "--json", "--file", "-"], input=LINE_FILE.encode("utf-8"),
+                            capture_output=True, cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [p["text"] for p in json.loads(result.stdout.decode("utf-8"))] == LINE_TEXTS
+
+
 def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
     """The ids `train_classifier` feeds to fit equal the ids `predict` sends to onnxruntime."""
     import keras_attn.training  # the training side: Keras loaded, encode_texts as fit uses it

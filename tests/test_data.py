@@ -191,6 +191,60 @@ def test_jsonl_errors_name_the_line(tmp_path, lines, message):
     assert "d.jsonl" in str(error.value)
 
 
+# --- records: one per "\n" / "\r\n" line -----------------------------------------------------
+
+# Characters that str.splitlines breaks at but that never end a record here.
+NOT_LINE_ENDS = ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e"]
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("", []),
+        ("one", ["one"]),
+        ("one\n", ["one"]),
+        ("one\r\ntwo\r\n", ["one", "two"]),
+        ("one\ntwo", ["one", "two"]),  # a last line without a newline
+        ("one\n\n \ntwo\n", ["one", "", " ", "two"]),  # blank lines are kept, in place
+        ("\n\n", ["", ""]),
+        ("lone\rreturn\n", ["lone\rreturn"]),  # "\r" ends a line only before "\n"
+        ("ends in\r", ["ends in\r"]),
+        *[(f"a{c}b\nc{c}\r\n", [f"a{c}b", f"c{c}"]) for c in NOT_LINE_ENDS],
+    ],
+)
+def test_split_lines_ends_records_at_newline_only(text, lines):
+    assert data.split_lines(text) == lines
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters="\n")), min_size=1),
+       st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_split_lines_gives_back_the_lines_joined(lines, ending, final_newline):
+    # Two joins are ambiguous by nature: "a\r" + "\n" reads as "a" + "\r\n", and an empty last
+    # line without a newline is no line at all. Keep lines out of those two cases.
+    lines = [line + "x" if line.endswith("\r") else line for line in lines]
+    if not final_newline and lines[-1] == "":
+        lines[-1] = "x"
+    text = ending.join(lines) + (ending if final_newline else "")
+    assert data.split_lines(text) == lines
+
+
+def test_jsonl_keeps_every_line_separator_inside_its_record(tmp_path):
+    texts = [f"half{c}half" for c in ("\u2028", "\u2029", "\x85")]
+    content = "\r\n".join(json.dumps({"text": t, "label": i % 2}, ensure_ascii=False)
+                           for i, t in enumerate(texts))  # CRLF endings, no final newline
+    (tmp_path / "d.jsonl").write_bytes(content.encode("utf-8"))
+    dataset = load_texts(tmp_path / "d.jsonl")
+    assert dataset.texts == texts and dataset.labels.tolist() == [0, 1, 0]
+
+
+def test_csv_keeps_line_separators_inside_unquoted_fields(tmp_path):
+    rows = [f"half{c}half,{i % 2}" for i, c in enumerate(NOT_LINE_ENDS)]
+    (tmp_path / "d.csv").write_bytes(("text,label\r\n" + "\r\n".join(rows)).encode("utf-8"))
+    dataset = load_texts(tmp_path / "d.csv")
+    assert dataset.texts == [f"half{c}half" for c in NOT_LINE_ENDS]
+    assert dataset.labels.tolist() == [i % 2 for i in range(len(NOT_LINE_ENDS))]
+
+
 # --- TextDataset and the split ----------------------------------------------------------------
 
 
