@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +58,11 @@ def staged_version(out_dir: str | os.PathLike, version: int) -> Iterator[Path]:
     """
     target = check_version(out_dir, version)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=target.parent))
+    # Not tempfile.mkdtemp: its mode 0o700 would hide the version from a server user. mkdir
+    # gives the mode the umask gives every folder; the random name keeps stagings apart.
+    staging = target.parent / f"{STAGING_PREFIX}{version}-{uuid.uuid4().hex}"
+    staging.mkdir()
     try:
-        os.chmod(staging, 0o755)  # mkdtemp's 0o700 would hide the version from a server user
         yield staging
         # os.rename fails on a non-empty target; check first so an empty one is not replaced.
         check_version(out_dir, version)
