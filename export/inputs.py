@@ -31,6 +31,14 @@ def range_message(vocab_size: int, received: str) -> str:
     return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
 
 
+def padding_only_message(received: str) -> str:
+    """What a sequence of padding only is told; `received` says which sequence."""
+    return (
+        f"Each sequence needs at least one non-padding id (padding is id {PADDING_ID}). "
+        f"Received: {received}"
+    )
+
+
 def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray:
     """Validates a batch of token ids and returns it as int32 `[batch, sequence]`.
 
@@ -143,9 +151,7 @@ def _check_not_all_padding(array: np.ndarray) -> None:
     biases alone, a confident-looking answer about nothing."""
     empty = np.flatnonzero((array == PADDING_ID).all(axis=1))
     if empty.size:
-        raise ValueError(
-            f"Each sequence needs at least one non-padding id (padding is id {PADDING_ID}). "
-            f"Received: sequence {int(empty[0])} is all padding"
+        raise ValueError(padding_only_message(
+            f"sequence {int(empty[0])} is all padding"
             + (f" ({empty.size} such sequences: {empty[:10].tolist()})" if empty.size > 1
-               else "")
-        )
+               else "")))

@@ -26,6 +26,7 @@ _LAZY = {
     "config_from_model": "keras_attn.models",
     "model_task": "keras_attn.models",
     "load_model": "keras_attn.models",
+    "rebuild": "keras_attn.models",
     "attention_maps": "keras_attn.attention_maps",
 }
 

@@ -1,17 +1,21 @@
 """Walkthrough step 4: self-attention, single-head exactly as written, then multi-head."""
 
 import math
-import warnings
 
 import keras
 from keras import ops
 
 from keras_attn.config import check_bool, check_divisible, check_dropout, check_positive_int
-from keras_attn.masking import attention_mask, masked_fill_value
+from keras_attn.masking import HALF_PRECISION, attention_mask, masked_softmax
 
 
 def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, training=None):
     """softmax(query key^T / sqrt(d)) value, over the last two axes.
+
+    Under a mixed-precision policy (float16 or bfloat16 compute) the scores and the softmax
+    are computed in float32: a float16 score overflows at 65,504, and masking must stay exact
+    whatever the scale of the scores (see `masked_softmax`). The weights are cast back to the
+    values' dtype for step 4.6. In float32 and float64 nothing is cast.
 
     Args:
         query, key, value: `[..., n, d]` (any leading axes: batch, or batch and heads).
@@ -20,19 +24,17 @@ def scaled_dot_product_attention(query, key, value, mask=None, dropout=None, tra
         training: passed to `dropout`.
 
     Returns:
-        (output `[..., n, d]`, weights `[..., n, n]`).
+        (output `[..., n, d]`, weights `[..., n, n]`), both in the values' dtype.
     """
     depth = query.shape[-1]
+    if keras.backend.standardize_dtype(query.dtype) in HALF_PRECISION:
+        query, key = ops.cast(query, "float32"), ops.cast(key, "float32")
     # Step 4.3: Q K^T, the unscaled similarity of every word with every word: [..., n, n].
     scores = ops.matmul(query, ops.swapaxes(key, -1, -2))
     # Step 4.4: divide by the square root of d to scale the scores.
     scores = scores / ops.cast(math.sqrt(depth), scores.dtype)
-    if mask is not None:
-        scores = ops.where(mask, scores, masked_fill_value(scores.dtype))
-    # Step 4.5: softmax over the keys, so that each row sums to 1.
-    with warnings.catch_warnings():  # a one-token sequence is valid: its weight is 1
-        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
-        weights = ops.softmax(scores, axis=-1)
+    # Step 4.5: softmax over the keys, so that each row sums to 1; masked keys get 0.
+    weights = ops.cast(masked_softmax(scores, mask), value.dtype)
     if dropout is not None:
         weights = dropout(weights, training=training)
     # Step 4.6: weighted sum of the values: [..., n, d].
@@ -55,6 +57,8 @@ class SelfAttention(keras.layers.Layer):
         x: float `[batch, n, d]`.
         padding_mask: optional `[batch, n]`, True at real tokens; padded keys get weight 0.
         return_attention_scores: also return the attention weights.
+        mask: the implicit Keras mask (e.g. from `PositionalEmbedding(mask_zero=True)`),
+            passed by Keras; used as the padding mask when `padding_mask` is not given.
 
     Returns:
         y `[batch, n, d]`, or (y, weights `[batch, n, n]`) where weights are the softmaxed
@@ -71,7 +75,7 @@ class SelfAttention(keras.layers.Layer):
         check_bool("use_causal_mask", use_causal_mask)
         self.use_causal_mask = use_causal_mask
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.supports_masking = True  # an implicit mask passes through; masking is explicit
+        self.supports_masking = True  # an implicit mask is honoured and passed on
 
     def build(self, input_shape):
         d = input_shape[-1]
@@ -80,7 +84,8 @@ class SelfAttention(keras.layers.Layer):
             for name in ("query_kernel", "key_kernel", "value_kernel")
         )
 
-    def call(self, x, padding_mask=None, return_attention_scores=False):
+    def call(self, x, padding_mask=None, return_attention_scores=False, mask=None):
+        padding_mask = mask if padding_mask is None else padding_mask
         # Step 4.1-4.2: vector-transformed versions of X, each [b, n, d].
         query = ops.matmul(x, self.query_kernel)
         key = ops.matmul(x, self.key_kernel)
@@ -119,6 +124,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         padding_mask: optional `[batch, n]`, True at real tokens.
         return_attention_scores: also return the attention weights.
         training: whether dropout is active.
+        mask: the implicit Keras mask, passed by Keras; used as the padding mask when
+            `padding_mask` is not given.
 
     Returns:
         y `[batch, n, d_model]`, or (y, weights `[batch, num_heads, n, n]`).
@@ -144,7 +151,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.dropout = dropout
         self.use_causal_mask = use_causal_mask
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.supports_masking = True  # an implicit mask passes through; masking is explicit
+        self.supports_masking = True  # an implicit mask is honoured and passed on
         self.weights_dropout = keras.layers.Dropout(dropout) if dropout else None
 
     def build(self, input_shape):
@@ -163,7 +170,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             name="output_bias", shape=(d_model,), initializer="zeros"
         )
 
-    def call(self, x, padding_mask=None, return_attention_scores=False, training=None):
+    def call(self, x, padding_mask=None, return_attention_scores=False, training=None,
+             mask=None):
+        padding_mask = mask if padding_mask is None else padding_mask
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.matmul(x, self.qkv_kernel) + self.qkv_bias  # [b, n, 3 * d_model]
         # Split first, then move each to its heads with a 4-D transpose: measured 28% faster

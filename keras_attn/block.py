@@ -32,6 +32,8 @@ class TransformerBlock(keras.layers.Layer):
         padding_mask: optional `[batch, n]`, True at real tokens.
         return_attention_scores: also return the attention weights.
         training: whether dropout is active.
+        mask: the implicit Keras mask, passed by Keras; used as the padding mask when
+            `padding_mask` is not given (the explicit one wins when both are).
 
     Returns:
         `[batch, n, d_model]`, or (that, weights `[batch, num_heads, n, n]`).
@@ -73,14 +75,16 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=1e-5, name="feed_forward_norm"
         )
         self.residual_dropout = keras.layers.Dropout(dropout) if dropout else None
-        self.supports_masking = True  # positions are unchanged, so an implicit mask carries over
+        self.supports_masking = True  # honoured; positions are unchanged, so it carries over
 
     def build(self, input_shape):
         for layer in (self.attention, self.attention_norm, self.feed_forward,
                       self.feed_forward_norm):
             layer.build(input_shape)
 
-    def call(self, x, padding_mask=None, return_attention_scores=False, training=None):
+    def call(self, x, padding_mask=None, return_attention_scores=False, training=None,
+             mask=None):
+        padding_mask = mask if padding_mask is None else padding_mask
         residual = x
         if self.norm_first:
             x = self.attention_norm(x)

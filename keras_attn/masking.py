@@ -5,7 +5,10 @@ Keras 3 drops implicit masks through `x + y` on KerasTensors (keras #18416), so 
 mask propagation cannot be trusted through residual connections.
 """
 
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -49,10 +52,35 @@ def attention_mask(padding_mask=None, use_causal_mask=False, length=None):
     return mask
 
 
-def masked_fill_value(dtype):
-    """A score so negative that softmax gives it exactly 0 weight, finite in `dtype`.
+HALF_PRECISION = ("float16", "bfloat16")
 
-    Finite (not -inf) so that a row whose keys are all masked (an all-padding sequence)
-    gives uniform weights instead of NaN.
+
+def masked_softmax(scores, mask=None):
+    """Softmax over the last axis where masked keys get exactly 0 weight, under every dtype.
+
+    Half-precision scores (float16, bfloat16: the compute dtype of Keras's mixed policies) are
+    promoted to float32 first, as Keras recommends for softmax. Masked scores are replaced by
+    the lowest finite value of that dtype, which no real score can undercut: a fixed "very
+    negative" fill (such as -3e4) loses to real scores that lie below it (-33,800 is a float16
+    score), and then all the weight goes to padding. Finite, not -inf, so that a row whose keys
+    are all masked gives uniform weights instead of NaN.
+
+    Args:
+        scores: float `[..., n_queries, n_keys]`.
+        mask: optional bool, broadcastable to `scores`; False = do not attend.
+
+    Returns:
+        weights, float32 for half-precision scores, else `scores.dtype`; each row sums to 1.
     """
-    return -3.0e4 if keras.backend.standardize_dtype(dtype) == "float16" else -1.0e9
+    if keras.backend.standardize_dtype(scores.dtype) in HALF_PRECISION:
+        scores = ops.cast(scores, "float32")
+    if mask is not None:
+        scores = ops.where(mask, scores, lowest_finite(scores.dtype))
+    with warnings.catch_warnings():  # a one-token sequence is valid: its weight is 1
+        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+        return ops.softmax(scores, axis=-1)
+
+
+def lowest_finite(dtype) -> float:
+    """The most negative finite value of a float dtype (e.g. -3.4e38 for float32)."""
+    return float(np.finfo(keras.backend.standardize_dtype(dtype)).min)

@@ -6,7 +6,7 @@ import keras
 
 from keras_attn.block import TransformerBlock
 from keras_attn.config import ModelConfig
-from keras_attn.masking import PaddingMask
+from keras_attn.masking import HALF_PRECISION, PaddingMask
 from keras_attn.pooling import MaskedMeanPooling
 from keras_attn.positional_embedding import PositionalEmbedding
 
@@ -16,7 +16,10 @@ LANGUAGE_MODEL = "language_model"
 
 def _encode(config: ModelConfig, use_causal_mask: bool):
     """token_ids -> contextual vectors `[batch, n, d_model]`, plus the inputs and padding mask."""
-    token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    # int64: a functional model casts its inputs to the declared dtype before any layer runs,
+    # and int64 -> int32 would wrap an id of 2**32 + 5 around to 5 before it could be checked.
+    # int32 ids widen to int64 losslessly.
+    token_ids = keras.Input(shape=(None,), dtype="int64", name="token_ids")
     # Computed once and passed explicitly: Keras 3 loses implicit masks through `x + y`.
     padding_mask = PaddingMask(name="padding_mask")(token_ids)
     x = PositionalEmbedding(
@@ -39,6 +42,13 @@ def _encode(config: ModelConfig, use_causal_mask: bool):
     return token_ids, padding_mask, x
 
 
+def _logits_dtype():
+    """float32 under a mixed-precision policy (Keras's advice for the last layer: the loss and
+    every consumer get float32 logits), else the global policy (float32, or float64)."""
+    policy = keras.config.dtype_policy()
+    return "float32" if policy.compute_dtype in HALF_PRECISION else policy
+
+
 def build_classifier(config: ModelConfig) -> keras.Model:
     """A sequence classifier: blocks, masked mean over real tokens, then a linear head.
 
@@ -46,8 +56,9 @@ def build_classifier(config: ModelConfig) -> keras.Model:
         config: the model's hyperparameters.
 
     Returns:
-        A functional `keras.Model` named "classifier": input "token_ids" int32
-        `[batch, None]` -> output "logits" `[batch, num_classes]`. Compile and `fit` it.
+        A functional `keras.Model` named "classifier": input "token_ids" int64
+        `[batch, None]` (int32 ids widen losslessly) -> output "logits" float32
+        `[batch, num_classes]` (float64 under a float64 policy). Compile and `fit` it.
 
     Example:
         >>> model = build_classifier(ModelConfig(100, 16, 32, 2, 64, 1, num_classes=3))
@@ -56,7 +67,7 @@ def build_classifier(config: ModelConfig) -> keras.Model:
     """
     token_ids, padding_mask, x = _encode(config, use_causal_mask=False)
     pooled = MaskedMeanPooling(name="pool")(x, padding_mask=padding_mask)
-    logits = keras.layers.Dense(config.num_classes, name="logits")(pooled)
+    logits = keras.layers.Dense(config.num_classes, name="logits", dtype=_logits_dtype())(pooled)
     return keras.Model(token_ids, logits, name=CLASSIFIER)
 
 
@@ -67,11 +78,11 @@ def build_language_model(config: ModelConfig) -> keras.Model:
         config: the model's hyperparameters (num_classes is not used).
 
     Returns:
-        A functional `keras.Model` named "language_model": input "token_ids" int32
-        `[batch, None]` -> output "logits" `[batch, None, vocab_size]`.
+        A functional `keras.Model` named "language_model": input "token_ids" int64
+        `[batch, None]` -> output "logits" float32 `[batch, None, vocab_size]`.
     """
     token_ids, _, x = _encode(config, use_causal_mask=True)
-    logits = keras.layers.Dense(config.vocab_size, name="logits")(x)
+    logits = keras.layers.Dense(config.vocab_size, name="logits", dtype=_logits_dtype())(x)
     return keras.Model(token_ids, logits, name=LANGUAGE_MODEL)
 
 
@@ -112,6 +123,37 @@ def config_from_model(model: keras.Model) -> ModelConfig:
     )
 
 
+def rebuild(model: keras.Model, dtype_policy: str = "float32") -> keras.Model:
+    """A fresh, uncompiled copy of a keras_attn model under another dtype policy, same weights.
+
+    Export uses it to ship float32 whatever policy the model was trained under (a
+    mixed-precision model's variables are float32 already), and the parity battery to build a
+    float64 twin. The copy is not compiled, so it carries no `jit_compile` setting.
+
+    Raises:
+        ValueError: when `model` was not built by keras_attn's builders.
+    """
+    builder = build_language_model if model_task(model) == LANGUAGE_MODEL else build_classifier
+    config = config_from_model(model)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(dtype_policy)
+    try:
+        twin = builder(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    twin.set_weights([keras.ops.convert_to_numpy(weight).astype(twin_weight.dtype)
+                      for weight, twin_weight in zip(model.weights, twin.weights, strict=True)])
+    return twin
+
+
 def load_model(path) -> keras.Model:
-    """Loads a `.keras` file saved from a keras_attn model, with `safe_mode=True`."""
-    return keras.models.load_model(path, safe_mode=True)
+    """Loads a `.keras` file saved from a keras_attn model, with `safe_mode=True`.
+
+    A model saved after `compile(jit_compile=True)` would otherwise predict under XLA, which
+    clamps out-of-range ids instead of rejecting them: the loaded model runs without XLA unless
+    you set `model.jit_compile = True` yourself.
+    """
+    model = keras.models.load_model(path, safe_mode=True)
+    if getattr(model, "compiled", False):
+        model.jit_compile = False
+    return model

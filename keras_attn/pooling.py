@@ -9,11 +9,15 @@ class MaskedMeanPooling(keras.layers.Layer):
     """Averages token vectors over the positions where `padding_mask` is True.
 
     Padded positions contribute nothing, so appending padding never changes the result.
-    An all-padding sequence pools to zeros (the count is clamped to 1, never divided by 0).
+    A sequence of padding only has nothing to average: it pools to NaN (0 / 0), so that no
+    runtime can turn it into a confident answer about nothing (the checked paths reject such
+    rows before they get here; see README "Input checks").
 
     Call arguments:
         x: float `[batch, n, d]`.
         padding_mask: `[batch, n]`, True at real tokens.
+        mask: the implicit Keras mask, passed by Keras; used when `padding_mask` is not given.
+            With neither, every position counts.
 
     Returns:
         float `[batch, d]`.
@@ -21,16 +25,18 @@ class MaskedMeanPooling(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.supports_masking = True  # accepts an implicit mask; the explicit one is used
+        self.supports_masking = True  # an implicit mask is honoured
 
-    def call(self, x, padding_mask):
-        mask = ops.cast(padding_mask, x.dtype)[:, :, None]  # [b, n, 1]
-        total = ops.sum(x * mask, axis=1)  # [b, d]
-        count = ops.maximum(ops.sum(mask, axis=1), 1.0)  # [b, 1]
-        return total / count
+    def call(self, x, padding_mask=None, mask=None):
+        padding_mask = mask if padding_mask is None else padding_mask
+        if padding_mask is None:
+            return ops.mean(x, axis=1)
+        weights = ops.cast(padding_mask, x.dtype)[:, :, None]  # [b, n, 1]
+        total = ops.sum(x * weights, axis=1)  # [b, d]
+        return total / ops.sum(weights, axis=1)  # count [b, 1]; 0 real tokens -> NaN
 
     def compute_mask(self, x, mask=None):
         return None  # the sequence axis is gone
 
-    def compute_output_shape(self, x_shape, padding_mask_shape):
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
         return (x_shape[0], x_shape[-1])

@@ -9,6 +9,7 @@ reaches past `keras.ops` to the backend. tf2onnx drops asserts, which is why
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -23,6 +24,13 @@ def range_message(vocab_size, received):
     return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
 
 
+def padding_only_message(received):
+    return (
+        f"Each sequence needs at least one non-padding id (padding is id 0). "
+        f"Received: {received}"
+    )
+
+
 def concrete_values(tensor):
     """Returns `tensor` as NumPy when it holds values (an eager call), else None (symbolic)."""
     try:
@@ -33,7 +41,8 @@ def concrete_values(tensor):
 
 def check_token_ids(token_ids, vocab_size, max_len):
     """Raises ValueError unless `token_ids` is an int `[batch, n]` tensor, 1 <= n <= max_len,
-    with every id in [0, vocab_size). Returns `token_ids` (with asserts attached in graphs)."""
+    with every id in [0, vocab_size) and at least one non-padding id in every sequence.
+    Returns `token_ids` (with asserts attached in graphs)."""
     dtype = keras.backend.standardize_dtype(token_ids.dtype)
     if "int" not in dtype:
         raise ValueError(f"token_ids must be integers (int32 or int64). Received: dtype={dtype}")
@@ -50,6 +59,9 @@ def check_token_ids(token_ids, vocab_size, max_len):
             raise ValueError(
                 range_message(vocab_size, f"ids from {values.min()} to {values.max()}")
             )
+        empty = np.flatnonzero((values == 0).all(axis=1)) if values.size else []
+        if len(empty):
+            raise ValueError(padding_only_message(f"sequence {int(empty[0])} is all padding"))
         return token_ids
     if keras.backend.backend() == "tensorflow":
         return _assert_in_graph(token_ids, vocab_size, max_len)
@@ -66,6 +78,10 @@ def _assert_in_graph(token_ids, vocab_size, max_len):
         tf.debugging.assert_non_negative(token_ids, message=range_message(vocab_size, "")),
         tf.debugging.assert_less(
             token_ids, tf.cast(vocab_size, token_ids.dtype), message=range_message(vocab_size, "")
+        ),
+        tf.debugging.assert_equal(
+            tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
+            message=padding_only_message("a sequence of padding only"),
         ),
     ]
     with tf.control_dependencies(checks):

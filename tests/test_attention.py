@@ -117,3 +117,47 @@ def test_attention_properties_over_shapes(batch, n, heads, head_dim, causal, see
         x, *layer.get_weights(), num_heads=heads, padding_mask=padding, causal=causal
     )
     np.testing.assert_allclose(y, expected_y, atol=1e-4)
+
+
+@pytest.fixture
+def dtype_policy():
+    """Sets a global dtype policy for one test and restores float32 after it."""
+    import keras
+
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+# (policy, scale of x): scores of -scale^2 * d / sqrt(d). 130 in float16 gives -33,800, below
+# the old fixed fill of -3e4; 1e6 gives -2e12 in float32 and bfloat16, below the old -1e9.
+POLICY_SCALES = [("float32", 1e6), ("mixed_float16", 130.0), ("mixed_bfloat16", 1e6),
+                 ("float32", 1.0), ("mixed_float16", 1.0)]
+
+
+@pytest.mark.parametrize("policy, scale", POLICY_SCALES)
+def test_masking_is_exact_under_every_dtype_policy_at_any_scale(dtype_policy, policy, scale):
+    dtype_policy(policy)
+    x = np.zeros((1, 3, 4), "float32")
+    x[0, 0] = x[0, 1] = scale
+    layer = ka.SelfAttention()
+    layer.build(x.shape)
+    eye = np.eye(4, dtype="float32")
+    layer.set_weights([eye, -eye, eye])  # scores of the real keys: -scale^2 * 4 / 2
+    _, weights = layer(x, padding_mask=np.array([[True, True, False]]),
+                       return_attention_scores=True)
+    np.testing.assert_array_equal(np.asarray(weights, "float32")[0, :, 2], 0.0)
+    np.testing.assert_allclose(np.asarray(weights, "float32")[0, 0], [0.5, 0.5, 0.0])
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_multi_head_masking_is_exact_under_mixed_precision(dtype_policy, policy):
+    dtype_policy(policy)
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(3, 6, 8)) * 300).astype("float32")  # float16 scores overflow
+    padding = right_padding(rng, 3, 6)
+    layer = ka.MultiHeadSelfAttention(2, use_causal_mask=True)
+    _, weights = layer(x, padding_mask=padding, return_attention_scores=True)
+    weights = np.asarray(weights, "float32")
+    assert np.all(weights * ~padding[:, None, None, :] == 0.0)
+    assert np.all(np.isfinite(weights))
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-2)  # half-precision weights

@@ -91,6 +91,9 @@ def test_messages_read_like_the_keras_side_ones():
     with pytest.raises(ValueError) as error:
         check([[1, 10]])
     assert str(error.value).startswith(token_checks.range_message(VOCAB_SIZE, "id 10"))
+    with pytest.raises(ValueError) as error:
+        check([[0, 0]])
+    assert str(error.value) == token_checks.padding_only_message("sequence 0 is all padding")
 
 
 def test_padding_is_fine_beside_a_real_id():

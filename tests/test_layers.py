@@ -1,5 +1,6 @@
 """Every layer through the shared harness: config, calls, .keras round trip, fit under XLA."""
 
+import keras
 import numpy as np
 import pytest
 from layer_harness import run_layer_test
@@ -54,3 +55,57 @@ def test_weightless_layers_round_trip_their_config(layer_cls):
 
 def test_padding_mask_marks_nonzero_ids():
     np.testing.assert_array_equal(ka.PaddingMask()(IDS), IDS != 0)
+
+
+# The implicit Keras mask: `PositionalEmbedding(mask_zero=True)` marks id 0, and every layer
+# after it that receives that mask (no explicit padding_mask) must honour it.
+IMPLICIT_CASES = {
+    "SelfAttention": lambda: ka.SelfAttention(),
+    "SelfAttention causal": lambda: ka.SelfAttention(use_causal_mask=True),
+    "MultiHeadSelfAttention": lambda: ka.MultiHeadSelfAttention(2),
+    "TransformerBlock": lambda: ka.TransformerBlock(2, 16),
+    "TransformerBlock pre-norm causal": lambda: ka.TransformerBlock(
+        2, 16, norm_first=True, use_causal_mask=True),
+    "FeedForward": lambda: ka.FeedForward(16),
+}
+
+
+def _implicit_model(make_layer, pool=False):
+    token_ids = keras.Input((None,), dtype="int32")
+    x = ka.PositionalEmbedding(50, 8, 16)(token_ids)
+    x = make_layer()(x)
+    if pool:
+        x = ka.MaskedMeanPooling()(x)
+    return keras.Model(token_ids, x)
+
+
+@pytest.mark.parametrize("name", sorted(IMPLICIT_CASES))
+def test_the_implicit_mask_is_honoured_eager_and_in_predict(name):
+    model = _implicit_model(IMPLICIT_CASES[name])
+    short, padded = np.array([[5, 7, 9]]), np.array([[5, 7, 9, 0, 0]])
+    np.testing.assert_allclose(np.asarray(model(padded))[:, :3], model(short), atol=1e-6)
+    np.testing.assert_allclose(model.predict(padded, verbose=0)[:, :3],
+                               model.predict(short, verbose=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["TransformerBlock", "TransformerBlock pre-norm causal"])
+def test_a_user_built_classifier_on_the_implicit_mask_ignores_padding(name):
+    model = _implicit_model(IMPLICIT_CASES[name], pool=True)
+    short, padded = np.array([[5, 7, 9], [4, 0, 0]]), np.array([[5, 7, 9, 0], [4, 0, 0, 0]])
+    np.testing.assert_allclose(model(padded), model(short), atol=1e-6)
+    np.testing.assert_allclose(model.predict(padded, verbose=0), model.predict(short, verbose=0),
+                               atol=1e-6)
+
+
+def test_the_explicit_padding_mask_wins_over_the_implicit_one():
+    layer = ka.SelfAttention()
+    x = FLOATS[:1]
+    implicit = np.array([[True, True, True, True, False]])
+    explicit = np.array([[True, True, False, False, False]])
+    np.testing.assert_allclose(layer(x, padding_mask=explicit, mask=implicit),
+                               layer(x, padding_mask=explicit), atol=0)
+
+
+def test_pooling_a_sequence_of_padding_only_gives_nan_not_an_answer():
+    pooled = np.asarray(ka.MaskedMeanPooling()(FLOATS, padding_mask=np.zeros((3, 5), bool)))
+    assert np.isnan(pooled).all()

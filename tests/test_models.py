@@ -24,7 +24,8 @@ def test_inputs_and_outputs_are_named(models):
     _, classifier, language_model = models
     for model in (classifier, language_model):
         assert [t.name for t in model.inputs] == ["token_ids"]
-        assert model.inputs[0].dtype == "int32" and model.inputs[0].shape == (None, None)
+        assert model.inputs[0].dtype == "int64" and model.inputs[0].shape == (None, None)
+        assert model.outputs[0].dtype == "float32"
         assert model.output_names == ["logits"]
     assert classifier.outputs[0].shape == (None, 3)
     assert language_model.outputs[0].shape == (None, None, 40)
@@ -105,3 +106,66 @@ def test_both_models_round_trip_config_and_keras_file(builder, tmp_path):
     tokens = ids(np.random.default_rng(5), 3, 12)
     np.testing.assert_array_equal(loaded.predict(tokens, verbose=0),
                                   model.predict(tokens, verbose=0))
+
+
+WRAPPED = np.array([[2**32 + 5, 7]], np.int64)  # 5 once narrowed to int32
+
+
+@pytest.mark.parametrize("builder", [ka.build_classifier, ka.build_language_model])
+def test_int64_ids_are_checked_before_any_cast(builder):
+    model = builder(CONFIG)
+    with pytest.raises(ValueError, match="vocab_size=40.*4294967301"):
+        model(WRAPPED)
+    with pytest.raises(Exception, match=r"token_ids must lie in \[0, vocab_size=40\)"):
+        model.predict(WRAPPED, verbose=0)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    labels = np.zeros((1,), "int32") if builder is ka.build_classifier else np.ones((1, 2))
+    with pytest.raises(Exception, match=r"token_ids must lie in \[0, vocab_size=40\)"):
+        model.fit(WRAPPED, labels, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("call", ["eager", "predict"])
+def test_a_sequence_of_padding_only_is_rejected(models, call):
+    _, classifier, _ = models
+    run = classifier if call == "eager" else (lambda x: classifier.predict(x, verbose=0))
+    with pytest.raises(Exception, match="at least one non-padding id"):
+        run(np.array([[3, 4, 0], [0, 0, 0]], np.int32))
+
+
+BAD_IDS = [np.array([[5, 40, 9]]), np.array([[5, -3, 9]])]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS, ids=["too-big", "negative"])
+def test_a_model_saved_after_xla_training_loads_without_xla(tmp_path, bad):
+    model = ka.build_classifier(CONFIG)
+    model.compile(optimizer="adam", jit_compile=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ids(np.random.default_rng(6), 8, 5), np.zeros(8), epochs=1, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = ka.load_model(tmp_path / "m.keras")
+    assert loaded.jit_compile is False
+    for _ in range(2):  # the first call traces; later calls reuse the traced function
+        with pytest.raises(Exception, match=r"token_ids must lie in \[0, vocab_size=40\)"):
+            loaded.predict(bad, verbose=0)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+@pytest.mark.parametrize("builder", [ka.build_classifier, ka.build_language_model])
+def test_logits_stay_float32_under_mixed_precision(builder, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = builder(CONFIG)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    tokens = ids(np.random.default_rng(7), 2, 6)
+    assert model.outputs[0].dtype == "float32"
+    assert keras.backend.standardize_dtype(model(tokens).dtype) == "float32"
+
+
+def test_rebuild_keeps_weights_under_another_policy(models):
+    _, classifier, _ = models
+    twin = ka.rebuild(classifier, "float64")
+    assert twin.outputs[0].dtype == "float64" and not twin.compiled
+    tokens = ids(np.random.default_rng(8), 3, 9)
+    np.testing.assert_allclose(twin(tokens), classifier(tokens), atol=1e-5)
