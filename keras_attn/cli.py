@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from keras_attn.commands import (
     EXIT_FAILURE,
@@ -20,6 +21,7 @@ from keras_attn.commands import (
     cmd_train,
     cmd_verify,
 )
+from keras_attn.quiet import hide_tensorflow_startup_logs
 
 # Errors that mean "your input is wrong": ValueError covers DataError, RunFolderError,
 # config checks and id checks; a missing or existing path is the user's to fix too.
@@ -113,8 +115,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning from a library, in one line and without the source line Python adds."""
+    print(f"warning: {category.__name__}: {message}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ chatter off (override me)
+    # TensorFlow's C++ logs: start-up lines dropped, later ones below ERROR off; a user's
+    # TF_CPP_MIN_LOG_LEVEL wins (0 shows them all).
+    hide_tensorflow_startup_logs()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "predict" and not any(e.startswith("-") for e in extra):
@@ -122,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return args.handler(args)
     except BAD_INPUT as error:
         print(f"keras-attn {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from export.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
@@ -113,9 +114,14 @@ def _export(run_dir: Path, out: Path) -> int:
 
     model, tokenizer, class_names = load_run(run_dir)
     start = time.perf_counter()
-    result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names)
+    with warnings.catch_warnings():  # said below in one line each, from the manifest's reasons
+        warnings.filterwarnings("ignore", r".* is not shipped: ", RuntimeWarning)
+        result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names)
     _print(f"[export] version {result.version} written to {result.path} in "
            f"{time.perf_counter() - start:.1f} s")
+    for filename, entry in result.onnxruntime_files.items():
+        if not entry["shipped"]:
+            _print(f"note: {filename} not shipped: {entry['reason']}")
     _print(result.parity.table())
     return EXIT_OK
 

@@ -153,6 +153,36 @@ def test_predict_gives_one_prediction_per_line(trained, tmp_path):
     assert [p["text"] for p in json.loads(result.stdout.decode("utf-8"))] == LINE_TEXTS
 
 
+# Lines that are TensorFlow's or Python's, not ours (issue 8, case 11).
+FOREIGN = ("absl::InitializeLog", "oneDNN custom operations", "cudart_stub", "cuInit",
+           "RuntimeWarning", "warnings.warn(", "Traceback")
+
+
+def test_train_and_export_print_only_our_lines(tmp_path):
+    """A user's shell (no TF_CPP_MIN_LOG_LEVEL set): TensorFlow's start-up log lines are
+    dropped, and a left-out ONNX file is one `note:` line, not a RuntimeWarning."""
+    task = make_reference_task(40, seed=0)
+    data = write_csv(tmp_path / "task.csv", [(t, ["a", "b"][y]) for t, y in
+                                             zip(task.texts, task.labels, strict=True)])
+    code = ("import sys\nimport export.optimize\n"
+            "def broken_rewrite(proto):\n    raise RuntimeError('no rule applies')\n"
+            "export.optimize.rewrite = broken_rewrite\n"
+            "from keras_attn.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code, "train", "--data", str(data), "--out",
+                             str(tmp_path / "run"), "--epochs", "1", *TINY, "--export",
+                             str(tmp_path / "model")], capture_output=True, text=True,
+                            cwd=REPO_ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    for foreign in FOREIGN:
+        assert foreign not in result.stdout
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: model.optimized.onnx not shipped: the graph rewrite failed: "
+                     "RuntimeError: no rule applies", "note: model.int8.onnx not shipped: "
+                     "it is built from model.optimized.onnx, which was not shipped"]
+
+
 def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
     """The ids `train_classifier` feeds to fit equal the ids `predict` sends to onnxruntime."""
     import keras_attn.training  # the training side: Keras loaded, encode_texts as fit uses it
