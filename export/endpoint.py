@@ -2,9 +2,10 @@
 
 Both exports start here. The SavedModel's `serving_default` is `checked_logits_function`: it
 validates ids and lengths with `tf.debugging` asserts, because TF Serving clients send
-whatever they like. The ONNX model is converted from `logits_function`, the same computation
-without the asserts: tf2onnx drops Assert ops anyway, and the onnxruntime wrapper
-(`export.runtime`) validates in NumPy instead.
+whatever they like; `serving_int64` is the same for int64 ids (what gRPC clients send when
+they build the tensor from a NumPy array). The ONNX model is converted from `logits_function`,
+the same computation without the asserts: tf2onnx drops Assert ops anyway, and the
+onnxruntime wrapper (`export.runtime`) validates in NumPy instead.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export.inputs import length_message, range_message
+from export.inputs import length_message, padding_only_message, range_message
 from export.metadata import INPUT_NAME, OUTPUT_NAME
 
 TOKEN_IDS_SPEC = tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)
+# gRPC clients that build their tensor with `tf.make_tensor_proto(np.array(...))` send int64.
+TOKEN_IDS_INT64_SPEC = tf.TensorSpec([None, None], tf.int64, name=INPUT_NAME)
 
 
 def logits_function(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
@@ -33,9 +36,10 @@ def logits_function(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Te
 def checked_logits_function(
     model: keras.Model, max_len: int, vocab_size: int
 ) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
-    """`logits_function` behind asserts on the sequence length (1 to max_len) and the ids
-    ([0, vocab_size)); each failure message names the limit, in the words
-    `export.inputs` and keras_attn's own checks use."""
+    """`logits_function` behind asserts on the sequence length (1 to max_len), the ids
+    ([0, vocab_size), checked in the dtype received, before any cast) and every sequence
+    holding a non-padding id; each failure message names the limit, in the words
+    `export.inputs` and keras_attn's own checks use. Works for int32 and int64 ids."""
     compute = logits_function(model)
 
     def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -49,8 +53,11 @@ def checked_logits_function(
             tf.debugging.assert_non_negative(
                 token_ids, message=range_message(vocab_size, "a negative id")),
             tf.debugging.assert_less(
-                token_ids, tf.constant(vocab_size, tf.int32),
+                token_ids, tf.constant(vocab_size, token_ids.dtype),
                 message=range_message(vocab_size, f"an id >= {vocab_size}")),
+            tf.debugging.assert_equal(
+                tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
+                message=padding_only_message("a sequence of padding only")),
         ]
         # The model's own Gather would fail first on a bad id, with a message about indices.
         with tf.control_dependencies(checks):

@@ -121,6 +121,11 @@ def export_model(
 
     config = ka.config_from_model(model)
     task = ka.model_task(model)
+    trained_dtype_policy = model.dtype_policy.name
+    # What ships is float32 and uncompiled, whatever the model was trained under: a
+    # mixed-precision model would give float16 logits, and a model compiled with
+    # jit_compile=True would predict under XLA, which clamps out-of-range ids.
+    model = ka.rebuild(model, "float32")
     opset = OPSET if opset is None else opset
     class_names = _check_class_names(class_names, task, config.num_classes)
     _check_tokenizer(tokenizer, config.vocab_size)
@@ -152,8 +157,9 @@ def export_model(
             "class_names": class_names,
             "opset": opset,
             "keras_attn_version": keras_attn_version,
-            "signature": {"name": "serving_default", "inputs": {"token_ids": "int32 [batch, "
-                          "sequence]"}, "outputs": {"logits": _logits_shape(task)}},
+            "trained_dtype_policy": trained_dtype_policy,
+            "signatures": _signatures(model, task),
+            "onnx_io": _onnx_io(folder / ONNX_FILENAME),
             "onnxruntime_files": onnxruntime_files,
         })
     warn_not_shipped(onnxruntime_files)
@@ -193,7 +199,31 @@ def _check_tokenizer(tokenizer: Any, vocab_size: int) -> None:
         )
 
 
-def _logits_shape(task: str) -> str:
-    if task == "language_model":
-        return "float32 [batch, sequence, vocab_size]"
-    return "float32 [batch, num_classes]"
+def _logits_dims(task: str) -> str:
+    return "[batch, sequence, vocab_size]" if task == "language_model" else "[batch, num_classes]"
+
+
+def _signatures(model: Any, task: str) -> dict[str, Any]:
+    """Each SavedModel signature's input and output, dtypes read from the specs and the model."""
+    from export.savedmodel import SIGNATURES
+
+    logits = f"{model.outputs[0].dtype} {_logits_dims(task)}"
+    return {name: {"inputs": {spec.name: f"{spec.dtype.name} [batch, sequence]"},
+                   "outputs": {"logits": logits}}
+            for name, spec in SIGNATURES.items()}
+
+
+def _onnx_io(path: Path) -> dict[str, dict[str, str]]:
+    """model.onnx's inputs and outputs as "dtype [dims]", read from the file itself."""
+    import onnx
+
+    graph = onnx.load(path, load_external_data=False).graph
+
+    def describe(value) -> str:
+        tensor = value.type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        dims = ", ".join(dim.dim_param or str(dim.dim_value) for dim in tensor.shape.dim)
+        return f"{dtype} [{dims}]"
+
+    return {"inputs": {value.name: describe(value) for value in graph.input},
+            "outputs": {value.name: describe(value) for value in graph.output}}

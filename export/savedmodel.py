@@ -1,8 +1,9 @@
 """A TensorFlow SavedModel in the TF Serving layout, and a way to call it back.
 
 TF Serving loads `<model_name>/<version>/saved_model.pb` plus `variables/`; the version folder
-is what `write_savedmodel` fills. Its one signature, `serving_default`, takes `token_ids`
-(int32 `[batch, sequence]`) and returns `{"logits": ...}`. The SavedModel is written through
+is what `write_savedmodel` fills. Its signature `serving_default` takes `token_ids` (int32
+`[batch, sequence]`) and returns `{"logits": ...}`; `serving_int64` is the same for int64 ids,
+which gRPC clients send when they build the tensor with `tf.make_tensor_proto(np.array(...))`. The SavedModel is written through
 `keras.export.ExportArchive`, which stores the traced graph and the weights only: loading it
 needs TensorFlow and nothing from keras_attn.
 """
@@ -16,10 +17,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export.endpoint import TOKEN_IDS_SPEC, checked_logits_function
+from export.endpoint import TOKEN_IDS_INT64_SPEC, TOKEN_IDS_SPEC, checked_logits_function
 from export.metadata import INPUT_NAME, OUTPUT_NAME
 
 SIGNATURE_NAME = "serving_default"
+INT64_SIGNATURE_NAME = "serving_int64"
+SIGNATURES = {SIGNATURE_NAME: TOKEN_IDS_SPEC, INT64_SIGNATURE_NAME: TOKEN_IDS_INT64_SPEC}
 
 
 def write_savedmodel(
@@ -35,24 +38,36 @@ def write_savedmodel(
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        name=SIGNATURE_NAME,
-        fn=checked_logits_function(model, max_len=max_len, vocab_size=vocab_size),
-        input_signature=[TOKEN_IDS_SPEC],
-    )
+    for name, spec in SIGNATURES.items():
+        archive.add_endpoint(
+            name=name,
+            fn=checked_logits_function(model, max_len=max_len, vocab_size=vocab_size),
+            input_signature=[spec],
+        )
     archive.write_out(os.fspath(folder), verbose=False)
 
 
-def savedmodel_runtime(folder: str | os.PathLike) -> Callable[[np.ndarray], np.ndarray]:
-    """Loads the SavedModel in `folder` and returns its `serving_default` signature as a
-    parity-battery runtime (int32 ids -> float32 logits), called the way TF Serving calls it:
-    by signature, with the input and output named."""
+def savedmodel_runtimes(folder: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Loads the SavedModel in `folder` once and returns each signature (`serving_default`,
+    `serving_int64`) as a parity-battery runtime (ids -> float32 logits), called the way TF
+    Serving calls it: by signature, with the input and output named, in the signature's
+    dtype."""
     loaded = tf.saved_model.load(os.fspath(folder))
 
-    def run(token_ids: np.ndarray) -> np.ndarray:
-        # `loaded` owns the variables the signature reads: keep it alive with the closure.
-        signature = loaded.signatures[SIGNATURE_NAME]
-        outputs = signature(**{INPUT_NAME: tf.constant(token_ids, tf.int32)})
-        return outputs[OUTPUT_NAME].numpy()
+    def runtime(name: str) -> Callable[[np.ndarray], np.ndarray]:
+        dtype = SIGNATURES[name].dtype
 
-    return run
+        def run(token_ids: np.ndarray) -> np.ndarray:
+            # `loaded` owns the variables the signature reads: the closure keeps it alive.
+            outputs = loaded.signatures[name](**{INPUT_NAME: tf.constant(token_ids, dtype)})
+            return outputs[OUTPUT_NAME].numpy()
+
+        return run
+
+    return {name: runtime(name) for name in SIGNATURES}
+
+
+def savedmodel_runtime(folder: str | os.PathLike, signature_name: str = SIGNATURE_NAME
+                       ) -> Callable[[np.ndarray], np.ndarray]:
+    """One signature of the SavedModel in `folder` as a runtime (see `savedmodel_runtimes`)."""
+    return savedmodel_runtimes(folder)[signature_name]

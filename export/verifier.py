@@ -65,17 +65,19 @@ class LoadError(RuntimeError):
 
 def load_runtimes(version_dir: str | os.PathLike) -> dict[str, Runtime]:
     """The exported fp32 runtimes of a version folder as parity-battery functions: the
-    SavedModel's `serving_default`, and onnxruntime at the basic and the full optimization
-    level on `model.onnx` and, when present, `model.optimized.onnx`.
+    SavedModel's `serving_default` and `serving_int64`, and onnxruntime at the basic and the
+    full optimization level on `model.onnx` and, when present, `model.optimized.onnx`.
 
     Raises:
         LoadError: naming the file that does not load.
     """
-    from export.savedmodel import savedmodel_runtime
+    from export.savedmodel import INT64_SIGNATURE_NAME, SIGNATURE_NAME, savedmodel_runtimes
 
     version_dir = Path(version_dir)
     try:
-        runtimes = {"savedmodel": savedmodel_runtime(version_dir)}
+        signatures = savedmodel_runtimes(version_dir)
+        runtimes = {"savedmodel": signatures[SIGNATURE_NAME],
+                    "savedmodel int64": signatures[INT64_SIGNATURE_NAME]}
     except Exception as error:  # TensorFlow raises many types for a corrupt SavedModel
         raise LoadError("saved_model.pb", error) from error
     for filename in (ONNX_FILENAME, OPTIMIZED_FILENAME):
@@ -132,20 +134,10 @@ def fp32_error_floor(model: Any, cases: list) -> float:
     measured 1.5e-5 on a trained 2-block classifier (with onnxruntime 1.4e-5 from float64
     too), where untrained test models sit near 1e-7.
     """
-    import keras
-
     import keras_attn as ka
     from export.endpoint import keras_runtime
 
-    builder = ka.build_language_model if ka.model_task(model) == "language_model" \
-        else ka.build_classifier
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float64")
-    try:
-        twin = builder(ka.config_from_model(model))
-    finally:
-        keras.config.set_dtype_policy(previous)
-    twin.set_weights([weight.astype("float64") for weight in model.get_weights()])
+    twin = ka.rebuild(model, "float64")
     fp32, fp64 = keras_runtime(model), keras_runtime(twin)
     return max(float(np.max(np.abs(np.asarray(fp32(case.token_ids), "float64")
                                    - np.asarray(fp64(case.token_ids)))))

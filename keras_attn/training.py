@@ -189,6 +189,13 @@ def train_classifier(
               callbacks=fit_callbacks, verbose=verbose)
 
     best = load_model(run_dir / MODEL_FILE)
+    # The checkpoint was written by a model compiled for training, perhaps with
+    # jit_compile=True: saved as it is, every later `keras.models.load_model` would predict
+    # under XLA, which clamps out-of-range ids instead of rejecting them. The file the run
+    # leaves for use is compiled without XLA.
+    best.compile(optimizer=best.optimizer, loss=best.loss, metrics=["accuracy"],
+                 jit_compile=False)
+    best.save(run_dir / MODEL_FILE)
     tokenizer.save(run_dir / TOKENIZER_FILE)
     (run_dir / CONFIG_FILE).write_text(json.dumps(
         {"model": config.to_dict(), "class_names": train.class_names,

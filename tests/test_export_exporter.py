@@ -49,7 +49,15 @@ def test_version_folder_layout_and_manifest(name, task):
     assert set(snapshot(result.path)) == set(manifest["files"]) | {"manifest.json"}
     assert manifest["task"] == task and manifest["opset"] == 17
     assert manifest["config"] == runtime.load(result.path).metadata["config"]
-    assert manifest["signature"]["inputs"] == {"token_ids": "int32 [batch, sequence]"}
+    logits = ("float32 [batch, num_classes]" if task == "classifier"
+              else "float32 [batch, sequence, vocab_size]")
+    assert manifest["signatures"] == {
+        name: {"inputs": {"token_ids": f"{dtype} [batch, sequence]"}, "outputs": {"logits": logits}}
+        for name, dtype in (("serving_default", "int32"), ("serving_int64", "int64"))}
+    assert manifest["onnx_io"]["inputs"] == {"token_ids": "int32 [batch, sequence]"}
+    assert manifest["onnx_io"]["outputs"] == {"logits": logits.replace("num_classes", "3")
+                                              .replace("vocab_size", "50")}
+    assert manifest["trained_dtype_policy"] == "float32"
     assert os.listdir(result.path.parent) == ["1"]  # no staging folder left over
 
 
@@ -145,3 +153,50 @@ def test_a_model_not_built_by_keras_attn_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Expected a model built by keras_attn"):
         export_model(keras.Model(token_ids, logits), tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+@pytest.fixture(scope="module")
+def mixed_precision_export(tmp_path_factory):
+    """A classifier built under mixed_float16 and compiled with jit_compile=True, exported."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(CLASSIFIER)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.compile(optimizer="adam", jit_compile=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return export_model(model, tmp_path_factory.mktemp("mixed") / "model")
+
+
+def test_a_mixed_precision_model_exports_float32(mixed_precision_export):
+    import onnx
+
+    result = mixed_precision_export
+    manifest = json.loads(result.manifest_path.read_text())
+    assert manifest["trained_dtype_policy"] == "mixed_float16"
+    assert manifest["onnx_io"]["outputs"] == {"logits": "float32 [batch, 3]"}
+    graph = onnx.load(result.onnx_path).graph
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    logits = runtime.load(result.path).predict([[5, 6, 7]])
+    assert logits.dtype == np.float32
+    assert all(pair.passed for pair in result.parity.pairs)
+
+
+def test_the_exported_model_keras_never_predicts_under_xla(mixed_precision_export):
+    """Loaded with plain Keras, not through keras_attn: the file itself carries no XLA."""
+    loaded = keras.models.load_model(mixed_precision_export.keras_path, safe_mode=True)
+    assert loaded.dtype_policy.name == "float32"
+    assert not loaded.compiled or loaded.jit_compile is False
+    for bad in ([[5, 50, 9]], [[5, -3, 9]]):
+        with pytest.raises(Exception, match=r"token_ids must lie in \[0, vocab_size=50\)"):
+            loaded.predict(np.array(bad), verbose=0)
+
+
+def test_raw_onnx_gives_nan_for_a_sequence_of_padding_only_not_an_answer():
+    """The checked paths reject such a row; the raw file, which cannot raise, says NaN."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(exported(CLASSIFIER)[1].onnx_path),
+                                   providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {"token_ids": np.array([[5, 6], [0, 0]], np.int32)})
+    assert np.isfinite(logits[0]).all() and np.isnan(logits[1]).all()

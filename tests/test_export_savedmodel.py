@@ -18,27 +18,50 @@ from export.parity import TOLERANCE, diff_stats
 LENGTH = ("Sequence length must be between 1 and max_len=16, the number of learned position "
           "vectors. Received: ")
 RANGE = "token_ids must lie in [0, vocab_size=50). Received: "
+PADDING_ONLY = "Each sequence needs at least one non-padding id (padding is id 0). Received: "
+
+
+SIGNATURE_DTYPES = {"serving_default": tf.int32, "serving_int64": tf.int64}
 
 
 @pytest.fixture(scope="module")
-def serving_default():
+def loaded_classifier():
     _, result = exported(CLASSIFIER)
-    loaded = tf.saved_model.load(str(result.path))
-    return loaded, loaded.signatures["serving_default"]
+    return tf.saved_model.load(str(result.path))
+
+
+@pytest.fixture(scope="module", params=sorted(SIGNATURE_DTYPES))
+def signature_and_dtype(request, loaded_classifier):
+    """Each signature of the classifier, with the id dtype it takes."""
+    return loaded_classifier.signatures[request.param], SIGNATURE_DTYPES[request.param]
 
 
 @pytest.mark.parametrize("name, logits_shape", [(CLASSIFIER, [None, 3]),
                                                 (LANGUAGE_MODEL, [None, None, 50])])
 def test_signature_names_and_shapes(name, logits_shape):
-    signature = tf.saved_model.load(str(exported(name)[1].path)).signatures
-    assert list(signature) == ["serving_default"]
-    args, kwargs = signature["serving_default"].structured_input_signature
-    assert args == () and kwargs == {
-        "token_ids": tf.TensorSpec([None, None], tf.int32, name="token_ids")}
-    outputs = signature["serving_default"].structured_outputs
-    assert list(outputs) == ["logits"]
-    assert outputs["logits"].dtype == tf.float32
-    assert outputs["logits"].shape.as_list() == logits_shape
+    signatures = tf.saved_model.load(str(exported(name)[1].path)).signatures
+    assert sorted(signatures) == sorted(SIGNATURE_DTYPES)
+    for signature_name, dtype in SIGNATURE_DTYPES.items():
+        args, kwargs = signatures[signature_name].structured_input_signature
+        assert args == () and kwargs == {
+            "token_ids": tf.TensorSpec([None, None], dtype, name="token_ids")}
+        outputs = signatures[signature_name].structured_outputs
+        assert list(outputs) == ["logits"]
+        assert outputs["logits"].dtype == tf.float32
+        assert outputs["logits"].shape.as_list() == logits_shape
+
+
+def test_int64_signature_gives_the_logits_of_int32():
+    """What a gRPC client sends with tf.make_tensor_proto(np.array(...)): int64."""
+    model, result = exported(CLASSIFIER)
+    signatures = tf.saved_model.load(str(result.path)).signatures
+    ids = np.array([[5, 6, 7, 8], [9, 3, 0, 0]])
+    assert ids.dtype == np.int64 and tf.make_tensor_proto(ids).dtype == tf.int64.as_datatype_enum
+    as_int64 = signatures["serving_int64"](token_ids=tf.constant(ids))["logits"].numpy()
+    as_int32 = signatures["serving_default"](
+        token_ids=tf.constant(ids, tf.int32))["logits"].numpy()
+    np.testing.assert_array_equal(as_int64, as_int32)
+    assert diff_stats(keras_runtime(model)(ids), as_int64)[0] <= TOLERANCE
 
 
 def test_saved_model_cli_show_all_lists_the_named_signature():
@@ -51,8 +74,8 @@ def test_saved_model_cli_show_all_lists_the_named_signature():
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert shown.returncode == 0, shown.stderr
-    # --all prints every signature of every tag set; ours is the one serving signature, so
-    # the serving block runs from its header to the next "signature_def[" (or the end).
+    # --all prints every signature of every tag set; each block runs from its header to the
+    # next "signature_def[" (or the end).
     signatures = shown.stdout.split("signature_def['")
     serving = [block for block in signatures if block.startswith("serving_default']")]
     assert len(serving) == 1, shown.stdout
@@ -64,27 +87,37 @@ def test_saved_model_cli_show_all_lists_the_named_signature():
     assert "outputs['logits'] tensor_info:" in outputs
     assert "dtype: DT_FLOAT" in outputs and "shape: (-1, 3)" in outputs
     assert "Method name is: tensorflow/serving/predict" in outputs
+    int64 = [block for block in signatures if block.startswith("serving_int64']")]
+    assert len(int64) == 1 and "dtype: DT_INT64" in int64[0], shown.stdout
 
 
 @pytest.mark.parametrize("token_ids, fragments", [
-    (np.ones((2, 17), np.int32), [LENGTH + "a sequence longer than 16", "[17]"]),
-    (np.ones((2, 0), np.int32), [LENGTH + "sequence length 0"]),
-    (np.array([[1, 50]], np.int32), [RANGE + "an id >= 50"]),
-    (np.array([[3, -1]], np.int32), [RANGE + "a negative id"]),
+    (np.ones((2, 17)), [LENGTH + "a sequence longer than 16", "[17]"]),
+    (np.ones((2, 0)), [LENGTH + "sequence length 0"]),
+    (np.array([[1, 50]]), [RANGE + "an id >= 50"]),
+    (np.array([[3, -1]]), [RANGE + "a negative id"]),
+    (np.array([[3, 4], [0, 0]]), [PADDING_ONLY + "a sequence of padding only"]),
 ])
-def test_signature_rejects_bad_ids_naming_the_limit(serving_default, token_ids, fragments):
-    _, signature = serving_default
+def test_signature_rejects_bad_ids_naming_the_limit(signature_and_dtype, token_ids, fragments):
+    signature, dtype = signature_and_dtype
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
-        signature(token_ids=tf.constant(token_ids))
+        signature(token_ids=tf.constant(token_ids, dtype))
     for fragment in fragments:
         assert fragment in error.value.message
 
 
-def test_signature_accepts_full_length_and_padded_batches(serving_default):
-    _, signature = serving_default
-    ids = np.zeros((3, 16), np.int32)
+def test_int64_signature_checks_ids_before_any_cast(loaded_classifier):
+    signature = loaded_classifier.signatures["serving_int64"]
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        signature(token_ids=tf.constant([[2**32 + 5, 7]], tf.int64))  # 5 once narrowed
+    assert RANGE + "an id >= 50" in error.value.message
+
+
+def test_signature_accepts_full_length_and_padded_batches(signature_and_dtype):
+    signature, dtype = signature_and_dtype
+    ids = np.zeros((3, 16))
     ids[:, 0], ids[0] = 7, 9
-    assert signature(token_ids=tf.constant(ids))["logits"].shape == (3, 3)
+    assert signature(token_ids=tf.constant(ids, dtype))["logits"].shape == (3, 3)
 
 
 SERVE_WITHOUT_KERAS = BLOCK_IMPORTS + '''
