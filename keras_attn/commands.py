@@ -8,13 +8,15 @@ it into one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
-from export.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
+from export.manifest import KERAS_FILENAME, TOKENIZER_FILENAME, read_manifest
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -31,8 +33,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from keras_attn.demo import run_demo
 
     start = time.perf_counter()
-    report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
-                      log=_print)
+    with _left_out_files_as_notes():
+        report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
+                          log=_print)
+    _print_left_out(read_manifest(report.export_dir)["onnxruntime_files"])
     _print("\n== keras-attn demo report ==")
     _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
     _print(f"run folder             : {report.run_dir}")
@@ -114,16 +118,29 @@ def _export(run_dir: Path, out: Path) -> int:
 
     model, tokenizer, class_names = load_run(run_dir)
     start = time.perf_counter()
-    with warnings.catch_warnings():  # said below in one line each, from the manifest's reasons
-        warnings.filterwarnings("ignore", r".* is not shipped: ", RuntimeWarning)
+    with _left_out_files_as_notes():
         result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names)
     _print(f"[export] version {result.version} written to {result.path} in "
            f"{time.perf_counter() - start:.1f} s")
-    for filename, entry in result.onnxruntime_files.items():
-        if not entry["shipped"]:
-            _print(f"note: {filename} not shipped: {entry['reason']}")
+    _print_left_out(result.onnxruntime_files)
     _print(result.parity.table())
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _left_out_files_as_notes() -> Iterator[None]:
+    """Silences the RuntimeWarning `export_model` gives for each ONNX file it leaves out (a
+    warning's source line is not for people); `_print_left_out` says it in one line instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".* is not shipped: ", RuntimeWarning)
+        yield
+
+
+def _print_left_out(onnxruntime_files: dict) -> None:
+    """One `note:` line per ONNX file an export left out, with the manifest's reason."""
+    for filename, entry in onnxruntime_files.items():
+        if not entry["shipped"]:
+            _print(f"note: {filename} not shipped: {entry['reason']}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
