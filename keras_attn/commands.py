@@ -227,14 +227,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for result in results:
             shown = "  ".join(f"{k}={v:.3f}" for k, v in result["probabilities"].items())
-            _print(f"{result['label']}\t{shown}\t{result['text']}")
+            _print(f"{result['label']}\t{shown}\t{_one_line(result['text'])}")
     return EXIT_OK
+
+
+# What str.splitlines (and a terminal, for "\r") would take as a line break inside a text.
+LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(text: str) -> str:
+    """`text` with line-breaking characters escaped ("\\u2028"): one prediction, one line."""
+    return text.translate(LINE_BREAKS)
 
 
 def _model_and_tokenizer(path: Path):
     """The model and tokenizer of a run folder, an export version folder, or a model.keras."""
     import keras_attn as ka
-    from export.tokenizer import Tokenizer
+    from export.tokenizer import load_tokenizer
 
     folder = path.parent if path.suffix == ".keras" else path
     model_file = path if path.suffix == ".keras" else folder / KERAS_FILENAME

@@ -151,6 +151,13 @@ def test_predict_gives_one_prediction_per_line(trained, tmp_path):
                             capture_output=True, cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert [p["text"] for p in json.loads(result.stdout.decode("utf-8"))] == LINE_TEXTS
+    result = subprocess.run([sys.executable, "-m", "keras_attn.cli", "predict", version,
+                             "--file", str(tmp_path / "texts.txt")], capture_output=True,
+                            cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    shown = [line.split("\t")[-1] for line in result.stdout.decode("utf-8").splitlines()]
+    # one line per text, its line breaks shown escaped (LINE_TEXTS is ASCII besides them)
+    assert shown == [text.encode("unicode_escape").decode("ascii") for text in LINE_TEXTS]
 
 
 # Lines that are TensorFlow's or Python's, not ours (issue 8, case 11).
