@@ -18,7 +18,7 @@ import keras_attn as ka
 from benchmarks import onnx_paths
 from export import export_model
 from export.manifest import INT8_FILENAME
-from export.tokenizer import Tokenizer
+from export.tokenizer import train_tokenizer
 from keras_attn.tasks import make_reference_task
 
 DEMO = {"max_len": 32, "d_model": 32, "num_heads": 2, "ff_dim": 64, "num_layers": 2}
@@ -40,7 +40,7 @@ def int8_accuracy(folder: Path, graphs: tuple[str, ...], train_examples: int = 4
     keras.utils.set_random_seed(seed)
     train = make_reference_task(train_examples, seed=seed)
     test = make_reference_task(test_examples, seed=seed + 1)
-    tokenizer = Tokenizer.fit(train.texts, max_vocab=1000)
+    tokenizer = train_tokenizer(train.texts, model="word", vocab_size=1000)
     max_len = DEMO["max_len"]
     x_train = tokenizer.encode_batch(train.texts, max_len)
     x_test = tokenizer.encode_batch(test.texts, max_len)

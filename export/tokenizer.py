@@ -1,313 +1,295 @@
-"""A word tokenizer shared by training (Keras) and serving (onnxruntime).
+"""The tokenizer shared by training (Keras) and serving (onnxruntime): Hugging Face `tokenizers`.
 
-Text becomes token ids in three steps, the same at training and at serving time:
+One `tokenizer.json` file is the whole tokenizer (normalizer, pre-tokenizer, model, decoder),
+in the library's standard format: `tokenizers.Tokenizer.from_file` and
+`transformers.PreTrainedTokenizerFast(tokenizer_file=...)` read it unchanged. Training and
+serving both encode through that one file and that one library, so they make the same ids.
 
-1. Normalise: Unicode NFKC, then ``str.casefold`` (a stronger, language-aware lowercasing:
-   "Straße" -> "strasse"), then NFKC again, because casefolding can un-normalise a few
-   characters. Invisible format and control characters (zero-width joiners, soft hyphens, the
-   byte order mark, emoji variation selectors) are removed.
-2. Split: a word is a run of letters, digits and combining marks ("naïve", "नमस्ते", "42").
-   Every other visible character (punctuation, symbols, emoji) is a token of its own, and each
-   CJK ideograph is a token of its own because those scripts do not put spaces between words.
-   Whitespace only separates tokens.
-3. Look up: id 0 is padding ("[PAD]"), id 1 is any word missing from the vocabulary ("[UNK]").
+Text becomes token ids in three steps:
 
-The character classes come from the running Python's Unicode tables (built in
-`export.unicode_classes`); a saved tokenizer records their version, and loading it where the
-version differs warns that some text may split differently.
+1. Normalize: Unicode NFKC, remove invisible characters (controls, format characters such as
+   zero-width joiners, soft hyphens and the byte order mark, and emoji variation selectors, but
+   never whitespace), lowercase, NFKC again.
+2. Pre-tokenize: whitespace separates words; a word is a run of letters, digits and combining
+   marks ("naïve", "नमस्ते", "42"); every other visible character (punctuation, symbols, emoji) is
+   a word of its own, and so is each Han ideograph, since those scripts put no spaces between words.
+3. Model, one of `MODELS`, learned from the training texts:
+   - ``"wordpiece"``: words split into the longest known pieces ("playing" -> "play", "##ing");
+   - ``"bpe"``: byte-level byte-pair encoding; every byte is in the vocabulary, so no text ever
+     has an unknown token;
+   - ``"unigram"``: the most likely split under a unigram language model of pieces;
+   - ``"word"``: whole words only (the walkthrough's examples); rarer words become ``[UNK]``.
 
-This module imports only the standard library and numpy: the serving path must never load
-TensorFlow or Keras.
+Id 0 is padding (``"[PAD]"``); with every model but ``"bpe"``, id 1 is ``"[UNK]"``. The two are
+ordinary vocabulary entries, not "added tokens", so a text that contains the string "[PAD]" is
+split like any other text and never yields a padding id.
+
+This module imports only `tokenizers`, numpy and the standard library: the serving path must
+never load TensorFlow or Keras.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-import unicodedata
-import warnings
-from collections import Counter
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Sequence
 
 import numpy as np
+import tokenizers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
-from export.unicode_classes import token_patterns
+MODELS = ("wordpiece", "bpe", "unigram", "word")
+DEFAULT_MODEL = "wordpiece"
+DEFAULT_VOCAB_SIZE = 8000
+PAD, UNK = "[PAD]", "[UNK]"
+PAD_ID = 0
+LEGACY_FORMAT = "keras-attn-tokenizer"
 
-FORMAT = "keras-attn-tokenizer"
-FORMAT_VERSION = 1
+# Controls, format characters, surrogates and variation selectors, less whitespace ("\t", "\n").
+_INVISIBLE = r"[\p{Cc}\p{Cf}\p{Cs}\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}&&[^\s]]"
+# One Han ideograph, one run of word characters, or any other single visible character.
+_WORD = r"\p{Han}|[\p{L}\p{N}\p{M}&&\P{Han}]+|\S"
+_MODEL_NAMES = {models.WordPiece: "wordpiece", models.BPE: "bpe", models.Unigram: "unigram",
+                models.WordLevel: "word"}
 
 
-def _check_max_len(max_len: int | None) -> None:
-    if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
-                                or max_len < 1):
-        raise ValueError(
-            f"max_len must be a positive integer or None. Received: max_len={max_len!r}"
-        )
+def _normalizer() -> normalizers.Normalizer:
+    return normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(_INVISIBLE), ""),
+                                 normalizers.Lowercase(), normalizers.NFKC()])
 
 
-def _check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"Expected text as a str. Received: {type(text).__name__} {text!r:.80}")
-    return text
+def _pre_tokenizer(byte_level: bool) -> pre_tokenizers.PreTokenizer:
+    steps = [pre_tokenizers.Split(Regex(r"\s+"), "removed"),
+             pre_tokenizers.Split(Regex(_WORD), "isolated")]
+    if byte_level:  # each word's UTF-8 bytes, written as 256 visible characters
+        steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    return pre_tokenizers.Sequence(steps)
+
+
+def _model_and_trainer(model: str, vocab_size: int) -> tuple[models.Model, trainers.Trainer]:
+    specials, quiet = [PAD, UNK], {"show_progress": False}
+    if model == "wordpiece":
+        return (models.WordPiece(unk_token=UNK),
+                trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                          **quiet))
+    if model == "bpe":
+        return (models.BPE(),
+                trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD],
+                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), **quiet))
+    if model == "unigram":
+        return (models.Unigram(),
+                trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                        unk_token=UNK, **quiet))
+    return (models.WordLevel(unk_token=UNK),
+            trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                      **quiet))
+
+
+def _check_texts(texts: Sequence[str], caller: str) -> list[str]:
+    if isinstance(texts, str) or not isinstance(texts, Sequence):
+        raise TypeError(f"{caller} expects a list of texts. Received: {type(texts).__name__} "
+                        f"{texts!r:.80}")
+    texts = list(texts)
+    bad = next((i for i, text in enumerate(texts) if not isinstance(text, str)), None)
+    if bad is not None:
+        raise TypeError(f"{caller} expects every text to be a str. Received: text #{bad} = "
+                        f"{type(texts[bad]).__name__} {texts[bad]!r:.80}")
+    return texts
 
 
 class Tokenizer:
-    """Maps text to token ids and back with a fixed word vocabulary.
+    """A `tokenizers.Tokenizer` with this project's conventions: id 0 is ``"[PAD]"``, ids come
+    out as one right-padded int32 matrix, and the file is written atomically.
+
+    Make one with `train_tokenizer` or `load_tokenizer`.
 
     Args:
-        vocabulary: the tokens, index = id. ``vocabulary[0]`` must be ``"[PAD]"`` and
-            ``vocabulary[1]`` ``"[UNK]"``; every other entry must be one normalised token
-            (as ``split`` yields it), so that it can be reached from text.
+        backend: the Hugging Face tokenizer; ``backend.id_to_token(0)`` must be ``"[PAD]"``.
 
     Example:
-        >>> tokenizer = Tokenizer.fit(["The dog loved the toy, it was very excited."], 20)
-        >>> tokenizer.split("The DOG!")
-        ['the', 'dog', '!']
-        >>> tokenizer.encode_batch(["the dog", "a toy"], max_len=8).tolist()
-        [[2, 5], [1, 9]]
+        >>> tokenizer = train_tokenizer(["The dog loved the toy."], model="word", vocab_size=20)
+        >>> tokenizer.encode_batch(["the dog", "a toy!"], max_len=8).tolist()
+        [[2, 4, 0], [1, 6, 1]]
     """
 
-    PAD = "[PAD]"
-    UNK = "[UNK]"
-    PAD_ID = 0
-    UNK_ID = 1
+    def __init__(self, backend: tokenizers.Tokenizer) -> None:
+        if backend.id_to_token(PAD_ID) != PAD:
+            raise ValueError(f"A keras-attn tokenizer needs {PAD!r} at id {PAD_ID}. Received: "
+                             f"id {PAD_ID} = {backend.id_to_token(PAD_ID)!r}")
+        if type(backend.model) not in _MODEL_NAMES:
+            raise ValueError(f"The tokenizer's model must be one of {MODELS}. Received: "
+                             f"{type(backend.model).__name__}")
+        self.backend = backend
 
-    def __init__(self, vocabulary: Sequence[str]) -> None:
-        vocabulary = list(vocabulary)
-        if vocabulary[:2] != [self.PAD, self.UNK]:
-            raise ValueError(
-                f"vocabulary must start with {self.PAD!r} (id 0) and {self.UNK!r} (id 1). "
-                f"Received: {vocabulary[:2]!r}"
-            )
-        not_str = [token for token in vocabulary if not isinstance(token, str)]
-        if not_str:
-            raise ValueError(f"Every vocabulary entry must be a str. Received: {not_str[:5]!r}")
-        duplicates = sorted(token for token, count in Counter(vocabulary).items() if count > 1)
-        if duplicates:
-            raise ValueError(
-                f"vocabulary entries must be unique. Received duplicates: {duplicates[:10]!r}"
-            )
-        unreachable = [token for token in vocabulary[2:] if self.split(token) != [token]]
-        if unreachable:
-            raise ValueError(
-                "Every vocabulary entry after the two specials must be a single normalised "
-                "token (casefolded, NFKC, no spaces, punctuation alone). "
-                f"Received: {unreachable[:10]!r}"
-            )
-        self._vocabulary = vocabulary
-        self._ids = {token: index for index, token in enumerate(vocabulary)}
-
-    @classmethod
-    def fit(cls, texts: Iterable[str], max_vocab: int) -> Tokenizer:
-        """Build the vocabulary from the most frequent tokens of a corpus (the training split).
-
-        Ties in frequency are broken alphabetically (by code point), so the vocabulary does not
-        depend on the order of the texts.
-
-        Args:
-            texts: the training texts.
-            max_vocab: the most entries in the vocabulary, the two specials included (>= 3).
-
-        Returns:
-            A ``Tokenizer`` with ``min(max_vocab, 2 + distinct tokens)`` entries.
-        """
-        if isinstance(max_vocab, bool) or not isinstance(max_vocab, int) or max_vocab < 3:
-            raise ValueError(
-                "max_vocab must be an integer >= 3 (the two specials and at least one word). "
-                f"Received: max_vocab={max_vocab!r}"
-            )
-        if isinstance(texts, str):
-            raise TypeError("fit expects a list of texts, not one str. Received: a str")
-        counts: Counter[str] = Counter()
-        for text in texts:
-            counts.update(cls.split(text))
-        if not counts:
-            raise ValueError("fit found no tokens: every text is empty or whitespace-only.")
-        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        return cls([cls.PAD, cls.UNK, *(token for token, _ in ranked[: max_vocab - 2])])
-
-    @staticmethod
-    def split(text: str) -> list[str]:
-        """Normalise text and split it into tokens (see the module docstring for the rules).
-
-        Args:
-            text: any str; empty and whitespace-only strings give ``[]``.
-
-        Returns:
-            The tokens, in order.
-        """
-        invisible, token = token_patterns()
-        text = invisible.sub("", unicodedata.normalize("NFKC", _check_text(text)))
-        text = unicodedata.normalize("NFKC", text.casefold())
-        return token.findall(text)
-
-    def encode(self, text: str, max_len: int | None = None) -> list[int]:
-        """Turn one text into token ids; words missing from the vocabulary become ``UNK_ID``.
-
-        Args:
-            text: the text.
-            max_len: keep only the first ``max_len`` tokens; ``None`` keeps them all.
-
-        Returns:
-            One id per token (never ``PAD_ID``), at most ``max_len`` of them.
-        """
-        _check_max_len(max_len)
-        tokens = self.split(text)[:max_len]
-        return [self._ids.get(token, self.UNK_ID) for token in tokens]
-
-    def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> np.ndarray:
-        """Encode texts into one right-padded int32 matrix, the model's ``token_ids`` input.
-
-        The width is the longest encoded text, and at least 1: a batch of empty texts gives a
-        column of padding rather than a zero-width array, which models cannot take.
-
-        Args:
-            texts: a list of texts (not a single str).
-            max_len: truncate every text to this many tokens; ``None`` keeps them all.
-
-        Returns:
-            ``int32 [len(texts), max(1, longest)]``, padded with ``PAD_ID`` on the right.
-        """
-        if isinstance(texts, str):
-            raise TypeError(f"encode_batch expects a list of texts. Received: a str {texts!r:.80}")
-        rows = [self.encode(text, max_len) for text in texts]
-        batch = np.full((len(rows), max([1, *map(len, rows)])), self.PAD_ID, dtype=np.int32)
-        for index, row in enumerate(rows):
-            batch[index, : len(row)] = row
-        return batch
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Turn ids back into normalised tokens joined by single spaces; padding is skipped.
-
-        Args:
-            ids: token ids, e.g. one row of ``encode_batch``.
-
-        Returns:
-            The text, e.g. ``"the dog [UNK] !"``. Case and original spacing are not restored.
-        """
-        tokens = []
-        for token_id in np.asarray(ids, dtype=np.int64).reshape(-1).tolist():
-            if not 0 <= token_id < self.vocab_size:
-                raise ValueError(
-                    f"Token ids must lie in [0, {self.vocab_size}). Received: {token_id}"
-                )
-            if token_id != self.PAD_ID:
-                tokens.append(self._vocabulary[token_id])
-        return " ".join(tokens)
+    @property
+    def model(self) -> str:
+        """The model kind, one of `MODELS`."""
+        return _MODEL_NAMES[type(self.backend.model)]
 
     @property
     def vocab_size(self) -> int:
         """The number of ids, specials included: ids lie in ``[0, vocab_size)``."""
-        return len(self._vocabulary)
+        return self.backend.get_vocab_size()
 
-    @property
-    def vocabulary(self) -> list[str]:
-        """A copy of the vocabulary, index = id."""
-        return list(self._vocabulary)
+    def encode_batch(self, texts: Sequence[str], max_len: int | None = None) -> np.ndarray:
+        """Encode texts into one right-padded matrix, the model's ``token_ids`` input.
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Tokenizer):
-            return NotImplemented
-        return self._vocabulary == other._vocabulary
-
-    def __repr__(self) -> str:
-        return f"Tokenizer(vocab_size={self.vocab_size})"
-
-    def to_json(self) -> str:
-        """Serialise to a JSON document with a format name and version.
-
-        Returns:
-            The JSON text; ``Tokenizer.from_json`` reads it back.
-        """
-        document = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                    "normalization": "nfkc-casefold-nfkc",
-                    "unicode_version": unicodedata.unidata_version,
-                    "vocabulary": self._vocabulary}
-        return json.dumps(document, ensure_ascii=False, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> Tokenizer:
-        """Read a tokenizer back from ``to_json`` output.
+        The width is the longest encoded text, and at least 1: a batch of empty texts gives a
+        column of padding rather than a zero-width array, which models cannot take. A row of
+        zeros is a text with no token (empty, whitespace or invisible characters only).
 
         Args:
-            text: the JSON text.
+            texts: a list of texts (not a single str).
+            max_len: keep each text's first ``max_len`` tokens; ``None`` keeps them all.
 
         Returns:
-            The tokenizer. A malformed document raises ``ValueError`` saying what is wrong.
+            ``int32 [len(texts), max(1, longest)]``, padded with ``PAD_ID`` (0) on the right.
+
+        Raises:
+            TypeError: ``texts`` is not a list of str.
+            ValueError: ``max_len`` is not a positive integer or None.
         """
-        return cls._parse(text, source="tokenizer JSON")
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
+                                    or max_len < 1):
+            raise ValueError(f"max_len must be a positive integer or None. Received: "
+                             f"max_len={max_len!r}")
+        texts = _check_texts(texts, "encode_batch")
+        rows = [encoding.ids[:max_len] for encoding in
+                self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        batch = np.full((len(rows), max([1, *map(len, rows)])), PAD_ID, dtype=np.int32)
+        for index, row in enumerate(rows):
+            batch[index, : len(row)] = row
+        return batch
+
+    def tokens(self, ids: Sequence[int]) -> list[str]:
+        """The tokens of ids, readable for display (attention heatmaps); padding is skipped.
+
+        Byte-level pieces are shown as the text they stand for ("é" rather than "Ã©"); a piece
+        that holds part of one character's bytes shows as "�".
+
+        Args:
+            ids: token ids, e.g. one row of `encode_batch`.
+
+        Returns:
+            One str per non-padding id, e.g. ``["the", "play", "##ing", "[UNK]"]``.
+
+        Raises:
+            ValueError: an id outside ``[0, vocab_size)``.
+        """
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1).tolist()
+        outside = [token_id for token_id in ids if not 0 <= token_id < self.vocab_size]
+        if outside:
+            raise ValueError(f"Token ids must lie in [0, {self.vocab_size}). Received: "
+                             f"{outside[:5]}")
+        pieces = [self.backend.id_to_token(token_id) for token_id in ids if token_id != PAD_ID]
+        if self.model == "bpe":
+            return [self.backend.decoder.decode([piece]) for piece in pieces]
+        return pieces
+
+    def to_str(self) -> str:
+        """The standard ``tokenizer.json`` text."""
+        return self.backend.to_str(pretty=True)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the tokenizer to a UTF-8 JSON file, atomically (a temporary file, then rename).
+        """Write ``tokenizer.json`` atomically (a temporary file beside it, then a rename), with
+        the mode the umask gives new files.
 
         Args:
             path: the file to write; its folder must exist.
         """
-        descriptor, temporary = tempfile.mkstemp(suffix=".tmp",
-                                                 dir=os.path.dirname(os.path.abspath(path)))
+        path = os.fspath(path)
+        temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(self.to_json())
+                handle.write(self.to_str())
             os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):
                 os.remove(temporary)
 
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        """Read a tokenizer written by ``save``.
-
-        Args:
-            path: the JSON file.
-
-        Returns:
-            The tokenizer. A file that is not a valid tokenizer raises ``ValueError`` naming it.
-        """
-        with open(path, "rb") as handle:
-            data = handle.read()
-        source = f"tokenizer file {os.fspath(path)!r}"
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(f"Malformed {source}: not UTF-8 ({error})") from None
-        return cls._parse(text, source)
-
-    @classmethod
-    def _parse(cls, text: str, source: str) -> Tokenizer:
-        def malformed(reason: str) -> ValueError:
-            return ValueError(f"Malformed {source}: {reason}")
-
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise malformed(f"not valid JSON ({error})") from None
-        if not isinstance(document, dict):
-            raise malformed(f"expected a JSON object. Received: {type(document).__name__}")
-        if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
-            raise malformed(
-                f"expected format {FORMAT!r} version {FORMAT_VERSION}. Received: format="
-                f"{document.get('format')!r}, format_version={document.get('format_version')!r}"
-            )
-        vocabulary = document.get("vocabulary")
-        if not isinstance(vocabulary, list):
-            raise malformed(f"'vocabulary' must be a list. Received: {type(vocabulary).__name__}")
-        try:
-            tokenizer = cls(vocabulary)
-        except ValueError as error:
-            raise malformed(str(error)) from None
-        _warn_on_unicode_mismatch(document.get("unicode_version"), source)
-        return tokenizer
+    def __repr__(self) -> str:
+        return f"Tokenizer(model={self.model!r}, vocab_size={self.vocab_size})"
 
 
-def _warn_on_unicode_mismatch(saved: object, source: str) -> None:
-    """Warns when the saved Unicode version differs from this Python's. Files written before
-    the version was recorded carry none and load silently."""
-    if saved is not None and saved != unicodedata.unidata_version:
-        warnings.warn(
-            f"The {source} was saved with Unicode {saved}, but this Python uses Unicode "
-            f"{unicodedata.unidata_version}: text may split differently than at training "
-            "time (characters new to one version change class).",
-            UserWarning,
-            stacklevel=4,  # the caller of Tokenizer.load / from_json
+def train_tokenizer(texts: Sequence[str], model: str = DEFAULT_MODEL,
+                    vocab_size: int = DEFAULT_VOCAB_SIZE) -> Tokenizer:
+    """Learn a tokenizer from the training texts.
+
+    Args:
+        texts: the training split's texts.
+        model: one of `MODELS`.
+        vocab_size: the vocabulary size to aim for, specials included. A small corpus can give
+            fewer; the models that build words from characters (``"wordpiece"``, ``"unigram"``)
+            keep every character they saw, and ``"bpe"`` every byte, even beyond it.
+
+    Returns:
+        The trained `Tokenizer`.
+
+    Raises:
+        ValueError: an unknown ``model``, ``vocab_size`` < 3, or no text has any token.
+        TypeError: ``texts`` is not a list of str.
+    """
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {MODELS}. Received: model={model!r}")
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 3:
+        raise ValueError("vocab_size must be an integer >= 3 (the specials and at least one "
+                         f"token). Received: vocab_size={vocab_size!r}")
+    texts = _check_texts(texts, "train_tokenizer")
+    backend_model, trainer = _model_and_trainer(model, vocab_size)
+    backend = tokenizers.Tokenizer(backend_model)
+    backend.normalizer = _normalizer()
+    backend.pre_tokenizer = _pre_tokenizer(byte_level=model == "bpe")
+    backend.decoder = {"wordpiece": decoders.WordPiece(), "bpe": decoders.ByteLevel()}.get(model)
+    if not any(backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
+               for text in texts):
+        raise ValueError("train_tokenizer found no tokens: every text is empty, whitespace or "
+                         f"invisible characters. Received: {len(texts)} text(s)")
+    backend.train_from_iterator(texts, trainer, length=len(texts))
+    # The trainer also registers the specials as "added tokens", which are matched in raw text
+    # before normalization: "[PAD]" typed in a text would become id 0. Keeping them as plain
+    # vocabulary entries makes them unreachable from text.
+    document = json.loads(backend.to_str())
+    document["added_tokens"] = []
+    return Tokenizer(tokenizers.Tokenizer.from_str(json.dumps(document)))
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+    """Read a ``tokenizer.json`` written by `Tokenizer.save`.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The `Tokenizer`.
+
+    Raises:
+        ValueError: the file is not a tokenizer this project wrote, saying what is wrong; a file
+            in the old keras-attn word format (before Hugging Face `tokenizers`) says how to
+            make a new run.
+    """
+    source = f"tokenizer file {os.fspath(path)!r}"
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+        document = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"Malformed {source}: not UTF-8 JSON ({error})") from None
+    if isinstance(document, dict) and document.get("format") == LEGACY_FORMAT:
+        raise ValueError(
+            f"The {source} was written by keras-attn's old word tokenizer (format "
+            f"{LEGACY_FORMAT!r}), which this version no longer reads: its model was trained on "
+            "that tokenizer's ids. Train the model again with this version (`keras-attn train "
+            "DATA --out RUNS`), then export the new run (`keras-attn export RUN_DIR --out "
+            "saved_models/NAME`); or keep serving the old export with keras-attn 0.1.0."
         )
+    try:
+        backend = tokenizers.Tokenizer.from_str(text)
+    except Exception as error:  # tokenizers raises its own Exception subclass
+        raise ValueError(f"Malformed {source}: not a Hugging Face tokenizer ({error})") from None
+    try:
+        return Tokenizer(backend)
+    except ValueError as error:
+        raise ValueError(f"Malformed {source}: {error}") from None

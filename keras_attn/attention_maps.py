@@ -50,5 +50,5 @@ def text_attention(model, tokenizer, text: str) -> tuple[list[str], list[np.ndar
     max_len = next(layer.max_len for layer in model.layers
                    if isinstance(layer, PositionalEmbedding))
     ids = encode_texts(tokenizer, [text], max_len)
-    tokens = [tokenizer.vocabulary[i] for i in ids[0]]
+    tokens = tokenizer.tokens(ids[0])
     return tokens, [weights[0] for weights in attention_maps(model, ids)]

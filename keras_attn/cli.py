@@ -29,7 +29,7 @@ BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_attn.config import TrainSettings
+    from keras_attn.config import TOKENIZER_MODELS, TrainSettings
 
     parser = argparse.ArgumentParser(
         prog="keras-attn", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,9 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                         ("--d-model", "d_model"), ("--ff-dim", "ff_dim"),
                         ("--max-len", "max_len"), ("--epochs", "epochs"),
                         ("--batch-size", "batch_size"), ("--patience", "patience"),
-                        ("--max-vocab", "max_vocab")):
+                        ("--vocab-size", "vocab_size")):
         train.add_argument(flag, type=int, default=getattr(defaults, field),
                            help=f"default {getattr(defaults, field)}")
+    train.add_argument("--tokenizer", choices=TOKENIZER_MODELS, default=defaults.tokenizer,
+                       help=f"the tokenizer's model, trained on the training split; "
+                            f"default {defaults.tokenizer}")
     train.add_argument("--dropout", type=float, default=defaults.dropout)
     train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     train.add_argument("--seed", type=int, default=defaults.seed)

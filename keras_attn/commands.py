@@ -54,7 +54,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "--heads",
                  "ff_dim": "--ff-dim", "num_layers": "--layers", "dropout": "--dropout",
-                 "max_vocab": "--max-vocab", "epochs": "--epochs", "batch_size": "--batch-size",
+                 "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
+                 "batch_size": "--batch-size",
                  "learning_rate": "--learning-rate", "patience": "--patience"}
 
 
@@ -66,7 +67,8 @@ def _settings_from_flags(args: argparse.Namespace):
         return TrainSettings(
             max_len=args.max_len, d_model=args.d_model, num_heads=args.heads,
             ff_dim=args.ff_dim, num_layers=args.layers, dropout=args.dropout,
-            max_vocab=args.max_vocab, epochs=args.epochs, batch_size=args.batch_size,
+            tokenizer=args.tokenizer, vocab_size=args.vocab_size, epochs=args.epochs,
+            batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
             jit_compile=not args.no_jit)
     except ValueError as error:
@@ -199,7 +201,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
     from export import runtime
-    from export.tokenizer import Tokenizer
+    from export.tokenizer import load_tokenizer
     from keras_attn.data import encode_texts
 
     predictor = runtime.load(args.model_dir)
@@ -213,7 +215,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          f"Expected an export folder made by keras-attn. Received: "
                          f"{args.model_dir}")
     texts = _read_texts(args)
-    ids = encode_texts(Tokenizer.load(tokenizer_path), texts, predictor.max_len)
+    ids = encode_texts(load_tokenizer(tokenizer_path), texts, predictor.max_len)
     logits = predictor.predict(ids)
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
@@ -253,7 +255,7 @@ def _model_and_tokenizer(path: Path):
         raise UsageError(f"Expected a run or export folder (or a model.keras in one) with a "
                          f"model and its tokenizer; missing: {', '.join(missing)}. "
                          f"Received: {path}")
-    return ka.load_model(model_file), Tokenizer.load(tokenizer_file)
+    return ka.load_model(model_file), load_tokenizer(tokenizer_file)
 
 
 def cmd_attend(args: argparse.Namespace) -> int:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from export.tokenizer import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
+from export.tokenizer import MODELS as TOKENIZER_MODELS
+
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
 
@@ -132,7 +135,8 @@ class TrainSettings:
     dropout: float = 0.1
     activation: str = "relu"
     norm_first: bool = False
-    max_vocab: int = 20000
+    tokenizer: str = DEFAULT_MODEL
+    vocab_size: int = DEFAULT_VOCAB_SIZE
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -141,8 +145,11 @@ class TrainSettings:
     jit_compile: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("max_vocab", "epochs", "batch_size", "patience"):
+        for name in ("vocab_size", "epochs", "batch_size", "patience"):
             check_positive_int(name, getattr(self, name))
+        if self.tokenizer not in TOKENIZER_MODELS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZER_MODELS}. "
+                             f"Received: tokenizer={self.tokenizer!r}")
         if isinstance(self.learning_rate, bool) or not isinstance(
             self.learning_rate, (int, float)
         ) or not self.learning_rate > 0:

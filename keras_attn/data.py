@@ -304,10 +304,11 @@ def encode_texts(tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:
     Raises:
         DataError: a text has no token at all (empty, or only invisible characters).
     """
-    empty = [i for i, text in enumerate(texts) if not tokenizer.split(text)]
-    if empty:
+    ids = tokenizer.encode_batch(list(texts), max_len)
+    empty = np.flatnonzero(~ids.any(axis=1))  # id 0 is padding only: a row of 0 has no token
+    if empty.size:
         raise DataError(
-            f"{len(empty)} text(s) contain no words or symbols after tokenization; every text "
+            f"{empty.size} text(s) contain no words or symbols after tokenization; every text "
             f"needs at least one token. Received: text #{empty[0]} = {texts[empty[0]]!r}"
         )
-    return tokenizer.encode_batch(list(texts), max_len)
+    return ids

@@ -23,8 +23,8 @@ from keras_attn.training import train_classifier
 # Sized for the reference task: 2 blocks of d_model 32 solve it in ~20 epochs. Its loss sits
 # at chance for several epochs before attention finds the nouns, hence the patience.
 DEMO_SETTINGS = TrainSettings(max_len=32, d_model=32, num_heads=2, ff_dim=64, num_layers=2,
-                              dropout=0.0, max_vocab=200, epochs=40, batch_size=64,
-                              learning_rate=3e-3, patience=8)
+                              dropout=0.0, tokenizer="word", vocab_size=200, epochs=40,
+                              batch_size=64, learning_rate=3e-3, patience=8)
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ import keras
 
 from export.manifest import KERAS_FILENAME as MODEL_FILE
 from export.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
-from export.tokenizer import Tokenizer
+from export.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
 from keras_attn.models import build_classifier, load_model
@@ -150,7 +150,8 @@ def train_classifier(
         A `TrainedRun`.
     """
     run_dir = Path(run_dir)
-    tokenizer = Tokenizer.fit(train.texts, max_vocab=settings.max_vocab)
+    tokenizer = train_tokenizer(train.texts, model=settings.tokenizer,
+                                vocab_size=settings.vocab_size)
     config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
     x_train = encode_texts(tokenizer, train.texts, settings.max_len)
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
@@ -159,6 +160,15 @@ def train_classifier(
               "data_sha256": _fingerprint(train, validation)}
     resuming = prepare_run_folder(run_dir, record, overwrite)
     resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    if resuming and (run_dir / TOKENIZER_FILE).is_file():
+        # Training a WordPiece or Unigram tokenizer twice can give other ids (huggingface/
+        # tokenizers#1794): a resumed run keeps the tokenizer its first epochs learned with.
+        tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
+        x_train = encode_texts(tokenizer, train.texts, settings.max_len)
+        x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
+        config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+    else:
+        tokenizer.save(run_dir / TOKENIZER_FILE)
     if resumed_from:
         log(f"Resuming the interrupted run in {run_dir} after epoch {resumed_from}.")
 
@@ -196,7 +206,6 @@ def train_classifier(
     best.compile(optimizer=best.optimizer, loss=best.loss, metrics=["accuracy"],
                  jit_compile=False)
     best.save(run_dir / MODEL_FILE)
-    tokenizer.save(run_dir / TOKENIZER_FILE)
     (run_dir / CONFIG_FILE).write_text(json.dumps(
         {"model": config.to_dict(), "class_names": train.class_names,
          "settings": dataclasses.asdict(settings)}, indent=2) + "\n", encoding="utf-8")
@@ -217,4 +226,4 @@ def load_run(run_dir: str | Path) -> tuple[keras.Model, Tokenizer, list[str]]:
         )
     config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
     model = load_model(run_dir / MODEL_FILE)
-    return model, Tokenizer.load(run_dir / TOKENIZER_FILE), config["class_names"]
+    return model, load_tokenizer(run_dir / TOKENIZER_FILE), config["class_names"]

@@ -14,12 +14,12 @@ import matplotlib.image
 import pytest
 from export_cases import BLOCK_IMPORTS, REPO_ROOT, run_python
 
-from export.tokenizer import Tokenizer
+from export.tokenizer import load_tokenizer
 from keras_attn.cli import main
 from keras_attn.tasks import make_reference_task
 
 TINY = ["--layers", "1", "--heads", "2", "--d-model", "16", "--ff-dim", "32", "--max-len",
-        "24", "--batch-size", "32", "--max-vocab", "200", "--no-jit"]
+        "24", "--batch-size", "32", "--vocab-size", "200", "--no-jit"]
 
 
 def write_csv(path: Path, rows, header=("text", "label")):
@@ -198,7 +198,7 @@ def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
     corpus = ["The dog, the ball!", "Ünïcödé — «quotes» and 東京 🐶", "it's 3.5%",
               "ÉCOLE\u200b fiancée", "a " * 40]
     assert keras_attn.training.encode_texts is encode_texts
-    training_side = encode_texts(Tokenizer.load(trained / "run" / "tokenizer.json"), corpus, 24)
+    training_side = encode_texts(load_tokenizer(trained / "run" / "tokenizer.json"), corpus, 24)
     serving_dir = trained / "saved_models" / "task" / "1"
     code = BLOCK_IMPORTS + (
         "import json\nimport numpy as np\nfrom export import runtime\n"

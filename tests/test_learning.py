@@ -4,7 +4,7 @@ import keras
 import pytest
 
 import keras_attn as ka
-from export.tokenizer import Tokenizer
+from export.tokenizer import train_tokenizer
 from keras_attn.data import split_train_validation
 from keras_attn.tasks import make_reference_task
 
@@ -28,7 +28,7 @@ def task():
     """Train and validation (for stopping) from one seed; the held-out test from another."""
     train, validation = split_train_validation(make_reference_task(4500, seed=0), 0.1, seed=0)
     test = make_reference_task(1000, seed=1)
-    tokenizer = Tokenizer.fit(train.texts, max_vocab=200)
+    tokenizer = train_tokenizer(train.texts, model="word", vocab_size=200)
     encode = lambda data: (tokenizer.encode_batch(data.texts, MAX_LEN), data.labels)  # noqa: E731
     return tokenizer, encode(train), encode(validation), encode(test)
 

@@ -1,12 +1,15 @@
 """train_classifier: run folders that are never clobbered, and resumes that keep the best model."""
 
+import dataclasses
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, split_train_validation
+from keras_attn.models import config_from_model, load_model
 from keras_attn.tasks import make_reference_task
 from keras_attn.training import (
     CONFIG_FILE,
@@ -18,7 +21,7 @@ from keras_attn.training import (
 )
 
 SETTINGS = TrainSettings(max_len=24, d_model=16, num_heads=2, ff_dim=32, num_layers=1,
-                         max_vocab=200, epochs=4, batch_size=32, patience=10,
+                         vocab_size=200, epochs=4, batch_size=32, patience=10,
                          jit_compile=False)
 
 
@@ -70,14 +73,17 @@ def test_resume_keeps_the_best_model_so_far(tmp_path):
     rows = [row.split(",") for row in history[1:]]
     rows[0][header.index("val_loss")] = "0.0"
     (run / HISTORY_FILE).write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n")
-    best_model = (run / MODEL_FILE).read_bytes()
+    best_model = tmp_path / "best_so_far.keras"
+    best_model.write_bytes((run / MODEL_FILE).read_bytes())
 
     logs = []
     resumed = train_classifier(train, validation, SETTINGS, run, data_description="d",
                                log=logs.append, verbose=0)
     assert resumed.resumed_from_epoch == 2
     assert any("Resuming the interrupted run" in line for line in logs)
-    assert (run / MODEL_FILE).read_bytes() == best_model
+    for kept, best in zip(load_model(run / MODEL_FILE).get_weights(),
+                          load_model(best_model).get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, best)  # the re-save for use keeps the weights
     assert [int(e) for e in resumed.history["epoch"]] == [0, 1, 2, 3]
     assert json.loads((run / CONFIG_FILE).read_text())["settings"]["epochs"] == 4
 
@@ -89,3 +95,17 @@ def test_texts_without_tokens_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="no words or symbols.*#1"):
         train_classifier(bad, bad, SETTINGS, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_run_leaves_a_model_that_predicts_without_xla(tmp_path):
+    """Trained with jit_compile=True; the model.keras left for use must not carry it: XLA
+    clamps out-of-range ids instead of rejecting them."""
+    data = make_reference_task(120, seed=4)
+    train, validation = split_train_validation(data, 0.25, seed=0)
+    settings = dataclasses.replace(SETTINGS, epochs=1, jit_compile=True)
+    run = train_classifier(train, validation, settings, tmp_path / "run", verbose=0)
+    loaded = keras.models.load_model(run.run_dir / MODEL_FILE, safe_mode=True)
+    assert loaded.jit_compile is False
+    vocab_size = config_from_model(loaded).vocab_size
+    with pytest.raises(Exception, match=rf"token_ids must lie in \[0, vocab_size={vocab_size}\)"):
+        loaded.predict(np.array([[2, vocab_size, 3]]), verbose=0)
