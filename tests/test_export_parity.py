@@ -1,7 +1,8 @@
 """export/parity.py: the battery itself, and parity of every exported configuration:
 Keras == SavedModel == onnxruntime (model.onnx at the basic and all levels, and
 model.optimized.onnx), on the battery for all twelve configurations and on hypothesis-drawn
-shapes for the four one-layer ones; the int8 agreement measure."""
+shapes for the four one-layer ones; the int8 agreement measure, on representative ids when
+given, and the row-independence check."""
 
 import itertools
 import json
@@ -22,9 +23,13 @@ from export.parity import (
     AgreementResult,
     ParityReport,
     agreement_stats,
+    check_representative_ids,
     compare_runtimes,
     diff_stats,
     parity_cases,
+    representative_cases,
+    row_contexts,
+    row_dependence,
 )
 from export.savedmodel import savedmodel_runtime
 
@@ -155,20 +160,152 @@ def test_quantized_candidates_are_held_to_the_agreement_bound_apart_from_the_pai
             logits[0] = np.roll(logits[0], 1)  # ...but one row in 3 predicts another class
         return logits
 
+    contexts = row_contexts(cases[-1].token_ids, 4, 10)
     report = compare_runtimes(reference, {"same": reference}, cases,
-                              quantized={"int8": reference, "bad": flips_batch_of_3})
+                              quantized={"int8": reference, "bad": flips_batch_of_3},
+                              contexts=contexts)
     assert [pair.pair for pair in report.pairs] == ["keras vs same"]
     good, bad = report.agreements
     assert (good.pair, good.agreement, good.predictions, good.passed) == (
         "keras vs int8", 1.0, 4 * 1 + 4 * 3, True)
+    assert (good.row_dependence, good.row_tolerance, good.data) == (0.0, TOLERANCE,
+                                                                    "parity battery")
     assert bad.agreement == pytest.approx(12 / 16) and not bad.passed
     assert bad.max_abs_diff >= 0.1 and bad.worst_case == "batch=3 length=1"
+    # A row's answer that depends on the batch size is row dependence too: caught apart.
+    assert bad.row_dependence == pytest.approx(2.0) and not bad.row_independent
+    assert bad.row_worst_case == "row 0 together, width 4"  # the 3 rows of the ragged case
     assert not report.ok
     table = report.table()
     assert "int8: checked against its accuracy bound (argmax agreement), not element-wise" in table
-    assert "keras vs bad   75.00% of 16" in table and "FAIL (worst: batch=3 length=1)" in table
+    assert "keras vs bad   75.00% of 16" in table
+    assert ("FAIL (agreement, worst: batch=3 length=1; row dependence, worst: row 0 together, "
+            "width 4)") in table
     again = ParityReport.from_dict(json.loads(json.dumps(report.to_dict())))
     assert again == report and isinstance(again.agreements[0], AgreementResult)
+
+
+def dynamic_like(ids):
+    """Logits of a toy model quantized the way quantize_dynamic does: one scale for the whole
+    batch, from its largest value, so each row depends on the others and on the padding."""
+    embedded = np.sin(ids[..., None] * np.arange(1, 4)).astype(np.float32)  # [b, n, 3]
+    embedded[ids == 0] = 0.0
+    scale = np.abs(embedded).max() / 127 if embedded.size else 1.0
+    quantized = np.round(embedded / scale) * scale
+    return quantized.sum(axis=1) / np.maximum((ids != 0).sum(axis=1, keepdims=True), 1)
+
+
+def exact(ids):
+    """The same toy model without quantization: each row on its own."""
+    embedded = np.sin(ids[..., None] * np.arange(1, 4)).astype(np.float32)
+    embedded[ids == 0] = 0.0
+    return embedded.sum(axis=1) / np.maximum((ids != 0).sum(axis=1, keepdims=True), 1)
+
+
+def test_row_contexts_hold_the_same_rows_alone_together_padded_and_among_random_rows():
+    ids = np.array([[5, 7, 9, 0], [3, 0, 0, 0], [4, 4, 0, 0]])
+    contexts = row_contexts(ids, MAX_LEN, VOCAB_SIZE, batch_size=8)
+    assert [row.tolist() for row in contexts.rows] == [[[5, 7, 9]], [[3]], [[4, 4]]]
+    names = [name for name, _, _ in contexts.batches]
+    assert names == ["together, width 4", f"padded to max_len={MAX_LEN}",
+                     "among 5 random rows (1)", "among 5 random rows (2)"]
+    for name, batch, places in contexts.batches:
+        assert batch.dtype == np.int32 and len(places) == 3
+        width = 4 if name.startswith("together") else MAX_LEN
+        assert batch.shape == (len(batch), width)
+        for row, place in zip(ids, places, strict=True):
+            assert np.array_equal(batch[place, :4], row) and not batch[place, 4:].any()
+        others = np.delete(batch, places, axis=0)
+        assert others.max(initial=0) < VOCAB_SIZE and all(line[0] > 0 for line in others)
+    (_, first, _), (_, second, _) = contexts.batches[2:]
+    assert not np.array_equal(first, second)  # two sets of batch-mates
+    assert row_contexts(ids, MAX_LEN, VOCAB_SIZE, batch_size=8).batches[2][1].tolist() == \
+        first.tolist()  # seeded
+
+
+def test_row_dependence_is_zero_for_a_row_wise_model_and_catches_batch_wide_scales():
+    contexts = row_contexts(parity_cases(MAX_LEN, VOCAB_SIZE)[-1].token_ids, MAX_LEN,
+                            VOCAB_SIZE)
+    assert row_dependence(exact, contexts) == (0.0, "none")
+    difference, where = row_dependence(dynamic_like, contexts)
+    assert difference > 1e-3 and where.startswith("row ")
+    assert row_dependence(lambda ids: exact(ids) + len(ids) * 1e-6, contexts)[0] == \
+        pytest.approx(31e-6, rel=1e-3)  # alone (1 row) vs among 32: small, and still seen
+
+
+def test_row_dependence_of_a_language_model_counts_real_positions_only():
+    def language_model(ids, at_padding=0.0):
+        logits = np.repeat(ids[..., None].astype(np.float32), 5, axis=-1)  # [b, n, 5]
+        logits[ids == 0] = at_padding * len(ids)  # what padded positions say: ignored
+        return logits
+
+    contexts = row_contexts(np.array([[5, 7, 0], [3, 0, 0]]), MAX_LEN, VOCAB_SIZE)
+    assert row_dependence(lambda ids: language_model(ids, 1.0), contexts) == (0.0, "none")
+    assert row_dependence(lambda ids: language_model(ids) + len(ids), contexts)[0] > 1
+
+
+def test_quantized_candidate_fails_on_row_dependence_alone_and_without_the_check():
+    cases = parity_cases(MAX_LEN, VOCAB_SIZE, batch_sizes=(1, 7))
+    contexts = row_contexts(cases[-1].token_ids, MAX_LEN, VOCAB_SIZE)
+    report = compare_runtimes(exact, {}, cases, quantized={"int8 dynamic": dynamic_like},
+                              contexts=contexts)
+    (result,) = report.agreements
+    assert result.agreement == 1.0 and not result.passed and not result.row_independent
+    assert result.row_dependence > TOLERANCE and result.row_tolerance == TOLERANCE
+    assert f"FAIL (row dependence, worst: {result.row_worst_case})" in report.table()
+    again = ParityReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report
+    unchecked = compare_runtimes(exact, {}, cases, quantized={"int8": exact}).agreements[0]
+    assert unchecked.row_dependence is None and not unchecked.passed  # never unchecked
+    assert "not run" in ParityReport((), agreements=(unchecked,)).table()
+
+
+def test_agreement_is_measured_on_representative_cases_when_given():
+    def flips_rows_holding_id_3(ids):
+        logits = np.stack([np.ones(len(ids)), np.zeros(len(ids))], axis=1)
+        logits[(ids == 3).any(axis=1)] = [0.0, 1.0]
+        return logits
+
+    def reference(ids):
+        return np.stack([np.ones(len(ids)), np.zeros(len(ids))], axis=1)
+
+    battery = parity_cases(MAX_LEN, VOCAB_SIZE)
+    rows = check_representative_ids(np.array([[5, 7, 9], [4, 0, 0]] * 20), MAX_LEN,
+                                    VOCAB_SIZE)
+    contexts = row_contexts(rows, MAX_LEN, VOCAB_SIZE)
+    on_battery = compare_runtimes(reference, {}, battery, contexts=contexts,
+                                  quantized={"int8": flips_rows_holding_id_3}).agreements[0]
+    assert on_battery.agreement < 0.99 and not on_battery.passed
+    cases = representative_cases(rows)
+    assert [case.name for case in cases] == ["representative rows 0-31",
+                                             "representative rows 32-39"]
+    on_data = compare_runtimes(reference, {}, battery, quantized_cases=cases,
+                               quantized_data="40 representative rows", contexts=contexts,
+                               quantized={"int8": flips_rows_holding_id_3}).agreements[0]
+    assert (on_data.agreement, on_data.predictions, on_data.data, on_data.passed) == (
+        1.0, 40, "40 representative rows", True)
+
+
+@pytest.mark.parametrize(("ids", "message"), [
+    (np.array([[1.0, 2.0]]), r"must be integers.*Received: dtype float64"),
+    (np.array([[True, False]]), r"must be integers.*Received: dtype bool"),
+    (np.array([1, 2, 3]), r"wrong shape.*Received: shape \(3,\)"),
+    (np.zeros((0, 4), np.int32), r"wrong shape.*Received: shape \(0, 4\)"),
+    (np.ones((2, MAX_LEN + 1), np.int32), rf"max_len={MAX_LEN}.*Received: shape \(2, 17\)"),
+    (np.array([[1, -1]]), r"outside \[0, vocab_size=50\).*Received: id -1 at \[0, 1\]"),
+    (np.array([[1, 2], [0, 0]]), r"rows of padding only.*1 such row\(s\), the first at row 1"),
+    (np.array([[1, 2], [3, 0], [0, 4]]), r"real id after padding.*Received: row 2: \[0, 4\]"),
+])
+def test_representative_ids_are_checked(ids, message):
+    with pytest.raises(ValueError, match=message):
+        check_representative_ids(ids, MAX_LEN, VOCAB_SIZE)
+
+
+def test_representative_ids_come_back_as_int32():
+    ids = check_representative_ids(np.array([[3, 4, 0], [5, 0, 0]], np.int64), MAX_LEN,
+                                   VOCAB_SIZE)
+    assert ids.dtype == np.int32 and ids.tolist() == [[3, 4, 0], [5, 0, 0]]
+    assert check_representative_ids([[1, 2]], MAX_LEN, VOCAB_SIZE).tolist() == [[1, 2]]
 
 
 def test_empty_report_is_not_ok():
@@ -219,7 +356,7 @@ def test_export_time_battery_passed_and_was_recorded(name):
     _, result = exported(name)
     assert result.parity.ok
     assert [pair.pair for pair in result.parity.pairs] == [
-        "keras vs model.keras", "keras vs savedmodel",
+        "keras vs model.keras", "keras vs savedmodel", "keras vs savedmodel int64",
         "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)",
         "keras vs onnxruntime optimized (basic)", "keras vs onnxruntime optimized (all)"]
     assert all(pair.cases == 20 for pair in result.parity.pairs)

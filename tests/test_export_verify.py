@@ -33,9 +33,9 @@ def flip_byte(path, offset=None):
     path.write_bytes(bytes(data))
 
 
-FP32_PAIRS = ["keras vs savedmodel", "keras vs onnxruntime (basic)",
-              "keras vs onnxruntime (all)", "keras vs onnxruntime optimized (basic)",
-              "keras vs onnxruntime optimized (all)"]
+FP32_PAIRS = ["keras vs savedmodel", "keras vs savedmodel int64",
+              "keras vs onnxruntime (basic)", "keras vs onnxruntime (all)",
+              "keras vs onnxruntime optimized (basic)", "keras vs onnxruntime optimized (all)"]
 
 
 @pytest.mark.parametrize("name", [CLASSIFIER, LANGUAGE_MODEL])

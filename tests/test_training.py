@@ -21,7 +21,7 @@ from keras_attn.training import (
 )
 
 SETTINGS = TrainSettings(max_len=24, d_model=16, num_heads=2, ff_dim=32, num_layers=1,
-                         vocab_size=200, epochs=4, batch_size=32, patience=10,
+                         max_vocab=200, epochs=4, batch_size=32, patience=10,
                          jit_compile=False)
 
 
