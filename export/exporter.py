@@ -35,7 +35,7 @@ from export.manifest import (
     TOKENIZER_FILENAME,
     write_manifest,
 )
-from export.parity import TOLERANCE, ParityReport
+from export.parity import TOLERANCE, ParityReport, check_representative_ids
 from export.verifier import check_parity, load_quantized, load_runtimes
 from export.versions import next_version, staged_version
 
@@ -83,6 +83,7 @@ def export_model(
     class_names: Sequence[str] | None = None,
     opset: int | None = None,
     tolerance: float = TOLERANCE,
+    representative_ids: Any = None,
 ) -> ExportResult:
     """Exports a keras_attn classifier or language model as a verified version folder.
 
@@ -96,14 +97,20 @@ def export_model(
         class_names: optional names of the classifier's classes, one per logit.
         opset: ONNX opset, 17 (default) or 18.
         tolerance: the largest absolute logit difference the parity battery accepts.
+        representative_ids: optional token ids like those the model will serve (e.g. the
+            run's held-out texts, tokenized): integers `[n, width <= max_len]`, right-padded
+            with 0. model.int8.onnx is calibrated and checked on them (kept beside it as
+            representative_ids.npy); without them, on the battery's random ids. The fp32
+            battery is the same either way.
 
     Returns:
         An `ExportResult`.
 
     Raises:
         FileExistsError: `version` exists already.
-        ValueError: `model` is not a keras_attn model, or `class_names` or the tokenizer's
-            vocab_size does not fit it; raised before anything is written.
+        ValueError: `model` is not a keras_attn model, or `class_names`, the tokenizer's
+            vocab_size or `representative_ids` does not fit it; raised before anything is
+            written.
         ParityError: the SavedModel or model.onnx disagrees with Keras; nothing is left
             behind. (An onnxruntime-only file that fails its check is left out instead, with
             a RuntimeWarning and the reason in the manifest; see `export.optimize`.)
@@ -129,6 +136,9 @@ def export_model(
     opset = OPSET if opset is None else opset
     class_names = _check_class_names(class_names, task, config.num_classes)
     _check_tokenizer(tokenizer, config.vocab_size)
+    if representative_ids is not None:
+        representative_ids = check_representative_ids(representative_ids, config.max_len,
+                                                       config.vocab_size)
     version = next_version(out_dir) if version is None else version
     keras_attn_version = ka.__version__
 
@@ -137,7 +147,7 @@ def export_model(
         metadata = encode_metadata(config.to_dict(), task, opset, keras_attn_version,
                                    class_names)
         save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
-        onnxruntime_files = write_onnxruntime_files(folder)
+        onnxruntime_files = write_onnxruntime_files(folder, representative_ids)
         model.save(folder / KERAS_FILENAME)
         if tokenizer is not None:
             tokenizer.save(folder / TOKENIZER_FILENAME)
@@ -145,7 +155,8 @@ def export_model(
         runtimes = {"model.keras": keras_runtime(ka.load_model(folder / KERAS_FILENAME)),
                     **load_runtimes(folder)}
         report = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance,
-                              quantized=load_quantized(folder))
+                              quantized=load_quantized(folder),
+                              representative_ids=representative_ids)
         shipped_report = drop_failed(report, folder, onnxruntime_files)
         if not shipped_report.ok:
             raise ParityError(report)  # the portable files failed: say all that was measured

@@ -36,9 +36,14 @@ from export.parity import (
     compare_runtimes,
     effective_tolerance,
     parity_cases,
+    representative_cases,
+    row_contexts,
 )
 
 ORT_LEVELS = ("basic", "all")
+# The representative token ids model.int8.onnx was calibrated and checked on, kept beside it
+# (when export_model was given some) so that `verify` checks it on the same data.
+REPRESENTATIVE_FILENAME = "representative_ids.npy"
 # How the battery names the onnxruntime sessions of each ONNX file, e.g.
 # "onnxruntime optimized (all)"; `runtime_file` reads the file back from a pair's name.
 RUNTIME_LABELS = {ONNX_FILENAME: "onnxruntime", OPTIMIZED_FILENAME: "onnxruntime optimized",
@@ -97,6 +102,12 @@ def load_quantized(version_dir: str | os.PathLike) -> dict[str, Runtime]:
     return _onnxruntime(path, ("all",)) if path.is_file() else {}
 
 
+def load_representative_ids(version_dir: str | os.PathLike) -> np.ndarray | None:
+    """The version folder's `representative_ids.npy` (int32 `[n, width]`), or None."""
+    path = Path(version_dir) / REPRESENTATIVE_FILENAME
+    return np.load(path, allow_pickle=False) if path.is_file() else None
+
+
 def _onnxruntime(path: Path, levels: tuple[str, ...]) -> dict[str, Runtime]:
     from export import runtime
 
@@ -109,21 +120,37 @@ def _onnxruntime(path: Path, levels: tuple[str, ...]) -> dict[str, Runtime]:
 
 def check_parity(model: Any, runtimes: Mapping[str, Runtime], max_len: int, vocab_size: int,
                  tolerance: float = TOLERANCE, seed: int = SEED,
-                 quantized: Mapping[str, Runtime] | None = None) -> ParityReport:
-    """Runs the parity battery: the Keras `model` against each of `runtimes`, and against
-    each of `quantized` (to the accuracy bound).
+                 quantized: Mapping[str, Runtime] | None = None,
+                 representative_ids: np.ndarray | None = None) -> ParityReport:
+    """Runs the parity battery: the Keras `model` against each of `runtimes`, and each of
+    `quantized` against the accuracy bound and for row independence.
 
     The element-wise tolerance is `tolerance`, or `FLOOR_FACTOR` times the model's own fp32
     error floor where that is larger (see `fp32_error_floor`): two fp32 runtimes cannot agree
-    more closely than fp32 lets either of them compute the model.
+    more closely than fp32 lets either of them compute the model. The row-independence check
+    uses the same tolerance: a quantized row's logits may move with its batch no more than
+    fp32 lets two runtimes differ.
+
+    `representative_ids` (checked int32 `[n, width]`, `export.parity.check_representative_ids`)
+    are what the quantized candidates are checked on, agreement and rows; without them, the
+    battery's random ids (its largest ragged batch gives the rows).
     """
     from export.endpoint import keras_runtime
 
     cases = parity_cases(max_len, vocab_size, seed)
     floor = fp32_error_floor(model, cases)
+    if representative_ids is None:
+        quantized_cases, data = None, "parity battery"
+        rows = next(case.token_ids for case in reversed(cases)  # the largest ragged batch
+                    if case.name.endswith("ragged"))
+    else:
+        quantized_cases = representative_cases(representative_ids)
+        data, rows = f"{len(representative_ids)} representative rows", representative_ids
     return compare_runtimes(keras_runtime(model), runtimes, cases,
                             effective_tolerance(tolerance, floor), seed=seed,
-                            quantized=quantized, fp32_floor=floor)
+                            quantized=quantized, fp32_floor=floor,
+                            quantized_cases=quantized_cases, quantized_data=data,
+                            contexts=row_contexts(rows, max_len, vocab_size, seed))
 
 
 def fp32_error_floor(model: Any, cases: list) -> float:
@@ -218,5 +245,5 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
             f"{KERAS_FILENAME}: its config {config.to_dict()} differs from the manifest's "
             f"{expected}",), None, files)
     parity = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance, seed,
-                          quantized)
+                          quantized, load_representative_ids(version_dir))
     return VerifyReport(version_dir, (), parity, files)
