@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,7 @@ def export_model(
     class_names: Sequence[str] | None = None,
     opset: int | None = None,
     tolerance: float = TOLERANCE,
+    evaluation: Mapping[str, Any] | None = None,
     representative_ids: Any = None,
 ) -> ExportResult:
     """Exports a keras_attn classifier or language model as a verified version folder.
@@ -97,6 +98,8 @@ def export_model(
         class_names: optional names of the classifier's classes, one per logit.
         opset: ONNX opset, 17 (default) or 18.
         tolerance: the largest absolute logit difference the parity battery accepts.
+        evaluation: optional JSON-ready measurements of the model (e.g. the run's validation
+            report and its baseline's), recorded in the manifest as "evaluation".
         representative_ids: optional token ids like those the model will serve (e.g. the
             run's held-out texts, tokenized): integers `[n, width <= max_len]`, right-padded
             with 0. model.int8.onnx is calibrated and checked on them (kept beside it as
@@ -172,6 +175,7 @@ def export_model(
             "signatures": _signatures(model, task),
             "onnx_io": _onnx_io(folder / ONNX_FILENAME),
             "onnxruntime_files": onnxruntime_files,
+            "evaluation": evaluation,
         })
     warn_not_shipped(onnxruntime_files)
     path = Path(out_dir) / str(version)

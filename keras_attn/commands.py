@@ -109,19 +109,57 @@ def cmd_train(args: argparse.Namespace) -> int:
             _print(f"curves: {plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)}")
         else:
             _print(f"curves skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
+    with phase("evaluate", seconds, _print):
+        _evaluate_against_baseline(run, train, validation, settings, args.seed)
     if args.export:
         return _export(run.run_dir, Path(args.export))
     return EXIT_OK
 
 
+def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> None:
+    """Per-class report of the model on the validation split, beside a TF-IDF + logistic
+    regression baseline fitted on the same split; both recorded in run.json, the confusion
+    matrix drawn next to the curves."""
+    from keras_attn import baseline, plots
+    from keras_attn.data import encode_texts
+    from keras_attn.evaluation import (
+        classification_report,
+        format_report,
+        predict_classes,
+        verdict,
+    )
+    from keras_attn.training import CONFUSION_FILE, record_results
+
+    ids = encode_texts(run.tokenizer, validation.texts, settings.max_len)
+    report = classification_report(validation.labels, predict_classes(run.model, ids),
+                                   run.class_names)
+    fitted = baseline.fit_baseline(train, validation, seed) if baseline.available() else None
+    record_results(run.run_dir, {"validation": report, "baseline": fitted})
+    if fitted is None:
+        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f}")
+        _print(f"baseline skipped: a TF-IDF + logistic regression baseline needs scikit-learn "
+               f"({baseline.INSTALL_HINT})")
+    else:
+        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f} | baseline "
+               f"{fitted['accuracy']:.4f} ({fitted['name']})")
+        _print(verdict(report["accuracy"], fitted["accuracy"]))
+    _print(format_report(report, fitted))
+    if plots.available():
+        path = plots.plot_confusion_matrix(report["confusion_matrix"], run.class_names,
+                                           run.run_dir / CONFUSION_FILE,
+                                           title="validation: actual vs predicted")
+        _print(f"confusion matrix: {path}")
+
+
 def _export(run_dir: Path, out: Path) -> int:
     import export
-    from keras_attn.training import load_run
+    from keras_attn.training import load_run, read_results
 
     model, tokenizer, class_names = load_run(run_dir)
     start = time.perf_counter()
     with _left_out_files_as_notes():
-        result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names)
+        result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names,
+                                     evaluation=read_results(run_dir))
     _print(f"[export] version {result.version} written to {result.path} in "
            f"{time.perf_counter() - start:.1f} s")
     _print_left_out(result.onnxruntime_files)

@@ -1,4 +1,4 @@
-"""PNG figures: attention heatmaps (tokens on both axes) and training curves.
+"""PNG figures: attention heatmaps (tokens on both axes), training curves, confusion matrices.
 
 matplotlib is the optional extra `keras-attn[plots]`; it is imported when a figure is drawn.
 """
@@ -67,6 +67,31 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Pat
         axes.set_ylabel(metric)
         axes.grid(alpha=0.3)
         axes.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | Path,
+                          title: str = "") -> Path:
+    """Draws a confusion matrix `[classes, classes]` (row = actual, column = predicted), each
+    row shaded by its share of the actual class, with the counts written in."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.5 * n + 2.5)
+    figure, axes = plt.subplots(figsize=(size, size))
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    for row in range(n):
+        for column in range(n):
+            axes.text(column, row, str(int(matrix[row, column])), ha="center", va="center",
+                      fontsize=8, color="white" if shares[row, column] > 0.5 else "black")
+    axes.set_xticks(range(n), class_names, rotation=90)
+    axes.set_yticks(range(n), class_names)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("actual class")
+    axes.set_title(title)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     figure.tight_layout()
     return _save(figure, path)
 

@@ -26,6 +26,8 @@ from keras_attn.models import build_classifier, load_model
 
 # A run folder and an export version folder name the model and the tokenizer alike.
 RUN_FILE = "run.json"
+RESULTS_KEY = "results"
+CONFUSION_FILE = "confusion_matrix.png"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "training_curves.png"
@@ -33,7 +35,7 @@ BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
 # What a run writes, and so all that --overwrite removes: other files in the folder stay.
 RUN_OUTPUTS = (RUN_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE,
-               BACKUP_DIR, LOGS_DIR)
+               CONFUSION_FILE, BACKUP_DIR, LOGS_DIR)
 
 
 class RunFolderError(ValueError):
@@ -65,7 +67,9 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     """
     record_path = run_dir / RUN_FILE
     if record_path.exists():
-        same = json.loads(record_path.read_text(encoding="utf-8")) == run_record
+        stored = json.loads(record_path.read_text(encoding="utf-8"))
+        stored.pop(RESULTS_KEY, None)  # what a finished run measured is not its identity
+        same = stored == run_record
         if same and not (run_dir / CONFIG_FILE).exists():
             return True  # the same run, interrupted: resume it
         if same and not overwrite:
@@ -88,6 +92,23 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     run_dir.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(run_record, indent=2) + "\n", encoding="utf-8")
     return False
+
+
+def record_results(run_dir: str | Path, results: dict) -> None:
+    """Adds what a finished run measured (e.g. validation reports of the model and of its
+    baseline) to its `run.json`, under "results"; resuming ignores them."""
+    record_path = Path(run_dir) / RUN_FILE
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record[RESULTS_KEY] = results
+    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def read_results(run_dir: str | Path) -> dict | None:
+    """The results `record_results` stored in a run folder, or None."""
+    record_path = Path(run_dir) / RUN_FILE
+    if not record_path.is_file():
+        return None
+    return json.loads(record_path.read_text(encoding="utf-8")).get(RESULTS_KEY)
 
 
 def _remove_run_outputs(run_dir: Path) -> None:

@@ -64,6 +64,34 @@ def test_train_writes_model_tokenizer_config_curves_logs(trained):
     assert matplotlib.image.imread(run / "training_curves.png").ndim == 3
 
 
+def test_train_reports_the_model_beside_its_baseline(trained):
+    """run.json keeps both validation reports; the export's manifest carries them too."""
+    run = trained / "run"
+    results = json.loads((run / "run.json").read_text(encoding="utf-8"))["results"]
+    model, fitted = results["validation"], results["baseline"]
+    assert set(model["classes"]) == set(fitted["classes"]) == {"first", "second"}
+    assert fitted["name"].startswith("TF-IDF")
+    assert sum(sum(row) for row in model["confusion_matrix"]) == 60  # the validation split
+    assert matplotlib.image.imread(run / "confusion_matrix.png").ndim == 3
+    manifest = json.loads((trained / "saved_models" / "task" / "1" / "manifest.json")
+                          .read_text(encoding="utf-8"))
+    assert manifest["evaluation"] == results
+
+
+def test_train_without_scikit_learn_says_how_to_get_the_baseline(tmp_path, monkeypatch,
+                                                                capsys):
+    from keras_attn import baseline
+
+    monkeypatch.setattr(baseline, "available", lambda: False)
+    data = write_csv(tmp_path / "d.csv", [("good film", "pos"), ("bad film", "neg")] * 10)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 *TINY]) == 0
+    out = capsys.readouterr().out
+    assert "baseline skipped: a TF-IDF + logistic regression baseline needs scikit-learn " \
+           "(pip install 'keras-attn[baseline]')" in out
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["results"]["baseline"] is None
+
+
 def test_train_on_a_class_folder(tmp_path):
     data = write_folder(tmp_path / "data", {
         "neg": ["bad film, dull", "awful plot !", "boring and slow", "not good"],
