@@ -102,9 +102,25 @@ def load_quantized(version_dir: str | os.PathLike) -> dict[str, Runtime]:
     return _onnxruntime(path, ("all",)) if path.is_file() else {}
 
 
-def load_representative_ids(version_dir: str | os.PathLike) -> np.ndarray | None:
-    """The version folder's `representative_ids.npy` (int32 `[n, width]`), or None."""
-    path = Path(version_dir) / REPRESENTATIVE_FILENAME
+# How many held-out rows a training run keeps as representative ids.
+REPRESENTATIVE_ROWS = 512
+
+
+def save_representative_ids(folder: str | os.PathLike, token_ids: np.ndarray,
+                            rows: int = REPRESENTATIVE_ROWS) -> Path:
+    """Writes the first `rows` rows of `token_ids` (int `[n, width]`, right-padded with 0)
+    that hold a real id to `folder/representative_ids.npy` as int32, for `export_model`'s
+    `representative_ids`; returns the path."""
+    ids = np.asarray(token_ids)
+    path = Path(folder) / REPRESENTATIVE_FILENAME
+    np.save(path, ids[ids[:, 0] != 0][:rows].astype(np.int32), allow_pickle=False)
+    return path
+
+
+def load_representative_ids(folder: str | os.PathLike) -> np.ndarray | None:
+    """`folder/representative_ids.npy` (int32 `[n, width]`; a version folder's or a run
+    folder's), or None when there is none."""
+    path = Path(folder) / REPRESENTATIVE_FILENAME
     return np.load(path, allow_pickle=False) if path.is_file() else None
 
 

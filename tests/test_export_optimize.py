@@ -354,3 +354,16 @@ def test_bad_representative_ids_are_refused_before_anything_is_written(tmp_path)
                                          r"\[5, 0\]"):
         export_model(model, tmp_path / "model", representative_ids=ids)
     assert not (tmp_path / "model").exists() or not os.listdir(tmp_path / "model")
+
+
+def test_a_run_keeps_up_to_512_held_out_rows_that_hold_a_real_id(tmp_path):
+    from export.verifier import load_representative_ids, save_representative_ids
+
+    assert load_representative_ids(tmp_path) is None
+    ids = np.zeros((600, 5), np.int64)
+    ids[:, 0] = np.arange(600) % 7  # every 7th row is padding only, and is left out
+    path = save_representative_ids(tmp_path, ids)
+    assert path == tmp_path / REPRESENTATIVE
+    kept = load_representative_ids(tmp_path)
+    assert kept.dtype == np.int32 and kept.shape == (512, 5) and kept[:, 0].all()
+    assert np.array_equal(kept, ids[ids[:, 0] != 0][:512])
