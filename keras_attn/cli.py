@@ -18,6 +18,7 @@ from keras_attn.commands import (
     cmd_demo,
     cmd_export,
     cmd_predict,
+    cmd_serve,
     cmd_train,
     cmd_verify,
 )
@@ -101,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("texts", nargs="*", help="texts to classify")
     predict.add_argument("--file", help="read texts from FILE, one per line (- for stdin)")
     predict.add_argument("--json", action="store_true", help="machine-readable output")
+
+    serve = command("serve", cmd_serve, "Serve a model folder's versions over HTTP: TF Serving "
+                    "REST (v1) and the Open Inference Protocol (v2), on onnxruntime.",
+                    "keras-attn serve saved_models/demo --port 8501")
+    serve.add_argument("model_root", help="a model folder holding numbered versions "
+                       "(saved_models/NAME); NAME is the model's name in URLs")
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=int, default=8501, help="default 8501")
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="server processes, each with its own copy of the model; default 1")
+    serve.add_argument("--threads", type=_positive, default=None,
+                       help="batches run at once per worker; default: cores / workers")
+    serve.add_argument("--max-batch-size", type=_positive, default=32,
+                       help="most rows per onnxruntime call; 1 turns dynamic batching off")
+    serve.add_argument("--max-queue-delay-ms", type=float, default=2.0,
+                       help="how long a request may wait for others to batch with; default 2")
 
     attend = command("attend", cmd_attend, "Draw one attention heatmap per block and head.",
                      "keras-attn attend runs/demo/1 \"the dog hit the ball, it was happy.\"")

@@ -280,6 +280,24 @@ def _one_line(text: str) -> str:
     return text.translate(LINE_BREAKS)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from export.server import ServeOptions, check, serve
+    except ImportError as error:
+        raise UsageError(f"serve needs the serve extra: pip install 'keras-attn[serve]'. "
+                         f"Received: {error}") from None
+
+    options = ServeOptions(args.model_root, args.host, args.port, args.workers,
+                           args.max_batch_size, args.max_queue_delay_ms, args.threads)
+    root = check(options)
+    _print(f"serving {root.name!r} from {root.root} (versions {root.versions()}; the latest "
+           f"by default) at http://{args.host}:{args.port}")
+    _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
+    _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
+    serve(options, root)
+    return EXIT_OK
+
+
 def _model_and_tokenizer(path: Path):
     """The model and tokenizer of a run folder, an export version folder, or a model.keras."""
     import keras_attn as ka

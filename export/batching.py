@@ -1,0 +1,164 @@
+"""Dynamic batching: token-id requests that arrive together run through onnxruntime together.
+
+A request is a checked int32 batch `[n, length]` (see `export.inputs.check_token_ids`). The
+batcher queues its rows; when no batch is running on a free thread, or as soon as one is free,
+it takes what is queued (waiting up to `max_queue_delay_ms` for more while fewer than
+`max_batch_size` rows are there), sorts the rows by length and cuts them into batches of at
+most `max_batch_size` rows, each padded (with id 0) only to its own longest row. Each batch
+runs on one of `threads` threads, so two batches use two cores; onnxruntime releases the GIL
+while it computes. Rows come back to their own request, cut to that request's length.
+
+A row's answer does not depend on its batch-mates or on padding (the export's parity battery
+checks both), so batching changes no result. With `max_batch_size=1` every request runs on
+its own (no batching): the baseline the load test compares against.
+
+NumPy and the standard library only, like the rest of the serving side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from export.inputs import PADDING_ID
+
+
+@dataclasses.dataclass
+class _Request:
+    ids: np.ndarray  # int32 [n, length]
+    future: asyncio.Future
+    rows: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    missing: int = 0
+
+
+class DynamicBatcher:
+    """Queues checked token-id batches and runs them in length-sorted batches on a thread pool.
+
+    Args:
+        run: the model: int32 `[batch, length]` -> float32 logits `[batch, ...]` (a classifier's
+            `[batch, num_classes]` or a language model's `[batch, length, vocab_size]`).
+        max_batch_size: the most rows one call of `run` gets; 1 turns batching off.
+        max_queue_delay_ms: how long the first queued row may wait for more rows while threads
+            are free and the batch is not full; 0 runs what is there at once.
+        threads: how many batches may run at the same time (one per core suits onnxruntime
+            sessions with one intra-op thread).
+
+    Raises:
+        ValueError: a non-positive max_batch_size or threads, or a negative delay.
+
+    Example:
+        >>> batcher = DynamicBatcher(predictor.predict, max_batch_size=32)   # doctest: +SKIP
+        >>> logits = await batcher.submit(ids)                              # doctest: +SKIP
+    """
+
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch_size: int = 32,
+                 max_queue_delay_ms: float = 2.0, threads: int = 2) -> None:
+        for name, value in (("max_batch_size", max_batch_size), ("threads", threads)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
+        if not max_queue_delay_ms >= 0:
+            raise ValueError("max_queue_delay_ms must be >= 0. Received: "
+                             f"max_queue_delay_ms={max_queue_delay_ms!r}")
+        self.run = run
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay = max_queue_delay_ms / 1000
+        self.threads = threads
+        self._executor = concurrent.futures.ThreadPoolExecutor(threads, "batcher")
+        self._pending: list[tuple[_Request, int]] = []  # (request, row index), arrival order
+        self._arrived: asyncio.Event | None = None
+        self._free: asyncio.Semaphore | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+
+    async def submit(self, ids: np.ndarray) -> np.ndarray:
+        """Logits for `ids` (int32 `[n, length]`, already checked), once its rows have run.
+
+        Returns:
+            float32 `[n, ...]`, as `run(ids)` would give.
+        """
+        self._start()
+        request = _Request(ids, asyncio.get_running_loop().create_future(),
+                           [None] * len(ids), len(ids))
+        self._pending.extend((request, row) for row in range(len(ids)))
+        self._arrived.set()
+        return await request.future
+
+    async def close(self) -> None:
+        """Runs every queued row, waits for running batches, then stops the threads."""
+        while self._pending or self._running:
+            await asyncio.sleep(0.001)
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        self._executor.shutdown(wait=True)
+
+    def _start(self) -> None:
+        if self._loop_task is None:  # created inside the server's event loop
+            self._arrived = asyncio.Event()
+            self._free = asyncio.Semaphore(self.threads)
+            self._loop_task = asyncio.get_running_loop().create_task(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        while True:
+            await self._arrived.wait()
+            await self._free.acquire()  # a thread is free: gather a batch for it
+            if len(self._pending) < self.max_batch_size and self.max_queue_delay > 0:
+                deadline = asyncio.get_running_loop().time() + self.max_queue_delay
+                while len(self._pending) < self.max_batch_size:
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    self._arrived.clear()
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        break
+            rows = self._take()
+            if not self._pending:
+                self._arrived.clear()
+            task = asyncio.get_running_loop().create_task(self._run_batch(rows))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    def _take(self) -> list[tuple[_Request, int]]:
+        """The next batch: up to `max_batch_size` queued rows of similar length, always
+        including the oldest row (so that no row waits behind ever newer ones)."""
+        oldest = self._pending[0]
+        by_length = sorted(self._pending, key=lambda item: item[0].ids.shape[1])
+        start = next(i for i, item in enumerate(by_length) if item is oldest)
+        start = max(0, min(start, len(by_length) - self.max_batch_size))
+        rows = by_length[start: start + self.max_batch_size]
+        taken = {id(item) for item in rows}
+        self._pending = [item for item in self._pending if id(item) not in taken]
+        return rows
+
+    async def _run_batch(self, rows: list[tuple[_Request, int]]) -> None:
+        try:
+            length = max(request.ids.shape[1] for request, _ in rows)
+            batch = np.full((len(rows), length), PADDING_ID, np.int32)
+            for index, (request, row) in enumerate(rows):
+                batch[index, : request.ids.shape[1]] = request.ids[row]
+            loop = asyncio.get_running_loop()
+            try:
+                logits = await loop.run_in_executor(self._executor, self.run, batch)
+            except Exception as error:  # every request in the batch gets the error
+                for request, _ in rows:
+                    if not request.future.done():
+                        request.future.set_exception(error)
+                return
+            for index, (request, row) in enumerate(rows):
+                # A language model's logits have a length axis: cut it back to the request's.
+                output = logits[index] if logits.ndim == 2 else logits[index,
+                                                                      : request.ids.shape[1]]
+                request.rows[row] = output
+                request.missing -= 1
+                if request.missing == 0 and not request.future.done():
+                    request.future.set_result(np.stack(request.rows))
+        finally:
+            self._free.release()

@@ -1,0 +1,73 @@
+"""A `keras-attn serve` process for the server tests: started on a free loopback port, with
+TensorFlow and Keras made unimportable in it (the server must never need them), and stopped
+with SIGTERM, as a container runtime stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.export_cases import BLOCK_IMPORTS, REPO_ROOT
+
+HOST = "127.0.0.1"  # loopback only: the tests never listen on another address
+SERVE = BLOCK_IMPORTS + "from keras_attn.cli import main\nsys.exit(main(sys.argv[2:]))\n"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """`keras-attn serve ROOT --port <free> FLAGS...` in a subprocess.
+
+    Attributes:
+        url: "http://127.0.0.1:<port>".
+        address: "127.0.0.1:<port>", as tritonclient takes it.
+    """
+
+    def __init__(self, root: Path, *flags: str, timeout: float = 90) -> None:
+        self.port = free_port()
+        self.address = f"{HOST}:{self.port}"
+        self.url = f"http://{self.address}"
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVE, "tensorflow,keras", "serve", str(root), "--host", HOST,
+             "--port", str(self.port), *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"keras-attn serve exited with {self.process.returncode}:\n"
+                                   + self.process.stdout.read())
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            if time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError("keras-attn serve did not become ready:\n"
+                                   + self.process.stdout.read())
+            time.sleep(0.1)
+
+    def stop(self, timeout: float = 60) -> tuple[int, str]:
+        """SIGTERM, then the exit code and everything the process printed. After its graceful
+        shutdown uvicorn raises the signal again, so a clean stop ends with -SIGTERM."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            output, _ = self.process.communicate()
+        return self.process.returncode, output
