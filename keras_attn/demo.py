@@ -50,6 +50,7 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
     `<out>/saved_models/demo/<version>/` (SavedModel, model.onnx, manifest, parity report).
     """
     import export
+    from export.verifier import load_representative_ids
     from keras_attn import plots
     from keras_attn.attention_maps import text_attention
 
@@ -75,7 +76,8 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
         log(f"held-out test accuracy: {accuracy:.4f}")
     with phase("export", seconds, log):
         result = export.export_model(run.model, out / "saved_models" / "demo",
-                                     tokenizer=run.tokenizer, class_names=run.class_names)
+                                     tokenizer=run.tokenizer, class_names=run.class_names,
+                                     representative_ids=load_representative_ids(run_dir))
     with phase("verify", seconds, log):
         verification = export.verify(result.path)
         log(verification.table())

@@ -20,6 +20,7 @@ import keras
 from export.manifest import KERAS_FILENAME as MODEL_FILE
 from export.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
 from export.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from export.verifier import REPRESENTATIVE_FILENAME, save_representative_ids
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
 from keras_attn.models import build_classifier, load_model
@@ -35,7 +36,7 @@ BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
 # What a run writes, and so all that --overwrite removes: other files in the folder stay.
 RUN_OUTPUTS = (RUN_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE,
-               CONFUSION_FILE, BACKUP_DIR, LOGS_DIR)
+               CONFUSION_FILE, BACKUP_DIR, LOGS_DIR, REPRESENTATIVE_FILENAME)
 
 
 class RunFolderError(ValueError):
@@ -230,6 +231,8 @@ def train_classifier(
     (run_dir / CONFIG_FILE).write_text(json.dumps(
         {"model": config.to_dict(), "class_names": train.class_names,
          "settings": dataclasses.asdict(settings)}, indent=2) + "\n", encoding="utf-8")
+    # Held-out ids for the export's int8 file: its calibration, and what its gate checks on.
+    save_representative_ids(run_dir, x_val)
     accuracy = best.evaluate(x_val, validation.labels, verbose=0, return_dict=True)["accuracy"]
     return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
                       resumed_from, float(accuracy))
