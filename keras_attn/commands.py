@@ -153,13 +153,15 @@ def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> N
 
 def _export(run_dir: Path, out: Path) -> int:
     import export
+    from export.verifier import load_representative_ids
     from keras_attn.training import load_run, read_results
 
     model, tokenizer, class_names = load_run(run_dir)
     start = time.perf_counter()
     with _left_out_files_as_notes():
         result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names,
-                                     evaluation=read_results(run_dir))
+                                     evaluation=read_results(run_dir),
+                                     representative_ids=load_representative_ids(run_dir))
     _print(f"[export] version {result.version} written to {result.path} in "
            f"{time.perf_counter() - start:.1f} s")
     _print_left_out(result.onnxruntime_files)
