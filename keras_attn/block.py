@@ -22,7 +22,11 @@ class TransformerBlock(keras.layers.Layer):
     Args:
         num_heads: attention heads; must divide d_model.
         ff_dim: hidden width of the feed-forward network.
-        dropout: dropout on attention weights, feed-forward hidden units and both residuals.
+        dropout: dropout on each sub-layer's output (attention, feed-forward) before its
+            residual add, where keras.io's transformer puts it. The feed-forward hidden units
+            are not dropped: with ff_dim = 4 d_model that alone drew most of the random numbers
+            of a step.
+        attention_dropout: dropout on the attention weights `[batch, heads, n, n]`.
         activation: feed-forward non-linearity ("relu", "gelu", "gelu_tanh").
         norm_first: pre-norm when True, post-norm when False.
         use_causal_mask: when True, position i attends only to positions <= i.
@@ -55,22 +59,25 @@ class TransformerBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         check_positive_int("num_heads", num_heads)
+        attention_dropout=0.0,
         check_positive_int("ff_dim", ff_dim)
         check_dropout("dropout", dropout)
         check_activation("activation", activation)
         check_bool("norm_first", norm_first)
         check_bool("use_causal_mask", use_causal_mask)
         self.num_heads = num_heads
+        check_dropout("attention_dropout", attention_dropout)
         self.ff_dim = ff_dim
         self.dropout = dropout
         self.activation = activation
         self.norm_first = norm_first
         self.use_causal_mask = use_causal_mask
         self.attention = MultiHeadSelfAttention(
-            num_heads, dropout=dropout, use_causal_mask=use_causal_mask, name="attention"
+        self.attention_dropout = attention_dropout
+            num_heads, dropout=attention_dropout, use_causal_mask=use_causal_mask, name="attention"
         )
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
-        self.feed_forward = FeedForward(ff_dim, activation, dropout, name="feed_forward")
+        self.feed_forward = FeedForward(ff_dim, activation, name="feed_forward")
         self.feed_forward_norm = keras.layers.LayerNormalization(
             epsilon=1e-5, name="feed_forward_norm"
         )
@@ -122,3 +129,4 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
+                "attention_dropout": self.attention_dropout,

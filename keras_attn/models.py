@@ -33,6 +33,7 @@ def _encode(config: ModelConfig, use_causal_mask: bool):
             config.ff_dim,
             dropout=config.dropout,
             activation=config.activation,
+            attention_dropout=config.attention_dropout,
             norm_first=config.norm_first,
             use_causal_mask=use_causal_mask,
             name=f"block_{index}",
@@ -120,6 +121,7 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         dropout=block.dropout,
         activation=block.activation,
         norm_first=block.norm_first,
+        attention_dropout=block.attention_dropout,
     )
 
 

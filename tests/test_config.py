@@ -10,8 +10,14 @@ GOOD = dict(vocab_size=100, max_len=16, d_model=32, num_heads=4, ff_dim=64, num_
 
 
 def test_round_trip():
-    config = ka.ModelConfig(**GOOD, dropout=0.1, activation="gelu", norm_first=True)
+    config = ka.ModelConfig(**GOOD, dropout=0.1, activation="gelu", norm_first=True,
+                            attention_dropout=0.2)
     assert ka.ModelConfig.from_dict(config.to_dict()) == config
+
+
+def test_a_config_saved_before_attention_dropout_loads_with_its_default():
+    saved = {**GOOD, "dropout": 0.1, "activation": "relu", "norm_first": False}
+    assert ka.ModelConfig.from_dict(saved).attention_dropout == 0.0
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -25,6 +31,7 @@ def test_round_trip():
     ("num_classes", True, "positive integer"),
     ("dropout", 1.0, r"\[0, 1\)"),
     ("dropout", -0.1, r"\[0, 1\)"),
+    ("attention_dropout", 1.0, r"\[0, 1\)"),
     ("activation", "tanh", "one of"),
     ("norm_first", "yes", "True or False"),
 ])

@@ -26,7 +26,8 @@ CASES = [
     (ka.TransformerBlock, {"num_heads": 2, "ff_dim": 16}, FLOATS, {"padding_mask": PADDING},
      None, 12),
     (ka.TransformerBlock, {"num_heads": 2, "ff_dim": 16, "norm_first": True,
-                           "use_causal_mask": True, "dropout": 0.1, "activation": "gelu"},
+                           "use_causal_mask": True, "dropout": 0.1, "activation": "gelu",
+                           "attention_dropout": 0.1},
      FLOATS, {"padding_mask": PADDING}, None, 12),
 ]
 
