@@ -28,6 +28,8 @@ _LAZY = {
     "load_model": "keras_attn.models",
     "rebuild": "keras_attn.models",
     "attention_maps": "keras_attn.attention_maps",
+    "generate": "keras_attn.generation",
+    "CachedDecoder": "keras_attn.generation",
 }
 
 __all__ = ["ModelConfig", "__version__", "register_layers", *_LAZY]

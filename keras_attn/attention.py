@@ -126,9 +126,20 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         training: whether dropout is active.
         mask: the implicit Keras mask, passed by Keras; used as the padding mask when
             `padding_mask` is not given.
+        cache: optional key/value cache for causal decoding, float
+            `[batch, 2, num_heads, past, head_dim]` (index 0 the keys, 1 the values of the
+            `past` tokens before `x`; `past` may be 0). The new tokens' keys and values are
+            appended, and `x`'s token i (absolute position past + i) attends to keys
+            0..past + i, so one new token costs O(past) instead of a full recompute. Only
+            with `use_causal_mask=True` and without padding.
 
     Returns:
-        y `[batch, n, d_model]`, or (y, weights `[batch, num_heads, n, n]`).
+        y `[batch, n, d_model]`, or (y, weights `[batch, num_heads, n, past + n]`) with
+        `return_attention_scores`; with `cache`, the updated cache
+        `[batch, 2, num_heads, past + n, head_dim]` is appended to what is returned.
+
+    Raises:
+        ValueError: `cache` given to a non-causal layer, or with a padding mask.
 
     Example:
         >>> MultiHeadSelfAttention(num_heads=2)(np.ones((1, 4, 8))).shape
@@ -171,8 +182,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         )
 
     def call(self, x, padding_mask=None, return_attention_scores=False, training=None,
-             mask=None):
+             mask=None, cache=None):
         padding_mask = mask if padding_mask is None else padding_mask
+        if cache is not None and (not self.use_causal_mask or padding_mask is not None):
+            raise ValueError(
+                "A key/value cache serves causal decoding without padding: it needs "
+                "use_causal_mask=True and no padding mask. Received: use_causal_mask="
+                f"{self.use_causal_mask}, padding mask given: {padding_mask is not None}"
+            )
         batch, length = ops.shape(x)[0], ops.shape(x)[1]
         qkv = ops.matmul(x, self.qkv_kernel) + self.qkv_bias  # [b, n, 3 * d_model]
         # Split first, then move each to its heads with a 4-D transpose: measured 28% faster
@@ -183,7 +200,17 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             )
             for part in ops.split(qkv, 3, axis=-1)  # each [b, n, d_model]
         )
-        mask = attention_mask(padding_mask, self.use_causal_mask, length)
+        if cache is None:
+            mask = attention_mask(padding_mask, self.use_causal_mask, length)
+        else:
+            past = ops.shape(cache)[3]
+            key = ops.concatenate([cache[:, 0], key], axis=2)  # [b, heads, past + n, head_dim]
+            value = ops.concatenate([cache[:, 1], value], axis=2)
+            cache = ops.stack([key, value], axis=1)  # [b, 2, heads, past + n, head_dim]
+            # Causal with an offset: the new token i sits at position past + i.
+            mask = ops.greater_equal(
+                ops.arange(length)[:, None] + past, ops.arange(past + length)[None, :]
+            )  # [n, past + n]
         if mask is not None:
             mask = ops.expand_dims(mask, axis=-3)  # one mask for every head
         y, weights = scaled_dot_product_attention(
@@ -192,7 +219,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         y = ops.transpose(y, (0, 2, 1, 3))  # [b, n, heads, head_dim]
         y = ops.reshape(y, (batch, length, self.d_model))  # heads concatenated
         y = ops.matmul(y, self.output_kernel) + self.output_bias
-        return (y, weights) if return_attention_scores else y
+        outputs = (y, weights) if return_attention_scores else (y,)
+        outputs += () if cache is None else (cache,)
+        return outputs if len(outputs) > 1 else y
 
     def get_config(self):
         config = super().get_config()

@@ -38,9 +38,13 @@ class TransformerBlock(keras.layers.Layer):
         training: whether dropout is active.
         mask: the implicit Keras mask, passed by Keras; used as the padding mask when
             `padding_mask` is not given (the explicit one wins when both are).
+        cache: optional key/value cache of this block's attention, float
+            `[batch, 2, num_heads, past, head_dim]`, for causal decoding one step at a time
+            (see `MultiHeadSelfAttention`).
 
     Returns:
-        `[batch, n, d_model]`, or (that, weights `[batch, num_heads, n, n]`).
+        `[batch, n, d_model]`, or (that, weights `[batch, num_heads, n, n]`); with `cache`,
+        the updated cache `[batch, 2, num_heads, past + n, head_dim]` is appended.
 
     Example:
         >>> TransformerBlock(num_heads=2, ff_dim=32)(np.ones((1, 4, 8))).shape
@@ -55,25 +59,25 @@ class TransformerBlock(keras.layers.Layer):
         activation="relu",
         norm_first=False,
         use_causal_mask=False,
+        attention_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_positive_int("num_heads", num_heads)
-        attention_dropout=0.0,
         check_positive_int("ff_dim", ff_dim)
         check_dropout("dropout", dropout)
+        check_dropout("attention_dropout", attention_dropout)
         check_activation("activation", activation)
         check_bool("norm_first", norm_first)
         check_bool("use_causal_mask", use_causal_mask)
         self.num_heads = num_heads
-        check_dropout("attention_dropout", attention_dropout)
         self.ff_dim = ff_dim
         self.dropout = dropout
+        self.attention_dropout = attention_dropout
         self.activation = activation
         self.norm_first = norm_first
         self.use_causal_mask = use_causal_mask
         self.attention = MultiHeadSelfAttention(
-        self.attention_dropout = attention_dropout
             num_heads, dropout=attention_dropout, use_causal_mask=use_causal_mask, name="attention"
         )
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
@@ -90,14 +94,15 @@ class TransformerBlock(keras.layers.Layer):
             layer.build(input_shape)
 
     def call(self, x, padding_mask=None, return_attention_scores=False, training=None,
-             mask=None):
+             mask=None, cache=None):
         padding_mask = mask if padding_mask is None else padding_mask
         residual = x
         if self.norm_first:
             x = self.attention_norm(x)
-        x, weights = self.attention(
-            x, padding_mask=padding_mask, return_attention_scores=True, training=training
-        )
+        x, weights, *cache = self.attention(
+            x, padding_mask=padding_mask, return_attention_scores=True, training=training,
+            cache=cache,
+        )  # with a cache: (x, weights, updated cache)
         x = self._dropout(x, training) + residual
         if not self.norm_first:
             x = self.attention_norm(x)
@@ -109,7 +114,8 @@ class TransformerBlock(keras.layers.Layer):
         x = self._dropout(x, training) + residual
         if not self.norm_first:
             x = self.feed_forward_norm(x)
-        return (x, weights) if return_attention_scores else x
+        outputs = ((x, weights) if return_attention_scores else (x,)) + tuple(cache)
+        return outputs if len(outputs) > 1 else x
 
     def _dropout(self, x, training):
         if self.residual_dropout is None:
@@ -123,10 +129,10 @@ class TransformerBlock(keras.layers.Layer):
                 "num_heads": self.num_heads,
                 "ff_dim": self.ff_dim,
                 "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
                 "activation": self.activation,
                 "norm_first": self.norm_first,
                 "use_causal_mask": self.use_causal_mask,
             }
         )
         return config
-                "attention_dropout": self.attention_dropout,
