@@ -2,11 +2,13 @@
 
 `.ci/run-minimum` installs the package with `.ci/minimum-versions.txt` as pip constraints and runs
 a subset of the suite there. That proves the lower bounds only while the file pins exactly the
-bounds `pyproject.toml` declares, for every direct dependency, which is what these tests check.
+bounds `pyproject.toml` declares, for every direct dependency, and while both CI runs install
+every extra, which is what these tests check.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,16 @@ def test_ci_installs_the_minimums_and_runs_tests_with_them():
     assert any("pip install" in line and f"--constraint {CONSTRAINTS} " in line
                for line in minimum)
     assert any(line.startswith(".venv-min/bin/python -m pytest ") for line in minimum)
+
+
+@pytest.mark.parametrize("script", [".ci/run", ".ci/run-minimum"])
+def test_ci_installs_every_extra(script):
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    extras = set(project.get("optional-dependencies", {}))
+    installs = [line for line in commands(script) if "pip install" in line and "-e " in line]
+    assert len(installs) == 1, installs
+    installed = re.search(r'-e "\.\[([^\]]*)\]"', installs[0])
+    assert installed and set(installed.group(1).split(",")) == extras, installs[0]
 
 
 PYPROJECT = """
