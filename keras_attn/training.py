@@ -21,6 +21,7 @@ from export.manifest import KERAS_FILENAME as MODEL_FILE
 from export.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
 from export.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from export.verifier import REPRESENTATIVE_FILENAME, save_representative_ids
+from keras_attn.buckets import LengthBatches
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
 from keras_attn.models import build_classifier, load_model
@@ -216,9 +217,13 @@ def train_classifier(
         keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
         *(callbacks or []),
     ]
-    model.fit(x_train, train.labels, validation_data=(x_val, validation.labels),
-              epochs=settings.epochs, batch_size=settings.batch_size,
-              callbacks=fit_callbacks, verbose=verbose)
+    # Batches of similar length, each padded only to its bucket (keras_attn.buckets): a
+    # resumed run goes on with the plans of the epochs it had not run.
+    train_batches = LengthBatches(x_train, train.labels, settings.batch_size, seed=settings.seed)
+    train_batches.epoch = resumed_from
+    val_batches = LengthBatches(x_val, validation.labels, settings.batch_size, shuffle=False)
+    model.fit(train_batches.dataset(), validation_data=val_batches.dataset(), shuffle=False,
+              epochs=settings.epochs, callbacks=fit_callbacks, verbose=verbose)
 
     best = load_model(run_dir / MODEL_FILE)
     # The checkpoint was written by a model compiled for training, perhaps with
@@ -233,7 +238,7 @@ def train_classifier(
          "settings": dataclasses.asdict(settings)}, indent=2) + "\n", encoding="utf-8")
     # Held-out ids for the export's int8 file: its calibration, and what its gate checks on.
     save_representative_ids(run_dir, x_val)
-    accuracy = best.evaluate(x_val, validation.labels, verbose=0, return_dict=True)["accuracy"]
+    accuracy = best.evaluate(val_batches.dataset(), verbose=0, return_dict=True)["accuracy"]
     return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
                       resumed_from, float(accuracy))
 
