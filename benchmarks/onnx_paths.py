@@ -22,6 +22,7 @@ import onnxruntime as ort
 from benchmarks import fusions
 from export import optimize
 from export.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME, read_manifest
+from export.verifier import load_representative_ids
 
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -34,6 +35,8 @@ LEVELS = {
 # are the shipped files, read from the export; the others are rewritten here. "optimized"
 # keeps the dense layers as MatMul (what quantize_dynamic quantizes best); "+gemm" turns them
 # into Gemms; "+skip_ln" adds SkipLayerNormalization. The benchmark keeps the fastest.
+# Each is quantized to int8 the way the export quantizes model.int8.onnx
+# (`export.optimize.quantize_int8`: static activation scales, calibrated).
 STAGES = {**optimize.STAGES, **fusions.STAGES}
 GRAPHS = {
     "portable": (),
@@ -144,20 +147,24 @@ def write_graphs(version_dir: Path, folder: Path, names=tuple(GRAPHS)) -> dict[s
 
 def int8_graphs(version_dir: Path, graphs: dict[str, dict], folder: Path,
                 names: tuple[str, ...]) -> dict[str, dict]:
-    """int8 versions of the named graph variants: {name: {"path", "shipped"}}.
+    """int8 versions of the named graph variants: {name: {"path", "shipped", "data"}}.
 
     "optimized" is the export's own model.int8.onnx when it shipped one (it passed its
-    accuracy bound); otherwise it, and every other, is quantized here the same way
-    (`export.optimize.quantize_int8`), and "shipped" is False.
+    accuracy bound and its row-independence check); otherwise it, and every other, is
+    quantized here the same way (`export.optimize.quantize_int8`), calibrated on the data the
+    export used (its representative_ids.npy, else the parity battery's ids), and "shipped"
+    is False.
     """
+    calibration, data = optimize.calibration_data(version_dir,
+                                                  load_representative_ids(version_dir))
     int8 = {}
     for name in names:
         path = version_dir / INT8_FILENAME
         shipped = name == "optimized" and path.is_file()
         if not shipped:
             path = folder / f"{name.replace('+', '_')}_int8.onnx"
-            optimize.quantize_int8(graphs[name]["path"], path)
-        int8[name] = {"path": path, "shipped": shipped}
+            optimize.quantize_int8(graphs[name]["path"], path, calibration)
+        int8[name] = {"path": path, "shipped": shipped, "data": data}
     return int8
 
 

@@ -4,9 +4,9 @@
                            into LayerNormalization and com.microsoft.Attention: one kernel
                            each where onnxruntime otherwise runs a dozen ops.
     model.int8.onnx        the optimized graph with int8 weights and uint8 activations whose
-                           scales are fixed at export (onnxruntime's `quantize_static`,
-                           calibrated on representative token ids), so that a row's answer
-                           never depends on the rest of its batch.
+                           scales are fixed at export (calibrated on representative token
+                           ids), so that a row's answer never depends on the rest of its
+                           batch (`quantize_int8`).
 
 Both use com.microsoft ops, so they run in onnxruntime only; `model.onnx` stays the portable
 file of the export contract. The exporter runs both through the parity battery: the optimized
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -99,10 +100,10 @@ def rewrite(proto: onnx.ModelProto,
 
 
 # How model.int8.onnx is built: what the manifest says, and what `quantize_int8` does.
-INT8_METHOD = ("onnxruntime.quantization.quantize_static, QOperator: int8 weights per "
-               "channel (MatMul) and per tensor (the token table), uint8 activations with "
-               "fixed scales calibrated (MinMax) on the data below; attention and LayerNorm "
-               "stay fp32")
+INT8_METHOD = ("onnxruntime.quantization.quantize_dynamic's graph (int8 weights per tensor: "
+               "dense layers, the attention's query-key-value projection, the token table), "
+               "with every run-time activation scale (DynamicQuantizeLinear) replaced by a "
+               "fixed uint8 scale and zero point calibrated (MinMax) on the data below")
 
 
 def quantize_int8(source: str | os.PathLike, out: str | os.PathLike,
@@ -110,11 +111,19 @@ def quantize_int8(source: str | os.PathLike, out: str | os.PathLike,
     """Writes `source` with int8 weights and statically quantized activations, keeping its
     metadata_props.
 
+    onnxruntime's `quantize_dynamic` writes the fastest int8 graph for ours (QAttention for
+    the fused attention, MatMulInteger for the dense layers), but quantizes each activation
+    with a scale computed at run time over the whole batch (DynamicQuantizeLinear), so that a
+    row's logits depend on its batch-mates. Here each of those is replaced by QuantizeLinear
+    with a constant scale and zero point, computed as DynamicQuantizeLinear computes them but
+    from the range the activation takes over `calibration` (onnxruntime's MinMax calibrator).
+    `quantize_static` gives row-independent files too, but keeps the attention in fp32: it
+    measured slower than this (see the README's int8 section).
+
     Args:
         source, out: ONNX files (the optimized graph, and where its int8 version goes).
-        calibration: batches of token ids (int32 `[batch, width]`), run through `source` to
-            fix each quantized activation's scale and zero point (MinMax). Activations outside
-            the calibrated range saturate: the data should look like what will be served.
+        calibration: batches of token ids (int32 `[batch, width]`) like those to be served.
+            Activations outside the range they reach saturate.
 
     Raises:
         ValueError: `calibration` holds no batch.
@@ -122,9 +131,9 @@ def quantize_int8(source: str | os.PathLike, out: str | os.PathLike,
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
-        QuantFormat,
         QuantType,
-        quantize_static,
+        create_calibrator,
+        quantize_dynamic,
     )
 
     if not calibration:
@@ -146,29 +155,53 @@ def quantize_int8(source: str | os.PathLike, out: str | os.PathLike,
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        quantize_static(os.fspath(source), os.fspath(out), Batches(),
-                        quant_format=QuantFormat.QOperator, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["MatMul", "Gather"],
-                        calibrate_method=CalibrationMethod.MinMax)
+        with tempfile.TemporaryDirectory(prefix="keras-attn-int8-") as tmp:
+            dynamic = os.path.join(tmp, "dynamic.onnx")
+            quantize_dynamic(os.fspath(source), dynamic, weight_type=QuantType.QInt8)
+            calibrator = create_calibrator(
+                dynamic, op_types_to_calibrate=["DynamicQuantizeLinear"],
+                augmented_model_path=os.path.join(tmp, "augmented.onnx"),
+                calibrate_method=CalibrationMethod.MinMax)
+            calibrator.collect_data(Batches())
+            ranges = calibrator.compute_data()
+            quantized = onnx.load(dynamic)
     finally:
         root.setLevel(level)
-    quantized = onnx.load(os.fspath(out))
+    graph = quantized.graph
+    for index, node in enumerate(graph.node):
+        if node.op_type == "DynamicQuantizeLinear":
+            low, high = (float(np.asarray(value).reshape(-1)[0])
+                         for value in ranges[node.input[0]].range_value)
+            graph.node[index].CopyFrom(_fixed_quantize(node, graph, low, high))
     _copy_metadata(onnx.load(os.fspath(source), load_external_data=False), quantized)
+    onnx.checker.check_model(quantized)
     onnx.save_model(quantized, os.fspath(out))
+
+
+def _fixed_quantize(node: onnx.NodeProto, graph: onnx.GraphProto, low: float,
+                    high: float) -> onnx.NodeProto:
+    """QuantizeLinear for a DynamicQuantizeLinear node, its scale and zero point constants
+    (initializers under the names of the node's scale and zero-point outputs) computed by
+    DynamicQuantizeLinear's own formula from the range [low, high]: the range widened to
+    hold 0, scale = width / 255, zero point = round(-low / scale) in uint8."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = (high - low) / 255 if high > low else 1.0
+    zero_point = int(np.clip(np.round(-low / scale), 0, 255))
+    quantized, scale_name, zero_point_name = node.output
+    graph.initializer.extend([
+        onnx.numpy_helper.from_array(np.array(scale, np.float32), scale_name),
+        onnx.numpy_helper.from_array(np.array(zero_point, np.uint8), zero_point_name)])
+    return onnx.helper.make_node("QuantizeLinear", [node.input[0], scale_name, zero_point_name],
+                                 [quantized], name=f"{node.name}_calibrated")
 
 
 def calibration_data(folder: Path, representative_ids: np.ndarray | None,
                      ) -> tuple[list[np.ndarray], str]:
-    """(batches of token ids to calibrate model.int8.onnx on, what they are for the manifest).
-
-    `representative_ids` (checked, `export.parity.check_representative_ids`) are also saved
-    as `representative_ids.npy` in `folder`, so that `verify` checks the int8 file on the
-    same data. Without them: the parity battery's random ids for `folder/model.onnx`'s
-    max_len and vocab_size (read from its metadata).
-    """
+    """(batches of token ids to calibrate model.int8.onnx on, what they are for the manifest):
+    `representative_ids` (checked, `export.parity.check_representative_ids`) in batches, or
+    without them the parity battery's random ids for `folder/model.onnx`'s max_len and
+    vocab_size (read from its metadata)."""
     if representative_ids is not None:
-        np.save(folder / REPRESENTATIVE_FILENAME, representative_ids, allow_pickle=False)
         return ([case.token_ids for case in representative_cases(representative_ids)],
                 f"{len(representative_ids)} representative rows given to export_model "
                 f"(kept as {REPRESENTATIVE_FILENAME})")
@@ -213,6 +246,8 @@ def write_onnxruntime_files(folder: Path, representative_ids: np.ndarray | None 
         return entries
     try:
         calibration, data = calibration_data(folder, representative_ids)
+        if representative_ids is not None:  # so that `verify` checks on the same data
+            np.save(folder / REPRESENTATIVE_FILENAME, representative_ids, allow_pickle=False)
         quantize_int8(folder / OPTIMIZED_FILENAME, folder / INT8_FILENAME, calibration)
         entries[INT8_FILENAME] = {
             "shipped": True, "built_from": OPTIMIZED_FILENAME, "method": INT8_METHOD,

@@ -117,8 +117,9 @@ def test_int8_of_a_confident_classifier_ships_and_is_reported_apart():
     recorded = json.loads((result.path / "parity.json").read_text())
     assert ParityReport.from_dict(recorded) == result.parity
     ops = op_counts(result.int8_path)
-    assert ops["QLinearMatMul"] >= 3  # the dense layers, in int8, with static scales
-    assert "DynamicQuantizeLinear" not in ops
+    assert ops["MatMulInteger"] >= 3 and ops["com.microsoft.QAttention"] == 1  # int8 kernels
+    # every activation quantized with a fixed scale, none with one computed per batch
+    assert ops["QuantizeLinear"] == ops["MatMulInteger"] + 1 and "DynamicQuantizeLinear" not in ops
     assert runtime.load(result.path, variant="int8").path == result.int8_path
 
 
