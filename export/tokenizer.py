@@ -60,8 +60,8 @@ def _normalizer() -> normalizers.Normalizer:
 
 
 def _pre_tokenizer(byte_level: bool) -> pre_tokenizers.PreTokenizer:
-    steps = [pre_tokenizers.Split(Regex(r"\s+"), "removed"),
-             pre_tokenizers.Split(Regex(_WORD), "isolated")]
+    # invert: the pattern matches the words, and whatever lies between them (whitespace) goes.
+    steps = [pre_tokenizers.Split(Regex(_WORD), "removed", invert=True)]
     if byte_level:  # each word's UTF-8 bytes, written as 256 visible characters
         steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
     return pre_tokenizers.Sequence(steps)

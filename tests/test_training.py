@@ -15,13 +15,15 @@ from keras_attn.training import (
     CONFIG_FILE,
     HISTORY_FILE,
     MODEL_FILE,
+    TOKENIZER_FILE,
     RunFolderError,
     prepare_run_folder,
+    record_results,
     train_classifier,
 )
 
 SETTINGS = TrainSettings(max_len=24, d_model=16, num_heads=2, ff_dim=32, num_layers=1,
-                         max_vocab=200, epochs=4, batch_size=32, patience=10,
+                         vocab_size=200, epochs=4, batch_size=32, patience=10,
                          jit_compile=False)
 
 
@@ -32,6 +34,7 @@ def test_run_folder_rules(tmp_path):
     with pytest.raises(RunFolderError, match="different keras-attn run"):
         prepare_run_folder(run, {"data": "b"}, overwrite=False)
     (run / CONFIG_FILE).write_text("{}")  # finished
+    record_results(run, {"validation": {"accuracy": 0.5}})  # what it measured is not identity
     with pytest.raises(RunFolderError, match="finished"):
         prepare_run_folder(run, record, overwrite=False)
     (run / "notes.txt").write_text("mine")
@@ -86,6 +89,26 @@ def test_resume_keeps_the_best_model_so_far(tmp_path):
         np.testing.assert_array_equal(kept, best)  # the re-save for use keeps the weights
     assert [int(e) for e in resumed.history["epoch"]] == [0, 1, 2, 3]
     assert json.loads((run / CONFIG_FILE).read_text())["settings"]["epochs"] == 4
+
+
+def test_resume_reads_the_saved_tokenizer(tmp_path, monkeypatch):
+    """WordPiece and Unigram training may give other ids a second time (tokenizers#1794): a
+    resumed run must embed the ids its first epochs learned, from the run's tokenizer.json."""
+    import keras_attn.training
+
+    train, validation = split_train_validation(make_reference_task(200, seed=3), 0.25, seed=0)
+    run = tmp_path / "run"
+    with pytest.raises(SimulatedKillError):
+        train_classifier(train, validation, SETTINGS, run, data_description="d",
+                         callbacks=[InterruptAfterEpoch(0)], verbose=0)
+    saved = (run / TOKENIZER_FILE).read_text(encoding="utf-8")
+    train_again = keras_attn.training.train_tokenizer
+    monkeypatch.setattr(keras_attn.training, "train_tokenizer",  # a second training differs
+                        lambda texts, model, vocab_size: train_again(texts, "bpe", 300))
+    resumed = train_classifier(train, validation, SETTINGS, run, data_description="d",
+                               verbose=0)
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.tokenizer.to_str() == saved == (run / TOKENIZER_FILE).read_text("utf-8")
 
 
 def test_texts_without_tokens_are_refused_before_anything_is_written(tmp_path):
