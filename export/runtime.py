@@ -123,6 +123,45 @@ class Predictor:
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: ids})
         return logits
 
+    def predict_by_length(self, token_ids: Any, batch_size: int = 32) -> np.ndarray:
+        """`predict` over many texts, in batches of similar length: the same logits, faster.
+
+        The rows are sorted by length (the position of their last non-padding id) and cut into
+        batches of `batch_size`, each padded only to its own longest row, so that short texts
+        do not pay for the longest one. A row's logits do not depend on its batch-mates or on
+        padding (the export's parity battery checks both).
+
+        Args:
+            token_ids: as for `predict`.
+            batch_size: rows per onnxruntime call.
+
+        Returns:
+            float32 logits in the order of the rows, shaped as `predict` returns them (a
+            language model's rows are zero beyond each row's batch width).
+
+        Raises:
+            ValueError: as `predict`, or a batch_size that is not a positive integer.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer. "
+                             f"Received: batch_size={batch_size!r}")
+        ids = check_token_ids(token_ids, vocab_size=self.vocab_size, max_len=self.max_len)
+        lengths = ids.shape[1] - np.argmax(ids[:, ::-1] != 0, axis=1)  # padding-only is refused
+        order = np.argsort(lengths, kind="stable")
+        logits = None
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            width = int(lengths[rows].max())
+            (batch,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: ids[rows, :width]})
+            if logits is None:  # [n, num_classes], or [n, length, vocab_size]
+                shape = batch.shape[1:] if batch.ndim == 2 else (ids.shape[1], batch.shape[2])
+                logits = np.zeros((len(ids), *shape), batch.dtype)
+            if batch.ndim == 2:
+                logits[rows] = batch
+            else:
+                logits[rows, :width] = batch
+        return logits
+
 
 def onnx_path_of(path: str | os.PathLike, variant: str = "optimized") -> Path:
     """The ONNX file of `variant` in a version folder, or `path` itself when it is an `.onnx`

@@ -256,7 +256,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          f"{args.model_dir}")
     texts = _read_texts(args)
     ids = encode_texts(load_tokenizer(tokenizer_path), texts, predictor.max_len)
-    logits = predictor.predict(ids)
+    logits = predictor.predict_by_length(ids)  # many texts: batches of similar length
     probabilities = np.exp(logits - logits.max(-1, keepdims=True))
     probabilities /= probabilities.sum(-1, keepdims=True)
     names = predictor.class_names or [str(i) for i in range(logits.shape[-1])]

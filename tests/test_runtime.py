@@ -34,6 +34,36 @@ def test_predict_matches_keras_for_both_model_kinds():
         assert diff_stats(keras_runtime(model)(ids), logits)[0] <= TOLERANCE
 
 
+class RecordingSession:
+    """An onnxruntime session that records the shape of every batch it runs."""
+
+    def __init__(self, session):
+        self.session, self.shapes = session, []
+
+    def run(self, names, feeds):
+        self.shapes.append(feeds["token_ids"].shape)
+        return self.session.run(names, feeds)
+
+
+def test_predict_by_length_keeps_each_rows_logits_and_order():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 13, size=11)
+    ids = rng.integers(1, 50, size=(11, 12)).astype(np.int32)
+    ids[np.arange(12) >= lengths[:, None]] = 0
+    for name in (CLASSIFIER, LANGUAGE_MODEL):
+        predictor = runtime.load(exported(name)[1].path)
+        session = predictor.session
+        predictor.session = RecordingSession(session)
+        by_length = predictor.predict_by_length(ids, batch_size=4)
+        shapes, predictor.session = predictor.session.shapes, session
+        assert shapes == [(4, w) for w in np.sort(lengths)[3::4]] + [(3, lengths.max())]
+        whole = predictor.predict(ids)
+        for row, length in enumerate(lengths):  # a language model: compare real positions
+            assert diff_stats(whole[row, :length], by_length[row, :length])[0] <= TOLERANCE
+    with pytest.raises(ValueError, match="batch_size=0"):
+        predictor.predict_by_length(ids, batch_size=0)
+
+
 def test_ragged_lists_and_single_sequences_are_padded(predictor):
     padded = predictor.predict(np.array([[5, 3, 9], [7, 0, 0]]))
     np.testing.assert_array_equal(predictor.predict([[5, 3, 9], [7]]), padded)
