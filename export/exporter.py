@@ -138,7 +138,7 @@ def export_model(
     model = ka.rebuild(model, "float32")
     opset = OPSET if opset is None else opset
     class_names = _check_class_names(class_names, task, config.num_classes)
-    _check_tokenizer(tokenizer, config.vocab_size)
+    _check_tokenizer(tokenizer, config.vocab_size, task)
     if representative_ids is not None:
         representative_ids = check_representative_ids(representative_ids, config.max_len,
                                                        config.vocab_size)
@@ -201,16 +201,20 @@ def _check_class_names(class_names: Sequence[str] | None, task: str,
     return names
 
 
-def _check_tokenizer(tokenizer: Any, vocab_size: int) -> None:
+def _check_tokenizer(tokenizer: Any, vocab_size: int, task: str) -> None:
     """The tokenizer must make exactly the ids the model embeds: with fewer, some embeddings
-    are never reached; with more, served text produces ids the model refuses."""
+    are never reached; with more, served text produces ids the model refuses. A language model
+    from train-lm has one id more than its tokenizer: the end-of-text id (export.generation)."""
     if tokenizer is None:
         return
     tokenizer_size = getattr(tokenizer, "vocab_size", None)
-    if tokenizer_size != vocab_size:
+    allowed = (vocab_size, vocab_size - 1) if task == "language_model" else (vocab_size,)
+    if tokenizer_size not in allowed:
         raise ValueError(
             f"The tokenizer does not fit the model: its vocab_size must equal the model's "
-            f"vocab_size={vocab_size}. Received: a tokenizer with vocab_size={tokenizer_size}"
+            f"vocab_size={vocab_size}"
+            + (" (or one less: the end-of-text id)" if task == "language_model" else "")
+            + f". Received: a tokenizer with vocab_size={tokenizer_size}"
         )
 
 

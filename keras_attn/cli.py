@@ -1,4 +1,5 @@
-"""The `keras-attn` command line: demo, train, export, verify, predict, attend.
+"""The `keras-attn` command line: demo, train, train-lm, generate, export, verify, predict,
+attend, serve.
 
 Exit codes: 0 success, 2 bad usage or bad input (nothing written), 1 failure. Heavy imports
 happen inside each command: `predict` runs on onnxruntime and never imports TensorFlow.
@@ -22,6 +23,7 @@ from keras_attn.commands import (
     cmd_train,
     cmd_verify,
 )
+from keras_attn.lm_commands import cmd_generate, cmd_train_lm
 from keras_attn.quiet import hide_tensorflow_startup_logs
 
 # Errors that mean "your input is wrong": ValueError covers DataError, RunFolderError,
@@ -65,25 +67,52 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--classes", help="comma-separated class names to use, in this order "
                        "(e.g. neg,pos to skip aclImdb/train/unsup); default: all")
     train.add_argument("--validation-split", type=float, default=0.2)
-    defaults = TrainSettings()
-    for flag, field in (("--layers", "num_layers"), ("--heads", "num_heads"),
-                        ("--d-model", "d_model"), ("--ff-dim", "ff_dim"),
-                        ("--max-len", "max_len"), ("--epochs", "epochs"),
-                        ("--batch-size", "batch_size"), ("--patience", "patience"),
-                        ("--vocab-size", "vocab_size")):
-        train.add_argument(flag, type=int, default=getattr(defaults, field),
-                           help=f"default {getattr(defaults, field)}")
-    train.add_argument("--tokenizer", choices=TOKENIZER_MODELS, default=defaults.tokenizer,
-                       help=f"the tokenizer's model, trained on the training split; "
-                            f"default {defaults.tokenizer}")
-    train.add_argument("--dropout", type=float, default=defaults.dropout)
-    train.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    train.add_argument("--seed", type=int, default=defaults.seed)
-    train.add_argument("--no-jit", action="store_true",
-                       help="train without XLA (faster start for tiny runs)")
-    train.add_argument("--overwrite", action="store_true",
-                       help="replace a different run already in --out")
-    train.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
+
+    def training_flags(sub):  # the flags `train` and `train-lm` share
+        defaults = TrainSettings()
+        for flag, field in (("--layers", "num_layers"), ("--heads", "num_heads"),
+                            ("--d-model", "d_model"), ("--ff-dim", "ff_dim"),
+                            ("--max-len", "max_len"), ("--epochs", "epochs"),
+                            ("--batch-size", "batch_size"), ("--patience", "patience"),
+                            ("--vocab-size", "vocab_size")):
+            sub.add_argument(flag, type=int, default=getattr(defaults, field),
+                             help=f"default {getattr(defaults, field)}")
+        sub.add_argument("--tokenizer", choices=TOKENIZER_MODELS, default=defaults.tokenizer,
+                         help=f"the tokenizer's model, trained on the training split; "
+                              f"default {defaults.tokenizer}")
+        sub.add_argument("--dropout", type=float, default=defaults.dropout)
+        sub.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+        sub.add_argument("--seed", type=int, default=defaults.seed)
+        sub.add_argument("--no-jit", action="store_true",
+                         help="train without XLA (faster start for tiny runs)")
+        sub.add_argument("--overwrite", action="store_true",
+                         help="replace a different run already in --out")
+        sub.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
+
+    training_flags(train)
+    train_lm = command("train-lm", cmd_train_lm, "Train a causal language model on raw text.",
+                       "keras-attn train-lm --data aclImdb/train/unsup --out runs/lm")
+    train_lm.add_argument("--data", required=True, help="a folder of .txt files (recursive), "
+                          "a .txt file with one text per line, or a .csv / .jsonl")
+    train_lm.add_argument("--out", required=True, help="the run folder")
+    train_lm.add_argument("--text-column", default="text", help="the .csv / .jsonl text column")
+    train_lm.add_argument("--validation-split", type=float, default=0.1,
+                          help="share of the texts held out; default 0.1")
+    training_flags(train_lm)
+
+    generate = command("generate", cmd_generate, "Continue a prompt with a language model: a "
+                       "run folder (Keras) or an export version folder (onnxruntime only).",
+                       "keras-attn generate runs/lm \"the cat\" --max-new-tokens 20")
+    generate.add_argument("model", help="a train-lm run folder or an export version folder")
+    generate.add_argument("prompt", help="the text to continue")
+    generate.add_argument("--max-new-tokens", type=int, default=32, help="default 32")
+    generate.add_argument("--temperature", type=float, default=0.0,
+                          help="0 (default) is greedy; above 0 samples")
+    generate.add_argument("--top-k", type=int, default=None)
+    generate.add_argument("--top-p", type=float, default=None)
+    generate.add_argument("--seed", type=int, default=None,
+                          help="seed of the sampler: the same seed gives the same text")
+    generate.add_argument("--json", action="store_true", help="machine-readable output")
 
     export = command("export", cmd_export, "Export a trained run to SavedModel + ONNX as a new "
                      "verified version.", "keras-attn export runs/reviews --out "

@@ -54,11 +54,13 @@ def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
     return _save(figure, path)
 
 
-def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path) -> Path:
-    """Draws loss and accuracy per epoch, training and validation, side by side."""
+def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path,
+                         metrics: tuple[str, str] = ("loss", "accuracy")) -> Path:
+    """Draws two metrics per epoch (loss and accuracy; a language model: loss and
+    perplexity), training and validation, side by side."""
     plt = _pyplot()
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+    figure, all_axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axes, metric in zip(all_axes, metrics, strict=True):
         for prefix, label in (("", "train"), ("val_", "validation")):
             values = history.get(prefix + metric)
             if values:

@@ -1,0 +1,100 @@
+"""The decoder step of a language model export: one ONNX file with a key/value cache.
+
+Beside `model.onnx` (full-sequence logits), a language-model export holds `decoder.onnx`:
+
+    inputs   token_ids                    int64   [batch, new]
+             position_ids                 int64   [batch, new]   absolute positions
+             past_key_values.<i>.key      float32 [batch, heads, past, head_dim]  one per block
+             past_key_values.<i>.value    float32 [batch, heads, past, head_dim]
+    outputs  logits                       float32 [batch, new, vocab_size]
+             present.<i>.key              float32 [batch, heads, past + new, head_dim]
+             present.<i>.value            float32 [batch, heads, past + new, head_dim]
+
+(the names Hugging Face's ONNX decoders use). `past` may be 0: the first step reads the whole
+prompt. The graph is traced from `keras_attn.generation.CachedDecoder` (the same layers as the
+Keras model) and converted by tf2onnx.
+
+Runtime side (`CachedStep`): NumPy + onnxruntime only. Export side (`export_decoder`): imports
+TensorFlow and tf2onnx inside the function.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from export.metadata import decode_metadata
+
+DECODER_FILENAME = "decoder.onnx"
+TOKEN_IDS, POSITION_IDS, LOGITS = "token_ids", "position_ids", "logits"
+
+
+def past_names(layer: int) -> tuple[str, str]:
+    """The input names of block `layer`'s past keys and values."""
+    return f"past_key_values.{layer}.key", f"past_key_values.{layer}.value"
+
+
+def present_names(layer: int) -> tuple[str, str]:
+    """The output names of block `layer`'s present keys and values."""
+    return f"present.{layer}.key", f"present.{layer}.value"
+
+
+class CachedStep:
+    """One decoding step on onnxruntime over `decoder.onnx`; a step of
+    `export.generation.generate_ids` (the cache: one (key, value) pair of NumPy arrays
+    `[batch, heads, past, head_dim]` per block).
+
+    Args:
+        path: the decoder ONNX file.
+        threads: intra-op threads.
+        optimization: an `export.runtime.OPTIMIZATION_LEVELS` name.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1,
+                 optimization: str = "all") -> None:
+        from export.runtime import OPTIMIZATION_LEVELS
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(self.path), sess_options=options,
+                                            providers=["CPUExecutionProvider"])
+        self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        config = self.metadata["config"]
+        self.max_len, self.vocab_size = self.metadata["max_len"], self.metadata["vocab_size"]
+        self.num_layers, self.num_heads = config["num_layers"], config["num_heads"]
+        self.head_dim = config["d_model"] // config["num_heads"]
+        self.output_names = [LOGITS] + [name for layer in range(self.num_layers)
+                                        for name in present_names(layer)]
+
+    def empty_cache(self, batch: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+        """No past yet: one (key, value) pair of float32 `[batch, heads, 0, head_dim]`."""
+        empty = np.zeros((batch, self.num_heads, 0, self.head_dim), dtype=np.float32)
+        return [(empty, empty) for _ in range(self.num_layers)]
+
+    def __call__(self, token_ids, position_ids, cache):
+        """(logits float32 `[batch, new, vocab]`, the present keys and values per block).
+
+        Raises:
+            ValueError: a position at or beyond max_len, or an id outside [0, vocab_size).
+        """
+        token_ids = np.asarray(token_ids, dtype=np.int64)
+        position_ids = np.asarray(position_ids, dtype=np.int64)
+        if position_ids.size and (position_ids.min() < 0 or position_ids.max() >= self.max_len):
+            raise ValueError(f"Positions must lie in [0, max_len={self.max_len}). Received: "
+                             f"{position_ids.min()}..{position_ids.max()}")
+        if token_ids.size and (token_ids.min() < 0 or token_ids.max() >= self.vocab_size):
+            raise ValueError(f"Token ids must lie in [0, {self.vocab_size}). Received: "
+                             f"{token_ids.min()}..{token_ids.max()}")
+        feed = {TOKEN_IDS: token_ids, POSITION_IDS: position_ids}
+        for layer, (key, value) in enumerate(cache):
+            feed.update(zip(past_names(layer), (key, value), strict=True))
+        logits, *present = self.session.run(self.output_names, feed)
+        return logits, list(zip(present[0::2], present[1::2], strict=True))
