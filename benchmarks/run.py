@@ -12,7 +12,8 @@ Measures, in one run so that every figure is a ratio against a reference timed b
    reference exported by `model.export(format="onnx")`;
 3. the roofline: NumPy's fp32 matmul peak measured here, and the fraction of it reached;
 4. the export's time, and the ONNX file's size against params x 4 bytes;
-5. op-type counts before and after onnxruntime's load-time optimization.
+5. op-type counts before and after onnxruntime's load-time optimization;
+6. tokenizer throughput on real text, beside keras-attn 0.1.0's tokenizer (`tokenizer_speed.py`).
 
 It prints a markdown report with the issue's goals judged from this run's ratios, and writes
 the numbers as JSON with --json. --quick (tiny config, few steps) takes about two minutes.
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when r
 import keras  # noqa: E402
 
 import keras_attn as ka  # noqa: E402
-from benchmarks import inference, onnx_paths, report, timing  # noqa: E402
+from benchmarks import inference, onnx_paths, report, timing, tokenizer_speed  # noqa: E402
 from benchmarks.training_speed import measure_training  # noqa: E402
 
 CONFIGS = {
@@ -165,6 +166,7 @@ def run(config_name: str, quick: bool) -> dict:
     results["int8"]["shipped_int8_timed"] = int8["optimized"]["shipped"]
     results["inference"]["session_load_seconds"] = load_seconds
     results["goals"] = report.judge_goals(results)
+    results["tokenizer"] = tokenizer_speed.measure_tokenizer_speed(quick)
     return results
 
 
@@ -233,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(config_name, args.quick)
     results["meta"]["seconds"] = time.perf_counter() - start
     print(report.markdown(results))
+    print(tokenizer_speed.markdown(results["tokenizer"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0

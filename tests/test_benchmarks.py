@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SECTIONS = {"meta", "training", "inference", "roofline", "export", "fusion", "int8", "goals"}
+SECTIONS = {"meta", "training", "inference", "roofline", "export", "fusion", "int8", "goals",
+            "tokenizer"}
 GOALS = 7  # training, 2x batch-32 inference, batch-1 latency, 2x int8, size
 
 
@@ -54,5 +55,10 @@ def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
     assert {"best", "speedup_vs_best_fp32", "accuracy", "shipped_int8_timed"} <= set(
         results["int8"])
     assert len(results["goals"]) == GOALS
+    assert "## Tokenizer throughput" in completed.stdout
+    names = {f"tokenizers {model}" for model in ("wordpiece", "bpe", "unigram", "word")}
+    assert names < set(results["tokenizer"]["tokenizers"])  # and keras-attn 0.1.0's
+    for row in results["tokenizer"]["tokenizers"].values():
+        assert {"texts_per_s", "mb_per_s", "vs_legacy"} <= set(row)
     for goal in results["goals"]:
         assert {"goal", "target", "measured", "met", "detail"} <= set(goal)

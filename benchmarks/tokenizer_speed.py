@@ -1,0 +1,136 @@
+"""Tokenizer throughput on real text: Hugging Face `tokenizers` (export/tokenizer.py) beside the
+hand-written word tokenizer that keras-attn 0.1.0 shipped (kept here, and only here, as the
+reference).
+
+Both encode the same batch of real texts (the fortune fixtures in tests/fixtures/, 12
+languages and 8 English topics) into a padded int32 matrix of at most `max_len` ids. Reports
+texts/s and MB/s (UTF-8 bytes in), best of several rounds. `tokenizers` encodes a batch on all
+cores (Rust threads); the old tokenizer ran in one Python thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sys
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+
+from export.tokenizer import MODELS, train_tokenizer
+
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
+CORPORA = ("fortune_languages.jsonl", "fortune_topics.jsonl")
+
+
+@functools.cache
+def _legacy_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """keras-attn 0.1.0's character classes (export/unicode_classes.py), built the same way."""
+    categories = np.array([unicodedata.category(chr(c)) for c in range(sys.maxunicode + 1)])
+    word = np.isin(categories.view("U1")[::2], ["L", "N", "M"])
+    invisible = np.isin(categories, ["Cc", "Cf", "Cs"])
+    invisible[[c for c in np.flatnonzero(invisible) if chr(c).isspace()]] = False
+    cjk = np.zeros_like(word)
+    for low, high in ((0xFE00, 0xFE0F), (0xE0100, 0xE01EF)):
+        word[low : high + 1], invisible[low : high + 1] = False, True
+    for low, high in ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x2FA1F),
+                      (0x30000, 0x323AF)):
+        word[low : high + 1], cjk[low : high + 1] = False, True
+    code_points = np.arange(len(categories))
+
+    def character_class(points: np.ndarray) -> str:
+        breaks = np.flatnonzero(np.diff(points) != 1)
+        starts, ends = [points[0], *points[breaks + 1]], [*points[breaks], points[-1]]
+        return "[" + "".join(f"{re.escape(chr(low))}-{re.escape(chr(high))}"
+                             for low, high in zip(starts, ends, strict=True)) + "]"
+
+    bmp_word = character_class(np.flatnonzero(word & (code_points < 0x10000)))
+    astral_word = character_class(np.flatnonzero(word & (code_points >= 0x10000)))
+    word_run = f"(?:{bmp_word}+|(?=[\\U00010000-\\U0010ffff]){astral_word})+"
+    token = re.compile(f"{character_class(np.flatnonzero(cjk))}|{word_run}|\\S")
+    return re.compile(character_class(np.flatnonzero(invisible))), token
+
+
+class LegacyWordTokenizer:
+    """keras-attn 0.1.0's tokenizer, its encoding path only: NFKC, invisible characters out,
+    casefold, NFKC, regex split, dictionary look-up of the most frequent words."""
+
+    def __init__(self, texts: list[str], max_vocab: int) -> None:
+        counts: dict[str, int] = {}
+        for text in texts:
+            for token in self.split(text):
+                counts[token] = counts.get(token, 0) + 1
+        ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        self.ids = {token: i + 2 for i, (token, _) in enumerate(ranked[: max_vocab - 2])}
+
+    @staticmethod
+    def split(text: str) -> list[str]:
+        invisible, token = _legacy_patterns()
+        text = invisible.sub("", unicodedata.normalize("NFKC", text))
+        return token.findall(unicodedata.normalize("NFKC", text.casefold()))
+
+    def encode_batch(self, texts: list[str], max_len: int) -> np.ndarray:
+        rows = [[self.ids.get(token, 1) for token in self.split(text)[:max_len]]
+                for text in texts]
+        batch = np.zeros((len(rows), max([1, *map(len, rows)])), dtype=np.int32)
+        for index, row in enumerate(rows):
+            batch[index, : len(row)] = row
+        return batch
+
+
+def real_texts() -> list[str]:
+    """The fixtures' texts (800 texts, about 130 kB)."""
+    return [json.loads(line)["text"] for name in CORPORA
+            for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines()]
+
+
+def measure_tokenizer_speed(quick: bool, max_len: int = 128, vocab_size: int = 8000) -> dict:
+    """Texts/s and MB/s of batch encoding, each tokenizer at its best of several rounds.
+
+    Args:
+        quick: fewer texts and rounds (well under a second in all).
+        max_len: ids kept per text.
+        vocab_size: each tokenizer's vocabulary size.
+
+    Returns:
+        {"texts", "megabytes", "max_len", "cores", "rounds", "tokenizers": {name: {"texts_per_s",
+        "mb_per_s", "vs_legacy"}}}.
+    """
+    texts = real_texts() * (1 if quick else 10)
+    rounds = 3 if quick else 7
+    megabytes = sum(len(text.encode("utf-8")) for text in texts) / 1e6
+    legacy = LegacyWordTokenizer(texts, max_vocab=vocab_size)
+    legacy.encode_batch(texts[:10], max_len)  # the Unicode tables, built once, not timed
+    contenders = {"keras-attn 0.1.0 word (Python re, 1 thread)": legacy.encode_batch}
+    for model in MODELS:
+        tokenizer = train_tokenizer(texts, model=model, vocab_size=vocab_size)
+        contenders[f"tokenizers {model}"] = tokenizer.encode_batch
+    best = {name: float("inf") for name in contenders}
+    for _ in range(rounds):  # interleaved rounds: a busy moment hurts every contender alike
+        for name, encode in contenders.items():
+            start = time.perf_counter()
+            encode(texts, max_len)
+            best[name] = min(best[name], time.perf_counter() - start)
+    legacy_seconds = best[next(iter(contenders))]
+    return {"texts": len(texts), "megabytes": megabytes, "max_len": max_len,
+            "cores": os.cpu_count(), "rounds": rounds,
+            "tokenizers": {name: {"texts_per_s": len(texts) / seconds,
+                                  "mb_per_s": megabytes / seconds,
+                                  "vs_legacy": legacy_seconds / seconds}
+                           for name, seconds in best.items()}}
+
+
+def markdown(results: dict) -> str:
+    """The section of the benchmark report."""
+    lines = ["\n## Tokenizer throughput (batch encode, real text)\n",
+             f"{results['texts']:,} fortune texts in 12 languages and 8 English topics, "
+             f"{results['megabytes']:.2f} MB UTF-8, max_len {results['max_len']}, "
+             f"{results['cores']} cores, best of {results['rounds']} rounds.\n",
+             "| tokenizer | texts/s | MB/s | vs 0.1.0 |", "|---|---:|---:|---:|"]
+    lines += [f"| {name} | {row['texts_per_s']:,.0f} | {row['mb_per_s']:.2f} | "
+              f"{row['vs_legacy']:.2f}x |" for name, row in results["tokenizers"].items()]
+    return "\n".join(lines)
