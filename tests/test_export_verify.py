@@ -64,8 +64,8 @@ def test_int8_is_verified_against_its_bound_in_its_own_section():
     table = report.table()
     pairs, int8 = table.split("int8: checked against its accuracy bound")
     assert "int8" not in pairs
-    assert re.search(r"\nkeras vs onnxruntime int8 \(all\) +100\.00% of 210 +>= 99% +0\.\d+ +pass",
-                     int8)
+    assert re.search(r"\nkeras vs onnxruntime int8 \(all\) +100\.00% of 210 +parity battery +"
+                     r">= 99% +0\.\d+ +0 +1e-05 +pass", int8)  # row dependence 0 <= 1e-05
 
 
 def test_int8_below_its_bound_fails_verify(tmp_path):
@@ -85,7 +85,8 @@ def test_int8_below_its_bound_fails_verify(tmp_path):
     assert all(pair.passed for pair in report.parity.pairs)
     (agreement,) = report.parity.agreements
     assert agreement.agreement == 0.0 and not agreement.passed
-    assert re.search(r"int8 \(all\) +0\.00% of 210 +>= 99% .* FAIL \(worst: batch=",
+    assert re.search(r"int8 \(all\) +0\.00% of 210 +parity battery +>= 99% .* FAIL \(agreement, "
+                     r"worst: batch=",
                      report.table())
     assert report.table().splitlines()[-1] == "FAILED"
 
