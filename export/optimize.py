@@ -103,7 +103,7 @@ def rewrite(proto: onnx.ModelProto,
 INT8_METHOD = ("onnxruntime.quantization.quantize_dynamic's graph (int8 weights per tensor: "
                "dense layers, the attention's query-key-value projection, the token table), "
                "with every run-time activation scale (DynamicQuantizeLinear) replaced by a "
-               "fixed uint8 scale and zero point calibrated (MinMax) on the data below")
+               "fixed uint8 scale and zero point calibrated (MinMax) on 'data'")
 
 
 def quantize_int8(source: str | os.PathLike, out: str | os.PathLike,
@@ -252,7 +252,7 @@ def write_onnxruntime_files(folder: Path, representative_ids: np.ndarray | None 
         entries[INT8_FILENAME] = {
             "shipped": True, "built_from": OPTIMIZED_FILENAME, "method": INT8_METHOD,
             "data": data,
-            "bound": f"argmax agreement with Keras >= {MIN_AGREEMENT:.0%} on the data above "
+            "bound": f"argmax agreement with Keras >= {MIN_AGREEMENT:.0%} on 'data' "
                      "(not element-wise), and row independence: a row's logits alone, "
                      "together, padded to max_len and among random rows within the fp32 "
                      "tolerance"}
