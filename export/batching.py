@@ -1,16 +1,18 @@
 """Dynamic batching: token-id requests that arrive together run through onnxruntime together.
 
 A request is a checked int32 batch `[n, length]` (see `export.inputs.check_token_ids`). The
-batcher queues its rows; when no batch is running on a free thread, or as soon as one is free,
-it takes what is queued (waiting up to `max_queue_delay_ms` for more while fewer than
-`max_batch_size` rows are there), sorts the rows by length and cuts them into batches of at
-most `max_batch_size` rows, each padded (with id 0) only to its own longest row. Each batch
-runs on one of `threads` threads, so two batches use two cores; onnxruntime releases the GIL
-while it computes. Rows come back to their own request, cut to that request's length.
+batcher queues its rows. Whenever one of its `threads` is free it takes up to `max_batch_size`
+queued rows of similar length (always including the oldest row, so none waits forever), pads
+them with id 0 to their own longest row and runs them as one batch. While every thread is busy,
+requests queue up, so under load batches grow by themselves; `max_queue_delay_ms` also makes a
+free thread wait that long for more rows before it runs fewer than `max_batch_size` (0, the
+default, never waits: at low load a request runs at once). Two threads run two batches on two
+cores; onnxruntime releases the GIL while it computes. Rows come back to their own request, cut
+to that request's length.
 
 A row's answer does not depend on its batch-mates or on padding (the export's parity battery
-checks both), so batching changes no result. With `max_batch_size=1` every request runs on
-its own (no batching): the baseline the load test compares against.
+checks both), so batching changes no result beyond float rounding. With `max_batch_size=1`
+every request runs on its own (no batching): the baseline the load test compares against.
 
 NumPy and the standard library only, like the rest of the serving side.
 """
@@ -57,7 +59,7 @@ class DynamicBatcher:
     """
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch_size: int = 32,
-                 max_queue_delay_ms: float = 2.0, threads: int = 2) -> None:
+                 max_queue_delay_ms: float = 0.0, threads: int = 2) -> None:
         for name, value in (("max_batch_size", max_batch_size), ("threads", threads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")

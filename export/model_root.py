@@ -47,7 +47,7 @@ class BatchSettings:
     """How each version batches: see `export.batching.DynamicBatcher`."""
 
     max_batch_size: int = 32
-    max_queue_delay_ms: float = 2.0
+    max_queue_delay_ms: float = 0.0
     threads: int = 2
 
 
@@ -158,14 +158,16 @@ class ModelRoot:
     Args:
         root: the model folder, holding numbered version folders.
         settings: batching settings for every version.
+        name: the model's name in URLs; default the folder's name.
 
     Raises:
         FileNotFoundError: `root` is not a folder holding at least one numbered version.
     """
 
-    def __init__(self, root: str | os.PathLike, settings: BatchSettings | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, settings: BatchSettings | None = None,
+                 name: str | None = None) -> None:
         self.root = Path(root)
-        self.name = self.root.resolve().name
+        self.name = name or self.root.resolve().name
         self.settings = settings or BatchSettings()
         if not existing_versions(self.root):
             raise FileNotFoundError(

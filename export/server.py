@@ -161,8 +161,9 @@ class ServeOptions:
     port: int = 8501
     workers: int = 1
     max_batch_size: int = 32
-    max_queue_delay_ms: float = 2.0
+    max_queue_delay_ms: float = 0.0
     threads: int | None = None  # batches run at once per worker; default: cores / workers
+    name: str | None = None  # the model's name in URLs; default: the folder's name
 
     def settings(self) -> BatchSettings:
         threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
@@ -172,7 +173,7 @@ class ServeOptions:
 def app_from_environment() -> FastAPI:
     """The app of one `--workers` process, built from `SETTINGS_VARIABLE` (uvicorn factory)."""
     options = ServeOptions(**json.loads(os.environ[SETTINGS_VARIABLE]))
-    return create_app(ModelRoot(options.root, options.settings()))
+    return create_app(ModelRoot(options.root, options.settings(), options.name))
 
 
 def check(options: ServeOptions) -> ModelRoot:
@@ -190,7 +191,7 @@ def check(options: ServeOptions) -> ModelRoot:
     if options.max_queue_delay_ms < 0:
         raise ValueError(f"--max-queue-delay-ms must be >= 0. Received: "
                          f"{options.max_queue_delay_ms}")
-    return ModelRoot(options.root, options.settings())
+    return ModelRoot(options.root, options.settings(), options.name)
 
 
 def serve(options: ServeOptions, root: ModelRoot | None = None) -> None:

@@ -21,6 +21,7 @@ from keras_attn.commands import (
     cmd_predict,
     cmd_serve,
     cmd_train,
+    cmd_triton_repo,
     cmd_verify,
 )
 from keras_attn.lm_commands import cmd_generate, cmd_train_lm
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "keras-attn serve saved_models/demo --port 8501")
     serve.add_argument("model_root", help="a model folder holding numbered versions "
                        "(saved_models/NAME); NAME is the model's name in URLs")
+    serve.add_argument("--name", help="the model's name in URLs; default: the folder's name")
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     serve.add_argument("--port", type=int, default=8501, help="default 8501")
     serve.add_argument("--workers", type=_positive, default=1,
@@ -145,8 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="batches run at once per worker; default: cores / workers")
     serve.add_argument("--max-batch-size", type=_positive, default=32,
                        help="most rows per onnxruntime call; 1 turns dynamic batching off")
-    serve.add_argument("--max-queue-delay-ms", type=float, default=2.0,
-                       help="how long a request may wait for others to batch with; default 2")
+    serve.add_argument("--max-queue-delay-ms", type=float, default=0.0,
+                       help="how long a request may wait for others to batch with while a "
+                            "thread is free; default 0 (batches form while threads are busy)")
+
+    triton = command("triton-repo", cmd_triton_repo, "Write a Triton Inference Server model "
+                     "repository (config.pbtxt + every version's model.onnx).",
+                     "keras-attn triton-repo saved_models/demo --out triton_models")
+    triton.add_argument("model_root", help="a model folder holding numbered versions")
+    triton.add_argument("--out", required=True, help="the repository folder; NAME/ goes in it")
+    triton.add_argument("--max-batch-size", type=_positive, default=32)
+    triton.add_argument("--max-queue-delay-us", type=int, default=100,
+                        help="Triton's dynamic batching delay in microseconds; default 100")
 
     attend = command("attend", cmd_attend, "Draw one attention heatmap per block and head.",
                      "keras-attn attend runs/demo/1 \"the dog hit the ball, it was happy.\"")

@@ -290,13 +290,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          f"Received: {error}") from None
 
     options = ServeOptions(args.model_root, args.host, args.port, args.workers,
-                           args.max_batch_size, args.max_queue_delay_ms, args.threads)
+                           args.max_batch_size, args.max_queue_delay_ms, args.threads,
+                           args.name)
     root = check(options)
     _print(f"serving {root.name!r} from {root.root} (versions {root.versions()}; the latest "
            f"by default) at http://{args.host}:{args.port}")
     _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
     _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
     serve(options, root)
+    return EXIT_OK
+
+
+def cmd_triton_repo(args: argparse.Namespace) -> int:
+    from export.triton import write_triton_repository
+
+    folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
+                                     args.max_queue_delay_us)
+    _print(f"Triton model repository: {folder.parent} (model {folder.name!r}, versions "
+           f"{sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())})")
+    _print(f"  tritonserver --model-repository={folder.parent}")
     return EXIT_OK
 
 

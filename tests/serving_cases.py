@@ -1,6 +1,7 @@
 """A `keras-attn serve` process for the server tests: started on a free loopback port, with
-TensorFlow and Keras made unimportable in it (the server must never need them), and stopped
-with SIGTERM, as a container runtime stops it."""
+TensorFlow, Keras and the other export-side packages made unimportable in it (the server must
+never need them, and deploy/Dockerfile installs without them), and stopped with SIGTERM, as a
+container runtime stops it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from tests.export_cases import BLOCK_IMPORTS, REPO_ROOT
 
 HOST = "127.0.0.1"  # loopback only: the tests never listen on another address
+EXPORT_SIDE = "tensorflow,keras,onnx,onnxscript,onnx_ir,tf2onnx,matplotlib"
 SERVE = BLOCK_IMPORTS + "from keras_attn.cli import main\nsys.exit(main(sys.argv[2:]))\n"
 
 
@@ -40,7 +42,7 @@ class ServerProcess:
         self.url = f"http://{self.address}"
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVE, "tensorflow,keras", "serve", str(root), "--host", HOST,
+            [sys.executable, "-c", SERVE, EXPORT_SIDE, "serve", str(root), "--host", HOST,
              "--port", str(self.port), *flags],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO_ROOT)
         deadline = time.monotonic() + timeout
