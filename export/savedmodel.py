@@ -3,9 +3,9 @@
 TF Serving loads `<model_name>/<version>/saved_model.pb` plus `variables/`; the version folder
 is what `write_savedmodel` fills. Its signature `serving_default` takes `token_ids` (int32
 `[batch, sequence]`) and returns `{"logits": ...}`; `serving_int64` is the same for int64 ids,
-which gRPC clients send when they build the tensor with `tf.make_tensor_proto(np.array(...))`. The SavedModel is written through
-`keras.export.ExportArchive`, which stores the traced graph and the weights only: loading it
-needs TensorFlow and nothing from keras_attn.
+which gRPC clients send when they build the tensor with `tf.make_tensor_proto(np.array(...))`.
+The SavedModel is written through `keras.export.ExportArchive`, which stores the traced graph
+and the weights only: loading it needs TensorFlow and nothing from keras_attn.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from export.endpoint import TOKEN_IDS_INT64_SPEC, TOKEN_IDS_SPEC, checked_logits_function
 from export.metadata import INPUT_NAME, OUTPUT_NAME
+from export.warmup import write_warmup_requests
 
 SIGNATURE_NAME = "serving_default"
 INT64_SIGNATURE_NAME = "serving_int64"
@@ -45,6 +46,8 @@ def write_savedmodel(
             input_signature=[spec],
         )
     archive.write_out(os.fspath(folder), verbose=False)
+    # TF Serving replays these before serving the version (export.warmup).
+    write_warmup_requests(folder, max_len, vocab_size, SIGNATURES)
 
 
 def savedmodel_runtimes(folder: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
