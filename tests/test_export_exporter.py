@@ -13,6 +13,7 @@ from export import ParityError, export_model, runtime
 from export.manifest import sha256_of
 
 SAVEDMODEL_FILES = {"saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                    "assets.extra/tf_serving_warmup_requests",
                     "variables/variables.data-00000-of-00001"}
 
 
