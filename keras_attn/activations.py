@@ -11,11 +11,13 @@ from keras import ops
 
 def gelu(x):
     """Exact gelu, x * Phi(x), in erf form: 0.5 * x * (1 + erf(x / sqrt(2)))."""
+    x = ops.convert_to_tensor(x)  # a NumPy x times a torch tensor is a TypeError
     return 0.5 * x * (1.0 + ops.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def gelu_tanh(x):
     """The tanh approximation of gelu: 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
+    x = ops.convert_to_tensor(x)
     return 0.5 * x * (1.0 + ops.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from keras import ops
 
 from keras_attn.block import TransformerBlock
 from keras_attn.masking import PaddingMask
@@ -34,7 +35,7 @@ def attention_maps(model, token_ids) -> list[np.ndarray]:
                 padding_mask = token_ids != 0
             x, weights = layer(x, padding_mask=padding_mask, return_attention_scores=True,
                                training=False)
-            maps.append(np.asarray(weights))
+            maps.append(ops.convert_to_numpy(weights))  # torch: detached from autograd
     if not maps:
         raise ValueError(
             "Expected a keras_attn model with at least one TransformerBlock. "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_attn.block import TransformerBlock
+from keras_attn.checked_model import CheckedModel
 from keras_attn.config import ModelConfig
 from keras_attn.masking import HALF_PRECISION, PaddingMask
 from keras_attn.pooling import MaskedMeanPooling
@@ -57,9 +58,10 @@ def build_classifier(config: ModelConfig) -> keras.Model:
         config: the model's hyperparameters.
 
     Returns:
-        A functional `keras.Model` named "classifier": input "token_ids" int64
-        `[batch, None]` (int32 ids widen losslessly) -> output "logits" float32
-        `[batch, num_classes]` (float64 under a float64 policy). Compile and `fit` it.
+        A functional `keras.Model` (a `CheckedModel`: token ids are checked before any cast,
+        on every backend) named "classifier": input "token_ids" int64 `[batch, None]` (int32
+        ids widen losslessly) -> output "logits" float32 `[batch, num_classes]` (float64
+        under a float64 policy). Compile and `fit` it.
 
     Example:
         >>> model = build_classifier(ModelConfig(100, 16, 32, 2, 64, 1, num_classes=3))
@@ -69,7 +71,7 @@ def build_classifier(config: ModelConfig) -> keras.Model:
     token_ids, padding_mask, x = _encode(config, use_causal_mask=False)
     pooled = MaskedMeanPooling(name="pool")(x, padding_mask=padding_mask)
     logits = keras.layers.Dense(config.num_classes, name="logits", dtype=_logits_dtype())(pooled)
-    return keras.Model(token_ids, logits, name=CLASSIFIER)
+    return CheckedModel(token_ids, logits, name=CLASSIFIER)
 
 
 def build_language_model(config: ModelConfig) -> keras.Model:
@@ -84,7 +86,7 @@ def build_language_model(config: ModelConfig) -> keras.Model:
     """
     token_ids, _, x = _encode(config, use_causal_mask=True)
     logits = keras.layers.Dense(config.vocab_size, name="logits", dtype=_logits_dtype())(x)
-    return keras.Model(token_ids, logits, name=LANGUAGE_MODEL)
+    return CheckedModel(token_ids, logits, name=LANGUAGE_MODEL)
 
 
 def model_task(model: keras.Model) -> str:

@@ -75,7 +75,10 @@ class PositionalEmbedding(keras.layers.Layer):
         # that the lookup fails loudly instead of reading another token's vector.
         token_ids = ops.where(ops.less(token_ids, 0), self.vocab_size, token_ids)
         tokens = ops.take(self.token_embeddings, token_ids, axis=0)  # [b, n, d]
-        positions = ops.slice(self.position_embeddings, (0, 0), (length, self.d_model))  # [n, d]
+        # The table as a tensor: JAX (0.10) no longer turns a Keras variable into an array
+        # inside `lax.dynamic_slice` under jit.
+        table = ops.convert_to_tensor(self.position_embeddings)  # [max_len, d]
+        positions = ops.slice(table, (0, 0), (length, self.d_model))  # [n, d]
         return tokens + positions  # x_i: static token vector + the vector of position i
 
     def compute_mask(self, token_ids, mask=None):
