@@ -156,6 +156,9 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "epochs", "batch_size", "patience"):
             check_positive_int(name, getattr(self, name))
+        if self.vocab_size < 3:
+            raise ValueError("vocab_size must be at least 3 (padding, unknown and one token). "
+                             f"Received: vocab_size={self.vocab_size!r}")
         if self.tokenizer not in TOKENIZER_MODELS:
             raise ValueError(f"tokenizer must be one of {TOKENIZER_MODELS}. "
                              f"Received: tokenizer={self.tokenizer!r}")

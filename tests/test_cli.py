@@ -14,7 +14,7 @@ import matplotlib.image
 import pytest
 from export_cases import BLOCK_IMPORTS, REPO_ROOT, run_python
 
-from export.tokenizer import load_tokenizer
+from export.tokenizer import DEFAULT_MODEL, load_tokenizer
 from keras_attn.cli import main
 from keras_attn.tasks import make_reference_task
 
@@ -62,6 +62,14 @@ def test_train_writes_model_tokenizer_config_curves_logs(trained):
     config = json.loads((run / "config.json").read_text())
     assert config["class_names"] == ["first", "second"] and config["model"]["max_len"] == 24
     assert matplotlib.image.imread(run / "training_curves.png").ndim == 3
+
+
+def test_train_records_the_tokenizer_in_run_and_config(trained):
+    for name in ("run.json", "config.json"):
+        settings = json.loads((trained / "run" / name).read_text(encoding="utf-8"))["settings"]
+        assert (settings["tokenizer"], settings["vocab_size"]) == (DEFAULT_MODEL, 200), name
+    tokenizer = load_tokenizer(trained / "run" / "tokenizer.json")
+    assert tokenizer.model == DEFAULT_MODEL and tokenizer.vocab_size <= 200
 
 
 def test_train_reports_the_model_beside_its_baseline(trained):
@@ -315,6 +323,8 @@ def bad_inputs(tmp_path):
                                    "--heads", "4"], "--d-model 10, --heads 4"),
         "max_len < 1": (["--data", str(tmp_path / "ok.csv"), "--max-len", "0"], "--max-len 0"),
         "epochs < 1": (["--data", str(tmp_path / "ok.csv"), "--epochs", "0"], "--epochs 0"),
+        "vocab size < 3": (["--data", str(tmp_path / "ok.csv"), "--vocab-size", "2"],
+                           "--vocab-size 2"),
         "batch size < 1": (["--data", str(tmp_path / "ok.csv"), "--batch-size", "0"],
                            "--batch-size 0"),
         "learning rate <= 0": (["--data", str(tmp_path / "ok.csv"), "--learning-rate", "0"],
@@ -328,6 +338,7 @@ def bad_inputs(tmp_path):
 
 CASES = ["missing folder", "empty folder", "single class", "non-UTF-8 file",
          "CSV without label column", "d_model not divisible", "max_len < 1", "epochs < 1",
+         "vocab size < 3",
          "batch size < 1", "learning rate <= 0", "unknown class", "non-UTF-8 CSV",
          "foreign output folder"]
 
