@@ -123,6 +123,7 @@ def export_model(
         >>> print(result.path, result.parity.table())                     # doctest: +SKIP
     """
     import keras_attn as ka
+    from export.decoder import write_decoder
     from export.endpoint import keras_runtime
     from export.metadata import encode_metadata
     from export.onnx import OPSET, convert_to_onnx, save_onnx
@@ -151,6 +152,10 @@ def export_model(
                                    class_names)
         save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
         onnxruntime_files = write_onnxruntime_files(folder, representative_ids)
+        # A language model also ships its decoder step with a key/value cache, checked at
+        # every decoding step against a full recompute (export.decoder).
+        decoder = write_decoder(model, folder, metadata, opset, tolerance) \
+            if task == "language_model" else None
         model.save(folder / KERAS_FILENAME)
         if tokenizer is not None:
             tokenizer.save(folder / TOKENIZER_FILENAME)
@@ -176,6 +181,7 @@ def export_model(
             "onnx_io": _onnx_io(folder / ONNX_FILENAME),
             "onnxruntime_files": onnxruntime_files,
             "evaluation": evaluation,
+            "decoder": decoder,
         })
     warn_not_shipped(onnxruntime_files)
     path = Path(out_dir) / str(version)

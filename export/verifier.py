@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from export.decoder import decoder_summary, verify_decoder
 from export.manifest import (
     INT8_FILENAME,
     KERAS_FILENAME,
@@ -203,6 +204,7 @@ class VerifyReport:
     problems: tuple[str, ...]
     parity: ParityReport | None
     files_checked: int = 0
+    decoder: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -218,6 +220,8 @@ class VerifyReport:
             cases = self.parity.pairs[0].cases if self.parity.pairs else 0
             lines += [f"parity: {cases} batches (seed {self.parity.seed}), Keras (model.keras) "
                       "vs each runtime, fp32 logits", "", self.parity.table(), ""]
+        if self.decoder is not None:
+            lines += [decoder_summary(self.decoder), ""]
         elif self.problems:
             lines.append("  parity battery not run: the files above failed their checks")
         lines.append("OK" if self.ok else "FAILED")
@@ -262,4 +266,6 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
             f"{expected}",), None, files)
     parity = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance, seed,
                           quantized, load_representative_ids(version_dir))
-    return VerifyReport(version_dir, (), parity, files)
+    decoder = verify_decoder(model, version_dir, tolerance)  # language models: decoder.onnx
+    problems = () if decoder is None or decoder["ok"] else (decoder_summary(decoder),)
+    return VerifyReport(version_dir, problems, parity, files, decoder)

@@ -67,7 +67,15 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     record_results(run.run_dir, {"validation_loss": run.validation_loss,
                                  "validation_perplexity": run.validation_perplexity,
                                  "unigram_perplexity": run.unigram_perplexity})
-    code = _export(run.run_dir, Path(args.export)) if args.export else EXIT_OK
+    code = EXIT_OK
+    if args.export:
+        from export.decoder import decoder_summary
+        from export.manifest import read_manifest
+        from export.versions import existing_versions
+
+        code = _export(run.run_dir, Path(args.export))
+        version = Path(args.export) / str(existing_versions(args.export)[-1])
+        _print(decoder_summary(read_manifest(version)["decoder"]["parity"]))
     _print(f"validation perplexity: {run.validation_perplexity:.2f} (unigram baseline: "
            f"{run.unigram_perplexity:.2f})")
     return code

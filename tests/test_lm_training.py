@@ -223,3 +223,39 @@ def test_generate_bad_flags_exit_2(trained, capsys, flags, message):
 def test_generate_refuses_a_folder_without_a_model(tmp_path, capsys):
     assert main(["generate", str(tmp_path), "the"]) == 2
     assert "Expected a train-lm run folder" in capsys.readouterr().err
+
+
+def test_the_export_ships_a_decoder_step_that_verify_checks(trained, capsys):
+    version = trained / "saved_models" / "lm" / "1"
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert "decoder.onnx" in manifest["files"]
+    decoder = manifest["decoder"]
+    assert decoder["parity"]["ok"] and decoder["parity"]["greedy_tokens_equal"]
+    assert decoder["inputs"]["past_key_values.0.key"] == ["batch", 2, "past", 8]
+    assert main(["verify", str(version)]) == 0
+    out = capsys.readouterr().out
+    assert "decoder.onnx: " in out and "greedy tokens Keras == onnxruntime: True; pass" in out
+
+
+def test_cached_and_recomputed_onnx_generation_agree(trained):
+    from export.decoder import CachedStep
+    from export.generation_runtime import RecomputeStep, generate_from_export, load_step
+
+    version = trained / "saved_models" / "lm" / "1"
+    assert isinstance(load_step(version), CachedStep)
+    assert isinstance(load_step(version, cached=False), RecomputeStep)
+    for sampling in ({}, {"temperature": 1.0, "top_p": 0.9, "seed": 2}):
+        cached = generate_from_export(version, "the law", 10, **sampling)
+        recomputed = generate_from_export(version, "the law", 10, cached=False, **sampling)
+        assert cached.new_ids == recomputed.new_ids
+
+
+def test_verify_fails_on_a_changed_decoder(trained, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "1"
+    shutil.copytree(trained / "saved_models" / "lm" / "1", copy)
+    with open(copy / "decoder.onnx", "ab") as file:
+        file.write(b"\0")
+    assert main(["verify", str(copy)]) == 1
+    assert "decoder.onnx: changed" in capsys.readouterr().out

@@ -1,0 +1,98 @@
+"""The exported decoder step (export/decoder.py): named inputs and outputs, parity with a full
+Keras recompute at every step, greedy Keras == greedy onnxruntime, and a check that fails when
+the decoder drifts."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attn as ka
+from export.decoder import (
+    CachedStep,
+    check_decoder_parity,
+    convert_decoder,
+    past_names,
+    present_names,
+)
+from export.generation import generate_ids
+from export.metadata import encode_metadata
+from export.onnx import save_onnx
+from keras_attn.generation import CachedDecoder
+
+MAX_LEN = 10
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["post-norm", "pre-norm"])
+def exported(request, tmp_path_factory):
+    keras.utils.set_random_seed(3)
+    config = ka.ModelConfig(vocab_size=30, max_len=MAX_LEN, d_model=16, num_heads=2, ff_dim=32,
+                            num_layers=2, num_classes=30, norm_first=request.param,
+                            activation="gelu_tanh")
+    model = ka.build_language_model(config)
+    metadata = encode_metadata(config.to_dict(), "language_model", 17, ka.__version__, None)
+    path = tmp_path_factory.mktemp("decoder") / "decoder.onnx"
+    save_onnx(convert_decoder(model, metadata, 17), path)
+    return model, CachedStep(path)
+
+
+def test_inputs_and_outputs_are_named_with_named_dims(exported):
+    _, step = exported
+    inputs = {value.name: value.shape for value in step.session.get_inputs()}
+    outputs = {value.name: value.shape for value in step.session.get_outputs()}
+    assert inputs["token_ids"] == inputs["position_ids"] == ["batch", "new"]
+    assert outputs["logits"] == ["batch", "new", 30]
+    for layer in range(2):
+        for name in past_names(layer):
+            assert inputs[name] == ["batch", 2, "past", 8]  # [batch, heads, past, head_dim]
+        for name in present_names(layer):
+            assert outputs[name] == ["batch", 2, "past_plus_new", 8]
+    assert len(inputs) == 2 + 4 and len(outputs) == 1 + 4
+
+
+def test_onnx_step_equals_a_full_keras_recompute_at_every_step(exported):
+    model, step = exported
+    report = check_decoder_parity(model, step, tolerance=1e-5)
+    assert report["ok"], report
+    assert report["greedy_tokens_equal"]
+    # Prompts of 1, 5 and 9 tokens, each decoded to max_len (one step per position read).
+    assert report["steps"] == 2 * (10 + 6 + 2)
+    assert report["onnx decoder vs recompute"] <= 1e-5
+
+
+def test_a_batch_of_two_and_an_empty_past(exported):
+    model, step = exported
+    ids = np.array([[3, 4, 5], [7, 8, 9]])
+    logits, cache = step(ids, np.array([[0, 1, 2]] * 2), step.empty_cache(batch=2))
+    full = keras.ops.convert_to_numpy(model(ids))
+    np.testing.assert_allclose(logits, full, rtol=0, atol=1e-5)
+    assert cache[1][0].shape == (2, 2, 3, 8)
+
+
+def test_greedy_onnxruntime_equals_greedy_keras(exported):
+    model, step = exported
+    decoder = CachedDecoder(model)
+    keras_ids = generate_ids(decoder.step, decoder.empty_cache(), [5, 6], MAX_LEN, None, 8)
+    onnx_ids = generate_ids(step, step.empty_cache(), [5, 6], MAX_LEN, None, 8)
+    assert keras_ids.new_ids == onnx_ids.new_ids and len(onnx_ids.new_ids) == 8
+
+
+def test_the_parity_check_fails_when_the_decoder_drifts(exported):
+    model, step = exported
+
+    class Drifting:
+        def __getattr__(self, name):
+            return getattr(step, name)
+
+        def __call__(self, token_ids, position_ids, cache):
+            logits, cache = step(token_ids, position_ids, cache)
+            return logits + 1e-3 * (position_ids[..., None] == 6), cache
+
+    report = check_decoder_parity(model, Drifting(), tolerance=1e-5)
+    assert not report["ok"]
+    assert report["onnx decoder vs recompute"] == pytest.approx(1e-3, rel=1e-2)
+
+
+def test_positions_beyond_max_len_are_refused(exported):
+    _, step = exported
+    with pytest.raises(ValueError, match=r"Positions must lie in \[0, max_len=10\)"):
+        step(np.array([[1]]), np.array([[10]]), step.empty_cache())
