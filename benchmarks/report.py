@@ -50,7 +50,61 @@ def judge_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
               f"fp32 {accuracy['fp32']:.2f}% vs int8 {accuracy['int8']:.2f}%"),
         _goal("Size: ONNX file vs params x 4 bytes", "<= 1.05x", size_ratio, size_ratio <= 1.05,
               f"{results['export']['onnx_bytes']:,} bytes, {results['export']['params']:,} params"),
+        *_dropout_goals(results), *_length_goals(results),
     ]
+
+
+def _dropout_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Training at the CLI's dropout 0.1, each model at its better jit setting."""
+    if "training_dropout" not in results:
+        return []
+    at_01, at_00 = results["training_dropout"], results["training"]
+    ours, ref = (max(at_01[name].values()) for name in ("keras_attn", "reference"))
+    ratio_00 = max(at_00["keras_attn"].values()) / max(at_00["reference"].values())
+    return [_goal("Training at dropout 0.1: keras_attn vs keras.io reference (each at its "
+                  "better jit)", ">= 1.4x", ours / ref, ours / ref >= 1.4,
+                  f"{ours:,.0f} vs {ref:,.0f} tokens/s; at dropout 0.0: {ratio_00:.2f}x")]
+
+
+def _length_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Real lengths: training and prediction by length, train wall time, time to accuracy."""
+    if "lengths" not in results:
+        return []
+    lengths = results["lengths"]
+    row = lengths["training"]["256"]
+    prediction = lengths["prediction"]
+    wall, accuracy = lengths["train_wall"], lengths["time_to_accuracy"]
+    goals = [
+        _goal("Real lengths, max_len 256: training real tokens/s, by length vs pad to longest",
+              ">= 3x", row["speedup"], row["speedup"] >= 3,
+              f"{row['by length']:,.0f} vs {row['pad to longest']:,.0f} real tokens/s; real "
+              f"share of computed positions {row['real_share_bucketed']:.2f} vs "
+              f"{row['real_share_padded']:.2f}; {row['shapes']} batch shapes compiled"),
+        _goal("Real lengths: `train_classifier` wall time, max_len 256 vs 64", "<= 1.6x",
+              None if wall is None else wall["ratio"], None if wall is None else
+              wall["ratio"] <= 1.6, "not measured (--quick)" if wall is None else
+              f"{wall['seconds']['256']:.1f} s vs {wall['seconds']['64']:.1f} s"),
+    ]
+    if accuracy is None:
+        goals.append(_goal("Time to val accuracy >= 0.99 (reference task), now vs before, "
+                           "median of 3 seeds", "<= 0.5x", None, None, "not measured (--quick)"))
+    else:
+        before, now = accuracy["before median"], accuracy["now median"]
+        ratio = None if before is None or now is None else now / before
+        goals.append(_goal(
+            "Time to val accuracy >= 0.99 (reference task), now vs before, median of 3 seeds",
+            "<= 0.5x", ratio, None if ratio is None else ratio <= 0.5,
+            f"seconds per seed: before {_seconds(accuracy['before'])}, now "
+            f"{_seconds(accuracy['now'])} ({accuracy['settings']})"))
+    goals.append(_goal("Prediction over many texts: real tokens/s, by length vs whole file",
+                       ">= 2x", prediction["speedup"], prediction["speedup"] >= 2,
+                       f"{prediction['by length']:,.0f} vs {prediction['whole file']:,.0f} "
+                       f"real tokens/s, {prediction['texts']} texts"))
+    return goals
+
+
+def _seconds(values: list[float | None]) -> str:
+    return ", ".join("not reached" if v is None else f"{v:.1f}" for v in values)
 
 
 def _met(value: bool | None) -> str:
@@ -86,6 +140,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(f"| {labels[name]} | {training[name]['jit off']:,.0f} | "
                      f"{training[name]['jit on']:,.0f} | "
                      f"{roof['training_fraction_of_peak'][name]:.1%} |")
+    for name, speeds in results.get("training_dropout", {}).items():
+        lines.append(f"| {labels[name]}, dropout 0.1 | {speeds['jit off']:,.0f} | "
+                     f"{speeds['jit on']:,.0f} | - |")
     inference = results["inference"]
     lines += ["", "| inference path | batch 1 ms | batch 32 tokens/s | b32 fraction of peak | "
               "parity vs Keras (max abs) |", "|---|---|---|---|---|"]
@@ -124,7 +181,29 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", f"int8 accuracy ({accuracy['setup']}): Keras {accuracy['keras']:.2f}%, "
                   + ", ".join(f"{k} {v:.2f}%" for k, v in accuracy["scores"].items())
                   + f". That export's own int8 check: {_int8_check(accuracy['export_int8'])}."]
+    if "lengths" in results:
+        lines += ["", *lengths_markdown(results["lengths"])]
     return "\n".join(lines)
+
+
+def lengths_markdown(lengths: dict[str, Any]) -> list[str]:
+    """The real-lengths section: training and prediction by length against pad to longest."""
+    dist = lengths["lengths"]
+    lines = [f"Real lengths: {lengths['texts']} texts ({lengths['corpus']}), tokens per text "
+             + ", ".join(f"{k} {v:.0f}" for k, v in dist.items())
+             + "; the CLI's model (d_model 32, 2 layers, dropout 0.1, jit on), batch 32.", "",
+             "| training, real tokens/s | pad to longest | by length | speedup | real share "
+             "(padded / by length) | shapes |", "|---|---|---|---|---|---|"]
+    for max_len, row in lengths["training"].items():
+        lines.append(f"| max_len {max_len} (longest text {row['width']}) | "
+                     f"{row['pad to longest']:,.0f} | {row['by length']:,.0f} | "
+                     f"{row['speedup']:.2f}x | {row['real_share_padded']:.2f} / "
+                     f"{row['real_share_bucketed']:.2f} | {row['shapes']} |")
+    prediction = lengths["prediction"]
+    lines += ["", f"Prediction (exported model, ORT, 1 thread), real tokens/s: whole file "
+              f"{prediction['whole file']:,.0f}, by length {prediction['by length']:,.0f} "
+              f"({prediction['speedup']:.2f}x)."]
+    return lines
 
 
 def _shipped_note(results: dict[str, Any]) -> str:

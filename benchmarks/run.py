@@ -13,7 +13,11 @@ Measures, in one run so that every figure is a ratio against a reference timed b
 3. the roofline: NumPy's fp32 matmul peak measured here, and the fraction of it reached;
 4. the export's time, and the ONNX file's size against params x 4 bytes;
 5. op-type counts before and after onnxruntime's load-time optimization;
-6. tokenizer throughput on real text, beside keras-attn 0.1.0's tokenizer (`tokenizer_speed.py`).
+6. tokenizer throughput on real text, beside keras-attn 0.1.0's tokenizer (`tokenizer_speed.py`);
+7. training at dropout 0.1 beside 0.0, and training and prediction on real text lengths, by
+   length against pad to longest (`lengths.py`);
+8. generation tokens/s and time to first token, with the key/value cache against a full
+   recompute per token, in Keras and onnxruntime (`generation_speed.py`).
 
 It prints a markdown report with the issue's goals judged from this run's ratios, and writes
 the numbers as JSON with --json. --quick (tiny config, few steps) takes about two minutes.
@@ -39,7 +43,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo, when r
 import keras  # noqa: E402
 
 import keras_attn as ka  # noqa: E402
-from benchmarks import inference, onnx_paths, report, timing, tokenizer_speed  # noqa: E402
+from benchmarks import (  # noqa: E402
+    generation_speed,
+    inference,
+    lengths,
+    onnx_paths,
+    report,
+    timing,
+    tokenizer_speed,
+)
 from benchmarks.training_speed import measure_training  # noqa: E402
 
 CONFIGS = {
@@ -126,6 +138,9 @@ def run(config_name: str, quick: bool) -> dict:
     peaks = [timing.matmul_peak(rounds=budget.peak_rounds)]
     results["training"], models = measure_training(config, budget.train_rounds,
                                                    budget.train_steps)
+    # The CLI's and keras.io's dropout: where each model draws its random numbers.
+    results["training_dropout"], _ = measure_training(
+        dataclasses.replace(config, dropout=0.1), budget.train_rounds, budget.train_steps)
     with tempfile.TemporaryDirectory(prefix="keras_attn_bench_") as tmp:
         folder = Path(tmp)
         exported = _export(models, folder)
@@ -153,6 +168,7 @@ def run(config_name: str, quick: bool) -> dict:
         load_seconds = {name: onnx_paths.load_seconds(path, setting)
                         for name, (path, setting, _) in ours.items()
                         if name.endswith(f"{os.cpu_count()} thr, all") or "offline" in name}
+        results["lengths"] = lengths.measure(quick, version_dir, budget.rounds32)
         int8_accuracy = None
         if budget.int8_accuracy:  # trains a demo model: too slow for --quick
             from benchmarks.int8_accuracy import int8_accuracy as measure_accuracy
@@ -167,6 +183,7 @@ def run(config_name: str, quick: bool) -> dict:
     results["inference"]["session_load_seconds"] = load_seconds
     results["goals"] = report.judge_goals(results)
     results["tokenizer"] = tokenizer_speed.measure_tokenizer_speed(quick)
+    results["generation"] = generation_speed.measure_generation_speed(quick)
     return results
 
 
@@ -236,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["seconds"] = time.perf_counter() - start
     print(report.markdown(results))
     print(tokenizer_speed.markdown(results["tokenizer"]))
+    print(generation_speed.markdown(results["generation"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0

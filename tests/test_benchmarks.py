@@ -13,8 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 SECTIONS = {"meta", "training", "inference", "roofline", "export", "fusion", "int8", "goals",
-            "tokenizer"}
-GOALS = 7  # training, 2x batch-32 inference, batch-1 latency, 2x int8, size
+            "tokenizer", "training_dropout", "lengths"}
+# training, 2x batch-32 inference, batch-1 latency, 2x int8, size, training at dropout 0.1,
+# real lengths: training tokens/s, train wall time, time to accuracy, prediction
+GOALS = 12
 
 
 def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
@@ -31,8 +33,14 @@ def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
     assert SECTIONS <= set(results)
     assert results["meta"]["quick"] is True
     assert set(results["training"]) == {"keras_attn", "reference"}
-    for model in results["training"].values():
+    for model in [*results["training"].values(), *results["training_dropout"].values()]:
         assert set(model) == {"jit off", "jit on"}
+    lengths = results["lengths"]
+    assert set(lengths["training"]) == {"64", "256"}
+    for row in lengths["training"].values():
+        assert {"pad to longest", "by length", "speedup", "shapes"} <= set(row)
+    assert {"whole file", "by length", "speedup"} <= set(lengths["prediction"])
+    assert "Real lengths:" in completed.stdout
     inference = results["inference"]
     assert {"paths", "parity", "best_batch32", "best_batch1", "reference_best_batch32"} <= set(
         inference)

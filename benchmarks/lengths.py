@@ -1,0 +1,215 @@
+"""Training and prediction on text of real lengths: batches by length against pad-to-longest.
+
+Texts come from Debian's fortune packages (`keras_attn.corpora.fortune_languages`: short
+quotations in 12 languages), or under --quick from the sample of them in tests/fixtures/.
+The model is the CLI's (`TrainSettings()`: d_model 32, 2 layers, dropout 0.1, jit on).
+
+- Real tokens/s of steady `fit` epochs at max_len 256 (and 64): the pipeline before this
+  change (every text padded to the dataset's longest, NumPy arrays to `fit`) against
+  `keras_attn.buckets.LengthBatches`. Only real tokens are counted.
+- The wall time of `train_classifier` (what `keras-attn train` runs) at max_len 256 over 64.
+- Time to validation accuracy >= 0.99 on the reference task: before (pad-to-longest, dropout
+  also on attention weights and feed-forward hidden units) against now; median of the seeds.
+- Prediction over many texts: `Predictor.predict` of the whole file (what `keras-attn predict
+  --file` did) against `Predictor.predict_by_length`, real tokens/s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import keras
+import numpy as np
+
+import keras_attn.block
+from export.tokenizer import train_tokenizer
+from keras_attn.buckets import LengthBatches, token_lengths
+from keras_attn.config import TrainSettings
+from keras_attn.data import TextDataset, encode_texts, load_texts, split_train_validation
+from keras_attn.feed_forward import FeedForward
+from keras_attn.models import build_classifier
+from keras_attn.tasks import make_reference_task
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fortune_languages.jsonl"
+TARGET_ACCURACY = 0.99
+
+
+def real_corpus(quick: bool) -> TextDataset:
+    """The fixture's 480 texts under --quick, else 100 texts per language from the packages."""
+    if quick:
+        return load_texts(FIXTURE)
+    from keras_attn.corpora import fortune_languages
+
+    return fortune_languages(max_per_class=100)
+
+
+@contextlib.contextmanager
+def layout_before():
+    """Blocks built inside drop what they dropped before this change: the attention weights
+    and the feed-forward hidden units too (each at the config's dropout)."""
+    original = keras_attn.block.TransformerBlock.__init__
+
+    def init(self, num_heads, ff_dim, dropout=0.0, *args, **kwargs):
+        kwargs["attention_dropout"] = dropout
+        with mock.patch.object(keras_attn.block, "FeedForward",
+                               functools.partial(FeedForward, dropout=dropout)):
+            original(self, num_heads, ff_dim, dropout, *args, **kwargs)
+
+    with mock.patch.object(keras_attn.block.TransformerBlock, "__init__", init):
+        yield
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Epoch durations, and the time since `start` at which val accuracy first reached a bar."""
+
+    def __init__(self, start: float):
+        super().__init__()
+        self.start, self.epochs, self.reached = start, [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.began = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        self.epochs.append(now - self.began)
+        if self.reached is None and (logs or {}).get("val_accuracy", 0.0) >= TARGET_ACCURACY:
+            self.reached = now - self.start
+
+
+def _compiled(config, before: bool = False, learning_rate: float = 1e-3) -> keras.Model:
+    with layout_before() if before else contextlib.nullcontext():
+        model = build_classifier(config)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], jit_compile=True)
+    return model
+
+
+def _fit(model, ids, labels, bucketed: bool, epochs: int, seed: int = 0,
+         validation=None, batch_size: int = 32) -> _EpochClock:
+    clock = _EpochClock(time.perf_counter())
+    if bucketed:
+        data = LengthBatches(ids, labels, batch_size, seed=seed).dataset()
+        val = None if validation is None else LengthBatches(*validation, batch_size,
+                                                            shuffle=False).dataset()
+        model.fit(data, validation_data=val, epochs=epochs, verbose=0, shuffle=False,
+                  callbacks=[clock])
+    else:
+        model.fit(ids, labels, batch_size=batch_size, validation_data=validation, epochs=epochs,
+                  verbose=0, callbacks=[clock])
+    return clock
+
+
+def measure(quick: bool, version_dir: Path, prediction_rounds: int) -> dict:
+    """Every measurement of this module. Under --quick: a third of the fixture, too few steps
+    for a steady figure (a smoke run), and neither `train_classifier`'s wall time nor time to
+    accuracy."""
+    data = real_corpus(quick)
+    if quick:
+        data = data.subset(np.arange(0, len(data), 3))
+    settings = TrainSettings()
+    tokenizer = train_tokenizer(data.texts, model=settings.tokenizer,
+                                vocab_size=settings.vocab_size)
+    lengths = token_lengths(encode_texts(tokenizer, data.texts, 256))
+    return {
+        "texts": len(data), "corpus": "tests/fixtures sample" if quick else "fortunes-*",
+        "lengths": {f"p{q}": float(np.percentile(lengths, q)) for q in (50, 90, 99, 100)},
+        "training": training_tokens_per_second(data, tokenizer, epochs=3),
+        "prediction": prediction_tokens_per_second(version_dir, lengths, prediction_rounds),
+        "train_wall": None if quick else train_wall_time(data, epochs=3),
+        "time_to_accuracy": None if quick else time_to_accuracy((0, 1, 2), 1000, 30),
+    }
+
+
+def training_tokens_per_second(data: TextDataset, tokenizer, epochs: int) -> dict:
+    """Real tokens/s of the best epoch after the first (which compiles), per max_len and
+    pipeline, plus the share of computed positions that hold a real token."""
+    result = {}
+    for max_len in (64, 256):
+        ids = encode_texts(tokenizer, data.texts, max_len)
+        config = TrainSettings(max_len=max_len).model_config(tokenizer.vocab_size,
+                                                             len(data.class_names))
+        batches = LengthBatches(ids, data.labels, 32)
+        real = batches.real_tokens()
+        row = {"width": int(ids.shape[1]), "shapes": len(batches.shapes()),
+               "real_share_padded": real / ids.size,
+               "real_share_bucketed": real / batches.padded_tokens()}
+        for name, bucketed in (("pad to longest", False), ("by length", True)):
+            keras.utils.set_random_seed(0)
+            clock = _fit(_compiled(config), ids, data.labels, bucketed, epochs)
+            row[name] = real / min(clock.epochs[1:])
+        row["speedup"] = row["by length"] / row["pad to longest"]
+        result[str(max_len)] = row  # str keys: as JSON writes them
+    return result
+
+
+def train_wall_time(data: TextDataset, epochs: int) -> dict:
+    """Seconds of `train_classifier` (what `keras-attn train` runs) at max_len 64 and 256."""
+    from keras_attn.training import train_classifier
+
+    train, validation = split_train_validation(data, 0.2, seed=0)
+    seconds = {}
+    with tempfile.TemporaryDirectory(prefix="keras_attn_lengths_") as folder:
+        for max_len in (64, 256):
+            settings = TrainSettings(max_len=max_len, epochs=epochs, patience=epochs)
+            start = time.perf_counter()
+            train_classifier(train, validation, settings, Path(folder) / str(max_len),
+                             verbose=0)
+            seconds[str(max_len)] = time.perf_counter() - start
+    return {"seconds": seconds, "ratio": seconds["256"] / seconds["64"]}
+
+
+def time_to_accuracy(seeds: tuple[int, ...], examples: int, epochs: int) -> dict:
+    """Seconds from the start of `fit` (compiles included) to validation accuracy >= 0.99 on
+    the reference task, before and now, per seed; None where `epochs` did not reach it."""
+    from keras_attn.demo import DEMO_SETTINGS
+
+    settings = dataclasses.replace(DEMO_SETTINGS, dropout=0.1, epochs=epochs)
+    result = {"settings": "demo settings (word tokenizer, lr 3e-3, batch 64) with dropout 0.1",
+              "before": [], "now": []}
+    for seed in seeds:
+        train, validation = split_train_validation(make_reference_task(examples, seed), 0.2,
+                                                   seed=seed)
+        tokenizer = train_tokenizer(train.texts, model=settings.tokenizer,
+                                    vocab_size=settings.vocab_size)
+        config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+        x_train = encode_texts(tokenizer, train.texts, settings.max_len)
+        val = (encode_texts(tokenizer, validation.texts, settings.max_len), validation.labels)
+        for name, before in (("before", True), ("now", False)):
+            keras.utils.set_random_seed(seed)
+            clock = _fit(_compiled(config, before, settings.learning_rate), x_train,
+                         train.labels, not before, epochs, seed, val, settings.batch_size)
+            result[name].append(clock.reached)
+    for name in ("before", "now"):
+        reached = [s for s in result[name] if s is not None]
+        result[f"{name} median"] = (statistics.median(result[name])
+                                    if len(reached) == len(seeds) else None)
+    return result
+
+
+def prediction_tokens_per_second(version_dir: Path, lengths: np.ndarray, rounds: int) -> dict:
+    """Real tokens/s of `Predictor.predict` on every row at once (padded to the longest, as
+    `keras-attn predict --file` did) and of `predict_by_length`, best of `rounds`."""
+    from export import runtime
+
+    predictor = runtime.load(version_dir)
+    lengths = np.minimum(lengths, predictor.max_len)
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, predictor.vocab_size, size=(len(lengths), int(lengths.max())),
+                       dtype=np.int32)
+    ids[np.arange(ids.shape[1]) >= lengths[:, None]] = 0
+    best = {"whole file": 0.0, "by length": 0.0}
+    for _ in range(rounds):
+        for name, run in (("whole file", predictor.predict),
+                          ("by length", predictor.predict_by_length)):
+            start = time.perf_counter()
+            run(ids)
+            best[name] = max(best[name], lengths.sum() / (time.perf_counter() - start))
+    return {**best, "texts": len(lengths), "speedup": best["by length"] / best["whole file"]}
