@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
 
     training_flags(train)
+    from keras_attn.backends import BACKENDS
+
+    train.add_argument("--backend", choices=BACKENDS, default=None,
+                       help="the Keras backend to train on; default: $KERAS_BACKEND, "
+                            "else tensorflow")
+    train.add_argument("--devices", type=_positive, default=1,
+                       help="data-parallel training over N local devices (jax, tensorflow); "
+                            "--batch-size stays the global batch; default 1")
     train_lm = command("train-lm", cmd_train_lm, "Train a causal language model on raw text.",
                        "keras-attn train-lm --data aclImdb/train/unsup --out runs/lm")
     train_lm.add_argument("--data", required=True, help="a folder of .txt files (recursive), "

@@ -87,6 +87,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not 0 < args.validation_split < 1:
         raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
                          f"Received: {args.validation_split}")
+    from keras_attn.backends import select_backend
+
+    backend = select_backend(args.backend, args.devices)  # before anything imports Keras
     seconds: dict[str, float] = {}
     with phase("data", seconds, _print):
         classes = args.classes.split(",") if args.classes else None
@@ -98,11 +101,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                f"classes {dataset.class_names}")
 
     from keras_attn import plots
+    from keras_attn.distribution import initialize_multi_host
     from keras_attn.training import CURVES_FILE, train_classifier
 
+    hosts = initialize_multi_host()  # several machines: KERAS_DISTRIBUTION_* variables
+    _print(f"backend {backend}, {args.devices} device(s)"
+           + (f", process {hosts['process_id']} of {hosts['num_processes']}" if hosts else ""))
     with phase("train", seconds, _print):
         run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
-                               data_description=str(Path(args.data).resolve()), log=_print)
+                               data_description=str(Path(args.data).resolve()), log=_print,
+                               devices=args.devices)
         _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, tokenizer "
                f"and config in {run.run_dir}")
         if plots.available():
@@ -152,6 +160,10 @@ def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> N
 
 
 def _export(run_dir: Path, out: Path) -> int:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _export_from_another_backend(run_dir, out)
     import export
     from export.verifier import load_representative_ids
     from keras_attn.training import load_run, read_results
@@ -166,6 +178,32 @@ def _export(run_dir: Path, out: Path) -> int:
            f"{time.perf_counter() - start:.1f} s")
     _print_left_out(result.onnxruntime_files)
     _print(result.parity.table())
+    return EXIT_OK
+
+
+def _export_from_another_backend(run_dir: Path, out: Path) -> int:
+    """JAX or torch: the export runs on TensorFlow in a child process; then the model as
+    trained here is compared with the exported ONNX file (`keras_attn.backend_export`)."""
+    import keras
+
+    from keras_attn.backend_export import export_in_tensorflow, parity_with_backend
+    from keras_attn.training import load_run
+
+    before = set(out.iterdir()) if out.is_dir() else set()
+    code = export_in_tensorflow(run_dir, out)
+    if code != EXIT_OK:
+        return code
+    written = sorted(path for path in set(out.iterdir()) - before if path.name.isdigit())
+    if len(written) != 1:
+        raise RuntimeError(f"Expected one new version folder in {out} after the export. "
+                           f"Received: {[path.name for path in written]}")
+    parity = parity_with_backend(load_run(run_dir)[0], written[0])
+    _print(f"[export] parity against {keras.backend.backend()} (the backend that trained it) "
+           f"vs model.onnx: max |diff| {parity['max_abs_diff']:.2e} over {parity['cases']} "
+           f"batches (tolerance {parity['tolerance']:.3g})")
+    if not parity["ok"]:
+        raise RuntimeError(f"The export disagrees with the {keras.backend.backend()} model "
+                           f"beyond the tolerance: {parity}")
     return EXIT_OK
 
 

@@ -24,6 +24,8 @@ from export.verifier import REPRESENTATIVE_FILENAME, save_representative_ids
 from keras_attn.buckets import LengthBatches
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
+from keras_attn.distribution import data_parallel
+from keras_attn.distribution import reset as reset_distribution
 from keras_attn.models import build_classifier, load_model
 
 # A run folder and an export version folder name the model and the tokenizer alike.
@@ -156,6 +158,7 @@ def train_classifier(
     callbacks: list[keras.callbacks.Callback] | None = None,
     log: Callable[[str], None] = lambda line: None,
     verbose: int = 1,
+    devices: int = 1,
 ) -> TrainedRun:
     """Fits a tokenizer and a classifier; keeps the best model by validation loss.
 
@@ -168,6 +171,8 @@ def train_classifier(
         callbacks: extra Keras callbacks.
         log: where progress lines go.
         verbose: Keras's `fit` verbosity (1: the progress bar).
+        devices: data-parallel over this many local devices (`keras_attn.distribution`);
+            the batch size stays the global batch. Recorded in `run.json` with the backend.
 
     Returns:
         A `TrainedRun`.
@@ -180,7 +185,8 @@ def train_classifier(
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
               "class_names": train.class_names, "num_train": len(train),
-              "data_sha256": _fingerprint(train, validation)}
+              "data_sha256": _fingerprint(train, validation),
+              "backend": keras.backend.backend(), "devices": devices}
     resuming = prepare_run_folder(run_dir, record, overwrite)
     resumed_from = _resumed_epoch(run_dir) if resuming else 0
     if resuming and (run_dir / TOKENIZER_FILE).is_file():
@@ -196,13 +202,16 @@ def train_classifier(
         log(f"Resuming the interrupted run in {run_dir} after epoch {resumed_from}.")
 
     keras.utils.set_random_seed(settings.seed)
-    model = build_classifier(config)
-    model.compile(
-        optimizer=keras.optimizers.AdamW(settings.learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        jit_compile=settings.jit_compile,
-    )
+    # The model is built and compiled under the distribution (a MirroredStrategy's scope on
+    # TensorFlow); JAX's stays set for `fit` until reset.
+    with data_parallel(devices):
+        model = build_classifier(config)
+        model.compile(
+            optimizer=keras.optimizers.AdamW(settings.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            jit_compile=settings.jit_compile,
+        )
     # A resumed run keeps the best model so far: its checkpoint only replaces a better loss.
     best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
         if resumed_from else None
@@ -222,8 +231,12 @@ def train_classifier(
     train_batches = LengthBatches(x_train, train.labels, settings.batch_size, seed=settings.seed)
     train_batches.epoch = resumed_from
     val_batches = LengthBatches(x_val, validation.labels, settings.batch_size, shuffle=False)
-    model.fit(train_batches.dataset(), validation_data=val_batches.dataset(), shuffle=False,
-              epochs=settings.epochs, callbacks=fit_callbacks, verbose=verbose)
+    try:
+        model.fit(train_batches.dataset(), validation_data=val_batches.dataset(),
+                  shuffle=False, epochs=settings.epochs, callbacks=fit_callbacks,
+                  verbose=verbose)
+    finally:
+        reset_distribution()
 
     best = load_model(run_dir / MODEL_FILE)
     # The checkpoint was written by a model compiled for training, perhaps with
