@@ -16,6 +16,7 @@ import numpy as np
 from export.versions import next_version
 from keras_attn.config import TrainSettings
 from keras_attn.data import encode_texts, split_train_validation
+from keras_attn.lm_demo import run_language_model_demo
 from keras_attn.tasks import ANIMALS, OBJECTS, make_reference_task
 from keras_attn.timing import phase
 from keras_attn.training import train_classifier
@@ -94,10 +95,14 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
                 title=f"block {layer}, head {head}: {sentence}"))
         else:
             log(f"skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
+    with phase("language model", seconds, log):  # keras_attn.lm_demo: Keras == onnxruntime
+        language_model = run_language_model_demo(
+            train.texts, out / "runs" / "demo_lm" / str(next_version(out / "runs" / "demo_lm")),
+            seed=seed, log=log)
     max_diff = max(pair.max_abs_diff for pair in result.parity.pairs)
     tolerance = min(pair.tolerance for pair in result.parity.pairs)
-    return DemoReport(accuracy, run_dir, result.path, max_diff, tolerance, verification.ok,
-                      figures, seconds)
+    return DemoReport(accuracy, run_dir, result.path, max_diff, tolerance,
+                      verification.ok and language_model.identical, figures, seconds)
 
 
 def _head_watching_the_nouns(maps: list[np.ndarray], tokens: list[str]) -> tuple[int, int]:

@@ -274,6 +274,10 @@ def train_language_model(
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
     x_train, y_train = pack_windows(token_stream(tokenizer, train_texts), settings.max_len,
                                     "training")
+    # Whole batches only: a last, smaller batch would trace the training step a second time
+    # (seconds on a small model, for fewer than batch_size windows at the stream's end).
+    whole = max(settings.batch_size, len(x_train) - len(x_train) % settings.batch_size)
+    x_train, y_train = x_train[:whole], y_train[:whole]
     x_val, y_val = pack_windows(token_stream(tokenizer, validation_texts), settings.max_len,
                                 "validation")
     resuming = prepare_run_folder(run_dir, record, overwrite)

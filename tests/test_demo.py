@@ -15,8 +15,14 @@ def test_demo_end_to_end(tmp_path, capsys):
          "--examples", "600", "--epochs", "2"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    for phase in ("data", "train", "evaluate", "export", "verify", "plots"):
+    for phase in ("data", "train", "evaluate", "export", "verify", "plots", "language model"):
         assert f"[{phase}] done in" in result.stdout
+    # The tiny language model's greedy continuation, from Keras and from onnxruntime.
+    greedy = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+              for line in result.stdout.splitlines() if line.startswith("greedy, ")}
+    assert greedy.keys() == {"greedy, Keras", "greedy, onnxruntime"}
+    assert greedy["greedy, Keras"] == greedy["greedy, onnxruntime"]
+    assert greedy["greedy, Keras"].startswith("the cat was near the ")
     assert "held-out test accuracy :" in result.stdout and "verify                 : passed" \
         in result.stdout
     run, version = tmp_path / "runs" / "demo" / "1", tmp_path / "saved_models" / "demo" / "1"
