@@ -44,6 +44,7 @@ import keras  # noqa: E402
 
 import keras_attn as ka  # noqa: E402
 from benchmarks import (  # noqa: E402
+    backend_speed,
     generation_speed,
     inference,
     lengths,
@@ -184,6 +185,7 @@ def run(config_name: str, quick: bool) -> dict:
     results["goals"] = report.judge_goals(results)
     results["tokenizer"] = tokenizer_speed.measure_tokenizer_speed(quick)
     results["generation"] = generation_speed.measure_generation_speed(quick)
+    results["backends"] = backend_speed.measure_backend_speed(config, quick)
     return results
 
 
@@ -254,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(results))
     print(tokenizer_speed.markdown(results["tokenizer"]))
     print(generation_speed.markdown(results["generation"]))
+    print(backend_speed.markdown(results["backends"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
