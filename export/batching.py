@@ -1,14 +1,14 @@
 """Dynamic batching: token-id requests that arrive together run through onnxruntime together.
 
 A request is a checked int32 batch `[n, length]` (see `export.inputs.check_token_ids`). The
-batcher queues its rows. Whenever one of its `threads` is free it takes up to `max_batch_size`
-queued rows of similar length (always including the oldest row, so none waits forever), pads
-them with id 0 to their own longest row and runs them as one batch. While every thread is busy,
-requests queue up, so under load batches grow by themselves; `max_queue_delay_ms` also makes a
-free thread wait that long for more rows before it runs fewer than `max_batch_size` (0, the
-default, never waits: at low load a request runs at once). Two threads run two batches on two
-cores; onnxruntime releases the GIL while it computes. Rows come back to their own request, cut
-to that request's length.
+batcher queues its rows. Whenever one of its `threads` is free it takes queued rows of similar
+length (always including the oldest row, so none waits forever): its share of the queue among
+the free threads, at most `max_batch_size`. It pads them with id 0 to their own longest row and
+runs them as one batch; two threads run two batches on two cores (onnxruntime releases the GIL
+while it computes). While every thread is busy, requests queue up, so under load batches grow
+by themselves. `max_queue_delay_ms` makes a free thread also wait for more rows, until the
+oldest queued row has waited that long (0, the default, never waits: at low load a request runs
+at once). Rows come back to their own request, cut to that request's length.
 
 A row's answer does not depend on its batch-mates or on padding (the export's parity battery
 checks both), so batching changes no result beyond float rounding. With `max_batch_size=1`
@@ -34,6 +34,7 @@ from export.inputs import PADDING_ID
 class _Request:
     ids: np.ndarray  # int32 [n, length]
     future: asyncio.Future
+    arrived: float  # event-loop time of submit
     rows: list[np.ndarray | None] = dataclasses.field(default_factory=list)
     missing: int = 0
 
@@ -76,6 +77,7 @@ class DynamicBatcher:
         self._free: asyncio.Semaphore | None = None
         self._loop_task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
+        self._busy = 0  # batches running now
 
     async def submit(self, ids: np.ndarray) -> np.ndarray:
         """Logits for `ids` (int32 `[n, length]`, already checked), once its rows have run.
@@ -84,8 +86,8 @@ class DynamicBatcher:
             float32 `[n, ...]`, as `run(ids)` would give.
         """
         self._start()
-        request = _Request(ids, asyncio.get_running_loop().create_future(),
-                           [None] * len(ids), len(ids))
+        loop = asyncio.get_running_loop()
+        request = _Request(ids, loop.create_future(), loop.time(), [None] * len(ids), len(ids))
         self._pending.extend((request, row) for row in range(len(ids)))
         self._arrived.set()
         return await request.future
@@ -111,7 +113,9 @@ class DynamicBatcher:
             await self._arrived.wait()
             await self._free.acquire()  # a thread is free: gather a batch for it
             if len(self._pending) < self.max_batch_size and self.max_queue_delay > 0:
-                deadline = asyncio.get_running_loop().time() + self.max_queue_delay
+                # The delay counts from the oldest row's arrival: rows left over from the
+                # last batch have waited already.
+                deadline = self._pending[0][0].arrived + self.max_queue_delay
                 while len(self._pending) < self.max_batch_size:
                     remaining = deadline - asyncio.get_running_loop().time()
                     if remaining <= 0:
@@ -121,21 +125,27 @@ class DynamicBatcher:
                         await asyncio.wait_for(self._arrived.wait(), remaining)
                     except asyncio.TimeoutError:
                         break
-            rows = self._take()
-            if not self._pending:
+            rows = self._take(idle=self.threads - self._busy)
+            self._busy += 1
+            if self._pending:  # rows left for the next free thread
+                self._arrived.set()
+            else:
                 self._arrived.clear()
             task = asyncio.get_running_loop().create_task(self._run_batch(rows))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    def _take(self) -> list[tuple[_Request, int]]:
-        """The next batch: up to `max_batch_size` queued rows of similar length, always
-        including the oldest row (so that no row waits behind ever newer ones)."""
+    def _take(self, idle: int) -> list[tuple[_Request, int]]:
+        """The next batch: queued rows of similar length, always including the oldest row (so
+        that no row waits behind ever newer ones). Its size is the queue shared among the
+        `idle` threads, at most `max_batch_size`: rows that could run now on a free core are
+        not made to wait for one batch on one core."""
+        size = min(self.max_batch_size, -(-len(self._pending) // max(1, idle)))
         oldest = self._pending[0]
         by_length = sorted(self._pending, key=lambda item: item[0].ids.shape[1])
         start = next(i for i, item in enumerate(by_length) if item is oldest)
-        start = max(0, min(start, len(by_length) - self.max_batch_size))
-        rows = by_length[start: start + self.max_batch_size]
+        start = max(0, min(start, len(by_length) - size))
+        rows = by_length[start: start + size]
         taken = {id(item) for item in rows}
         self._pending = [item for item in self._pending if id(item) not in taken]
         return rows
@@ -163,4 +173,5 @@ class DynamicBatcher:
                 if request.missing == 0 and not request.future.done():
                     request.future.set_result(np.stack(request.rows))
         finally:
+            self._busy -= 1
             self._free.release()
