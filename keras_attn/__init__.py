@@ -27,6 +27,7 @@ _LAZY = {
     "model_task": "keras_attn.models",
     "load_model": "keras_attn.models",
     "rebuild": "keras_attn.models",
+    "CheckedModel": "keras_attn.checked_model",
     "attention_maps": "keras_attn.attention_maps",
     "generate": "keras_attn.generation",
     "CachedDecoder": "keras_attn.generation",

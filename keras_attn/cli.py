@@ -33,7 +33,7 @@ BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_attn.config import TOKENIZER_MODELS, TrainSettings
+    from keras_attn.config import CLASS_WEIGHTS, TOKENIZER_MODELS, TrainSettings
 
     parser = argparse.ArgumentParser(
         prog="keras-attn", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
 
     training_flags(train)
+    train.add_argument("--warmup-epochs", type=float, default=TrainSettings().warmup_epochs,
+                       help="linear learning-rate warm-up over this many epochs, then cosine "
+                            "decay to 0 by the last epoch; 0: a constant learning rate")
+    train.add_argument("--class-weight", choices=CLASS_WEIGHTS,
+                       default=TrainSettings().class_weight,
+                       help="'balanced' weighs each class by n / (classes x its count)")
     from keras_attn.backends import BACKENDS
 
     train.add_argument("--backend", choices=BACKENDS, default=None,

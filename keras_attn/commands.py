@@ -56,7 +56,8 @@ FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "-
                  "ff_dim": "--ff-dim", "num_layers": "--layers", "dropout": "--dropout",
                  "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
                  "batch_size": "--batch-size",
-                 "learning_rate": "--learning-rate", "patience": "--patience"}
+                 "learning_rate": "--learning-rate", "patience": "--patience",
+                 "warmup_epochs": "--warmup-epochs", "class_weight": "--class-weight"}
 
 
 def _settings_from_flags(args: argparse.Namespace):
@@ -70,7 +71,9 @@ def _settings_from_flags(args: argparse.Namespace):
             tokenizer=args.tokenizer, vocab_size=args.vocab_size, epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
-            jit_compile=not args.no_jit)
+            jit_compile=not args.no_jit, **{
+                field: getattr(args, field) for field in ("warmup_epochs", "class_weight")
+                if hasattr(args, field)})
     except ValueError as error:
         message = str(error)
         for field, flag in FLAG_OF_FIELD.items():

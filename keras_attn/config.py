@@ -9,6 +9,8 @@ from export.tokenizer import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
 from export.tokenizer import MODELS as TOKENIZER_MODELS
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+# "balanced": each class weighs n / (classes * count), as scikit-learn's class_weight="balanced".
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def check_positive_int(name: str, value: Any) -> None:
@@ -149,6 +151,8 @@ class TrainSettings:
     epochs: int = 20
     batch_size: int = 32
     learning_rate: float = 1e-3
+    warmup_epochs: float = 0.0
+    class_weight: str = "none"
     patience: int = 3
     seed: int = 0
     jit_compile: bool = True
@@ -169,6 +173,13 @@ class TrainSettings:
                 f"learning_rate must be a number above 0. Received: "
                 f"learning_rate={self.learning_rate!r}"
             )
+        if isinstance(self.warmup_epochs, bool) or not isinstance(
+                self.warmup_epochs, (int, float)) or not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must be a number in [0, epochs={self.epochs}). "
+                             f"Received: warmup_epochs={self.warmup_epochs!r}")
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}. "
+                             f"Received: class_weight={self.class_weight!r}")
         check_bool("jit_compile", self.jit_compile)
         self.model_config(vocab_size=2, num_classes=2)  # the model fields, checked now
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from export.manifest import KERAS_FILENAME as MODEL_FILE
 from export.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
@@ -207,7 +208,8 @@ def train_classifier(
     with data_parallel(devices):
         model = build_classifier(config)
         model.compile(
-            optimizer=keras.optimizers.AdamW(settings.learning_rate),
+            optimizer=keras.optimizers.AdamW(learning_rate_schedule(
+                settings, steps_per_epoch=-(-len(train) // settings.batch_size))),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
             jit_compile=settings.jit_compile,
@@ -234,7 +236,7 @@ def train_classifier(
     try:
         model.fit(train_batches.dataset(), validation_data=val_batches.dataset(),
                   shuffle=False, epochs=settings.epochs, callbacks=fit_callbacks,
-                  verbose=verbose)
+                  class_weight=class_weights(train, settings.class_weight), verbose=verbose)
     finally:
         reset_distribution()
 
@@ -254,6 +256,29 @@ def train_classifier(
     accuracy = best.evaluate(val_batches.dataset(), verbose=0, return_dict=True)["accuracy"]
     return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
                       resumed_from, float(accuracy))
+
+
+def learning_rate_schedule(settings: TrainSettings, steps_per_epoch: int):
+    """The learning rate: `settings.learning_rate` throughout when `warmup_epochs` is 0; else
+    a linear warm-up from 0 over `warmup_epochs`, then a cosine decay to 0 by the last epoch
+    (`keras.optimizers.schedules.CosineDecay` with its warm-up)."""
+    if not settings.warmup_epochs:
+        return settings.learning_rate
+    warmup = max(1, round(settings.warmup_epochs * steps_per_epoch))
+    total = max(warmup + 1, settings.epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=settings.learning_rate,
+        warmup_steps=warmup)
+
+
+def class_weights(train: TextDataset, mode: str) -> dict[int, float] | None:
+    """None for "none"; for "balanced", class c weighs n / (classes * count_c), so that every
+    class counts as much in the loss whatever its share of the data."""
+    if mode == "none":
+        return None
+    counts = np.bincount(train.labels, minlength=len(train.class_names))
+    return {c: float(len(train) / (len(counts) * count)) for c, count in enumerate(counts)
+            if count}
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, Tokenizer, list[str]]:

@@ -132,3 +132,35 @@ def test_the_run_leaves_a_model_that_predicts_without_xla(tmp_path):
     vocab_size = config_from_model(loaded).vocab_size
     with pytest.raises(Exception, match=rf"token_ids must lie in \[0, vocab_size={vocab_size}\)"):
         loaded.predict(np.array([[2, vocab_size, 3]]), verbose=0)
+
+
+def test_learning_rate_is_constant_without_warmup_and_warms_up_then_decays_with_it():
+    from keras_attn.training import learning_rate_schedule
+
+    assert learning_rate_schedule(SETTINGS, steps_per_epoch=10) == SETTINGS.learning_rate
+    schedule = learning_rate_schedule(
+        dataclasses.replace(SETTINGS, learning_rate=2e-3, warmup_epochs=1.0), 10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 25, 39)]
+    assert rates[0] == 0.0 and rates[1] == pytest.approx(1e-3)  # halfway up the warm-up
+    assert rates[2] == pytest.approx(2e-3)  # the peak at the end of the first epoch
+    assert rates[2] > rates[3] > rates[4] > 0  # cosine decay towards 0 by the last epoch
+
+
+def test_balanced_class_weights_make_every_class_count_alike():
+    from keras_attn.training import class_weights
+
+    data = TextDataset(["a"] * 6, np.array([0, 0, 0, 0, 1, 1]), ["big", "small"])
+    assert class_weights(data, "none") is None
+    weights = class_weights(data, "balanced")
+    assert weights == {0: pytest.approx(0.75), 1: pytest.approx(1.5)}
+    assert 4 * weights[0] == pytest.approx(2 * weights[1])  # equal total weight per class
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("warmup_epochs", -1.0, r"warmup_epochs must be a number in \[0, epochs=4\)"),
+    ("warmup_epochs", 4, r"Received: warmup_epochs=4"),
+    ("class_weight", "auto", r"class_weight must be one of \('none', 'balanced'\)"),
+])
+def test_bad_schedule_or_weighting_settings_are_clear_errors(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(SETTINGS, **{field: value})
