@@ -85,6 +85,13 @@ def ids_batch(seed: int = 0, batch: int = 3, length: int = 7) -> np.ndarray:
     return ids
 
 
+def assert_close(answer, expected) -> None:
+    """Equal to `export.runtime` up to float rounding: the server may split a request's rows
+    between two batches, and a row's logits may differ in the last bits with its batch-mates,
+    within the parity tolerance that the export's row-independence check holds them to."""
+    np.testing.assert_allclose(answer, expected, rtol=0, atol=TOLERANCE)
+
+
 def call(server, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
     """(status, JSON answer) of one plain HTTP request."""
     request = urllib.request.Request(server.url + path, data=body, method=method,
@@ -114,7 +121,7 @@ def test_v2_token_ids_equal_the_runtime(client, predictor, datatype, binary):
                for name in ("logits", "label", "probabilities")]
     result = client.infer(NAME, [tensor], outputs=outputs)
     expected = predictor.predict(ids)
-    np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+    assert_close(result.as_numpy("logits"), expected)
     assert result.as_numpy("logits").dtype == np.float32
     labels = [CLASSES[i] for i in expected.argmax(-1)]
     assert [label.decode() if isinstance(label, bytes) else label
@@ -134,7 +141,7 @@ def test_v2_default_outputs_are_binary_and_complete(client, predictor):
     assert sorted(names) == ["label", "logits", "probabilities"]
     assert all("binary_data_size" in output["parameters"]
                for output in result.get_response()["outputs"])
-    np.testing.assert_array_equal(result.as_numpy("logits"), predictor.predict(ids))
+    assert_close(result.as_numpy("logits"), predictor.predict(ids))
 
 
 def test_v2_text_is_tokenized_with_the_exports_tokenizer(client, predictor, tokenizer):
@@ -143,7 +150,7 @@ def test_v2_text_is_tokenized_with_the_exports_tokenizer(client, predictor, toke
     tensor.set_data_from_numpy(texts)
     result = client.infer(NAME, [tensor])
     expected = predictor.predict(tokenizer.encode_batch(TEXTS, predictor.max_len))
-    np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+    assert_close(result.as_numpy("logits"), expected)
     assert [label.decode() for label in result.as_numpy("label")] == [
         CLASSES[i] for i in expected.argmax(-1)]
 
@@ -179,14 +186,14 @@ def test_v1_row_and_columnar_formats(server, predictor, path):
         status, answer = post(server, path, document)
         assert status == 200, answer
         assert list(answer) == [key]
-        np.testing.assert_array_equal(np.asarray(answer[key], np.float32), expected)
+        assert_close(np.asarray(answer[key], np.float32), expected)
 
 
 def test_v1_text_instances(server, predictor, tokenizer):
     status, answer = post(server, f"/v1/models/{NAME}:predict", {"instances": TEXTS})
     assert status == 200, answer
     expected = predictor.predict(tokenizer.encode_batch(TEXTS, predictor.max_len))
-    np.testing.assert_array_equal(np.asarray(answer["predictions"], np.float32), expected)
+    assert_close(np.asarray(answer["predictions"], np.float32), expected)
 
 
 def test_v1_status_and_metadata(server):
@@ -294,7 +301,7 @@ def test_a_new_version_is_served_without_restart(server, client, model_root, pre
             "model_version"] == "1"
         status, answer = call(server, "GET", f"/v1/models/{NAME}")
         assert [entry["version"] for entry in answer["model_version_status"]] == ["2", "1"]
-        np.testing.assert_array_equal(result.as_numpy("logits"), predictor.predict(ids))
+        assert_close(result.as_numpy("logits"), predictor.predict(ids))
     finally:
         shutil.rmtree(model_root / "2")
     status, answer = call(server, "GET", f"/v2/models/{NAME}/versions/2")
@@ -336,5 +343,5 @@ def test_sigterm_lets_requests_in_flight_finish(model_root, predictor):
     assert code == -signal.SIGTERM and "Traceback" not in output, output
     status, answer = answers[0]
     assert status == 200, answer
-    np.testing.assert_array_equal(np.asarray(answer["predictions"], np.float32),
+    assert_close(np.asarray(answer["predictions"], np.float32),
                                   predictor.predict([[5, 6, 7]]))
