@@ -6,12 +6,14 @@ Keras reads `KERAS_BACKEND` once, at `import keras`: a process has one backend. 
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 import sys
 
 BACKENDS = ("tensorflow", "jax", "torch")
 DEFAULT_BACKEND = "tensorflow"
+DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"), "jax": ("jax",),
+                 "torch": ("torch",)}
 INSTALL_HINT = {"tensorflow": "pip install tensorflow", "jax": "pip install 'keras-attn[jax]'",
                 "torch": "pip install 'keras-attn[torch]'"}
 
@@ -25,10 +27,24 @@ def check_backend(name: str) -> str:
     """Raises ValueError unless `name` is a known Keras backend that is installed here."""
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}. Received: backend={name!r}")
-    if importlib.util.find_spec(name) is None:
+    if not _installed(name):
         raise ValueError(f"The {name} backend is not installed; install it with "
                          f"`{INSTALL_HINT[name]}`. Received: backend={name!r}")
     return name
+
+
+def _installed(name: str) -> bool:
+    """Whether the backend's package is installed, read from package metadata: asking the
+    import system (`find_spec`) would trip keras_attn.quiet's one-shot TensorFlow import hook."""
+    if name in sys.modules:
+        return True
+    for distribution in DISTRIBUTIONS[name]:
+        try:
+            importlib.metadata.distribution(distribution)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return False
 
 
 def select_backend(name: str | None, devices: int = 1) -> str:
