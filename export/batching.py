@@ -3,7 +3,7 @@
 A request is a checked int32 batch `[n, length]` (see `export.inputs.check_token_ids`). The
 batcher queues its rows. Whenever one of its `threads` is free it takes queued rows of similar
 length (always including the oldest row, so none waits forever): its share of the queue among
-the free threads, at most `max_batch_size`. It pads them with id 0 to their own longest row and
+the threads, at most `max_batch_size`. It pads them with id 0 to their own longest row and
 runs them as one batch; two threads run two batches on two cores (onnxruntime releases the GIL
 while it computes). While every thread is busy, requests queue up, so under load batches grow
 by themselves. `max_queue_delay_ms` makes a free thread also wait for more rows, until the
@@ -74,10 +74,10 @@ class DynamicBatcher:
         self._executor = concurrent.futures.ThreadPoolExecutor(threads, "batcher")
         self._pending: list[tuple[_Request, int]] = []  # (request, row index), arrival order
         self._arrived: asyncio.Event | None = None
-        self._free: asyncio.Semaphore | None = None
+        self._freed: asyncio.Event | None = None  # set when a batch finishes
+        self._busy = 0  # batches running now
         self._loop_task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
-        self._busy = 0  # batches running now
 
     async def submit(self, ids: np.ndarray) -> np.ndarray:
         """Logits for `ids` (int32 `[n, length]`, already checked), once its rows have run.
@@ -105,13 +105,15 @@ class DynamicBatcher:
     def _start(self) -> None:
         if self._loop_task is None:  # created inside the server's event loop
             self._arrived = asyncio.Event()
-            self._free = asyncio.Semaphore(self.threads)
+            self._freed = asyncio.Event()
             self._loop_task = asyncio.get_running_loop().create_task(self._dispatch())
 
     async def _dispatch(self) -> None:
         while True:
             await self._arrived.wait()
-            await self._free.acquire()  # a thread is free: gather a batch for it
+            while self._busy == self.threads:  # wait for a free thread
+                self._freed.clear()
+                await self._freed.wait()
             if len(self._pending) < self.max_batch_size and self.max_queue_delay > 0:
                 # The delay counts from the oldest row's arrival: rows left over from the
                 # last batch have waited already.
@@ -125,22 +127,23 @@ class DynamicBatcher:
                         await asyncio.wait_for(self._arrived.wait(), remaining)
                     except asyncio.TimeoutError:
                         break
-            rows = self._take(idle=self.threads - self._busy)
-            self._busy += 1
+            # Each thread's share of the queue: on a CPU a bigger batch saves little per row,
+            # so rows are not piled into one batch on one core while the other is free or
+            # frees up soon. Every free thread gets its batch now.
+            share = min(self.max_batch_size, -(-len(self._pending) // self.threads))
+            while self._pending and self._busy < self.threads:
+                self._busy += 1
+                task = asyncio.get_running_loop().create_task(self._run_batch(self._take(share)))
+                self._running.add(task)
+                task.add_done_callback(self._running.discard)
             if self._pending:  # rows left for the next free thread
                 self._arrived.set()
             else:
                 self._arrived.clear()
-            task = asyncio.get_running_loop().create_task(self._run_batch(rows))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
 
-    def _take(self, idle: int) -> list[tuple[_Request, int]]:
-        """The next batch: queued rows of similar length, always including the oldest row (so
-        that no row waits behind ever newer ones). Its size is the queue shared among the
-        `idle` threads, at most `max_batch_size`: rows that could run now on a free core are
-        not made to wait for one batch on one core."""
-        size = min(self.max_batch_size, -(-len(self._pending) // max(1, idle)))
+    def _take(self, size: int) -> list[tuple[_Request, int]]:
+        """The next batch: `size` queued rows of similar length, always including the oldest
+        row (so that no row waits behind ever newer ones)."""
         oldest = self._pending[0]
         by_length = sorted(self._pending, key=lambda item: item[0].ids.shape[1])
         start = next(i for i, item in enumerate(by_length) if item is oldest)
@@ -174,4 +177,4 @@ class DynamicBatcher:
                     request.future.set_result(np.stack(request.rows))
         finally:
             self._busy -= 1
-            self._free.release()
+            self._freed.set()
