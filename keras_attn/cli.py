@@ -91,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
 
     training_flags(train)
-    train.add_argument("--warmup-epochs", type=float, default=TrainSettings().warmup_epochs,
-                       help="linear learning-rate warm-up over this many epochs, then cosine "
-                            "decay to 0 by the last epoch; 0: a constant learning rate")
+    train.add_argument("--warmup-fraction", type=float, default=TrainSettings().warmup_fraction,
+                       help="linear learning-rate warm-up over this share of the run's steps, "
+                            "then cosine decay to 0 by the last epoch; 0: a constant learning "
+                            f"rate; default {TrainSettings().warmup_fraction}")
     train.add_argument("--class-weight", choices=CLASS_WEIGHTS,
                        default=TrainSettings().class_weight,
-                       help="'balanced' weighs each class by n / (classes x its count)")
+                       help="'balanced' weighs each class by n / (classes x its count); "
+                            f"default {TrainSettings().class_weight}")
     from keras_attn.backends import BACKENDS
 
     train.add_argument("--backend", choices=BACKENDS, default=None,

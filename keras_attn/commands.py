@@ -57,7 +57,7 @@ FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "-
                  "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
                  "batch_size": "--batch-size",
                  "learning_rate": "--learning-rate", "patience": "--patience",
-                 "warmup_epochs": "--warmup-epochs", "class_weight": "--class-weight"}
+                 "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight"}
 
 
 def _settings_from_flags(args: argparse.Namespace):
@@ -72,7 +72,7 @@ def _settings_from_flags(args: argparse.Namespace):
             batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
             jit_compile=not args.no_jit, **{
-                field: getattr(args, field) for field in ("warmup_epochs", "class_weight")
+                field: getattr(args, field) for field in ("warmup_fraction", "class_weight")
                 if hasattr(args, field)})
     except ValueError as error:
         message = str(error)

@@ -137,10 +137,12 @@ class TrainSettings:
     The model's shape comes from here and from the data (vocabulary size, class count).
     """
 
-    max_len: int = 64
-    d_model: int = 32
+    # Defaults measured on real text (README "Defaults, measured"): 12-language identification
+    # on the fortune corpora rose from 0.973 to 0.989-0.991 with these.
+    max_len: int = 128
+    d_model: int = 64
     num_heads: int = 2
-    ff_dim: int = 64
+    ff_dim: int = 128
     num_layers: int = 2
     dropout: float = 0.1
     attention_dropout: float = 0.0
@@ -150,10 +152,10 @@ class TrainSettings:
     vocab_size: int = DEFAULT_VOCAB_SIZE
     epochs: int = 20
     batch_size: int = 32
-    learning_rate: float = 1e-3
-    warmup_epochs: float = 0.0
-    class_weight: str = "none"
-    patience: int = 3
+    learning_rate: float = 2e-3
+    warmup_fraction: float = 0.05
+    class_weight: str = "balanced"
+    patience: int = 6
     seed: int = 0
     jit_compile: bool = True
 
@@ -173,10 +175,11 @@ class TrainSettings:
                 f"learning_rate must be a number above 0. Received: "
                 f"learning_rate={self.learning_rate!r}"
             )
-        if isinstance(self.warmup_epochs, bool) or not isinstance(
-                self.warmup_epochs, (int, float)) or not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"warmup_epochs must be a number in [0, epochs={self.epochs}). "
-                             f"Received: warmup_epochs={self.warmup_epochs!r}")
+        if isinstance(self.warmup_fraction, bool) or not isinstance(
+                self.warmup_fraction, (int, float)) or not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"warmup_fraction must be a number in [0, 1), the share of the "
+                             f"run's steps spent warming up. "
+                             f"Received: warmup_fraction={self.warmup_fraction!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}. "
                              f"Received: class_weight={self.class_weight!r}")

@@ -33,8 +33,8 @@ def _encode(config: ModelConfig, use_causal_mask: bool):
             config.num_heads,
             config.ff_dim,
             dropout=config.dropout,
-            activation=config.activation,
             attention_dropout=config.attention_dropout,
+            activation=config.activation,
             norm_first=config.norm_first,
             use_causal_mask=use_causal_mask,
             name=f"block_{index}",
@@ -121,9 +121,9 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         num_layers=len(blocks),
         num_classes=int(model.outputs[0].shape[-1]),
         dropout=block.dropout,
+        attention_dropout=block.attention_dropout,
         activation=block.activation,
         norm_first=block.norm_first,
-        attention_dropout=block.attention_dropout,
     )
 
 

@@ -259,13 +259,14 @@ def train_classifier(
 
 
 def learning_rate_schedule(settings: TrainSettings, steps_per_epoch: int):
-    """The learning rate: `settings.learning_rate` throughout when `warmup_epochs` is 0; else
-    a linear warm-up from 0 over `warmup_epochs`, then a cosine decay to 0 by the last epoch
+    """The learning rate: `settings.learning_rate` throughout when `warmup_fraction` is 0;
+    else a linear warm-up from 0 over that share of the run's steps (`epochs` x
+    `steps_per_epoch`), then a cosine decay to 0 by the last epoch
     (`keras.optimizers.schedules.CosineDecay` with its warm-up)."""
-    if not settings.warmup_epochs:
+    if not settings.warmup_fraction:
         return settings.learning_rate
-    warmup = max(1, round(settings.warmup_epochs * steps_per_epoch))
-    total = max(warmup + 1, settings.epochs * steps_per_epoch)
+    total = max(2, settings.epochs * steps_per_epoch)
+    warmup = min(total - 1, max(1, round(settings.warmup_fraction * total)))
     return keras.optimizers.schedules.CosineDecay(
         0.0, decay_steps=total - warmup, warmup_target=settings.learning_rate,
         warmup_steps=warmup)

@@ -137,10 +137,11 @@ def test_the_run_leaves_a_model_that_predicts_without_xla(tmp_path):
 def test_learning_rate_is_constant_without_warmup_and_warms_up_then_decays_with_it():
     from keras_attn.training import learning_rate_schedule
 
-    assert learning_rate_schedule(SETTINGS, steps_per_epoch=10) == SETTINGS.learning_rate
+    constant = dataclasses.replace(SETTINGS, warmup_fraction=0.0)
+    assert learning_rate_schedule(constant, steps_per_epoch=10) == constant.learning_rate
     schedule = learning_rate_schedule(
-        dataclasses.replace(SETTINGS, learning_rate=2e-3, warmup_epochs=1.0), 10)
-    rates = [float(schedule(step)) for step in (0, 5, 10, 25, 39)]
+        dataclasses.replace(SETTINGS, learning_rate=2e-3, warmup_fraction=0.25), 10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 25, 39)]  # 4 epochs of 10 steps
     assert rates[0] == 0.0 and rates[1] == pytest.approx(1e-3)  # halfway up the warm-up
     assert rates[2] == pytest.approx(2e-3)  # the peak at the end of the first epoch
     assert rates[2] > rates[3] > rates[4] > 0  # cosine decay towards 0 by the last epoch
@@ -157,8 +158,8 @@ def test_balanced_class_weights_make_every_class_count_alike():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("warmup_epochs", -1.0, r"warmup_epochs must be a number in \[0, epochs=4\)"),
-    ("warmup_epochs", 4, r"Received: warmup_epochs=4"),
+    ("warmup_fraction", -0.1, r"warmup_fraction must be a number in \[0, 1\)"),
+    ("warmup_fraction", 1, r"Received: warmup_fraction=1"),
     ("class_weight", "auto", r"class_weight must be one of \('none', 'balanced'\)"),
 ])
 def test_bad_schedule_or_weighting_settings_are_clear_errors(field, value, message):
