@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,9 +247,15 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    # one record per "\n" / "\r\n" line: JSON strings may hold U+2028 (see split_lines)
+def jsonl_records(path: Path) -> Iterator[tuple[dict, str]]:
+    """Each JSON object of a .jsonl file, with where it stands ("line N of 'path'").
+
+    One record per "\n" / "\r\n" line (JSON strings may hold U+2028: see `split_lines`);
+    blank lines are skipped.
+
+    Raises:
+        DataError: a line that is not valid JSON, or not a JSON object, naming the line.
+    """
     for number, line in enumerate(split_lines(_read_text(path)), start=1):
         where = f"line {number} of '{path}'"
         if not line.strip():
@@ -262,6 +268,12 @@ def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[s
         if not isinstance(record, dict):
             raise DataError(f"Each line must be one JSON object. Received: "
                             f"{type(record).__name__} at {where}")
+        yield record, where
+
+
+def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for record, where in jsonl_records(path):
         _check_columns(list(record), text_column, label_column, where)
         if not isinstance(record[text_column], str):
             raise DataError(f"The text must be a string. Received: "

@@ -36,13 +36,10 @@ import numpy as np
 from export.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from export.verifier import save_representative_ids
 from keras_attn.config import TrainSettings
-from keras_attn.data import DataError, _read_text, split_lines
+from keras_attn.data import DataError, _read_text, jsonl_records, split_lines
 from keras_attn.models import build_language_model, load_model
 from keras_attn.training import (
-    BACKUP_DIR,
     CONFIG_FILE,
-    HISTORY_FILE,
-    LOGS_DIR,
     MODEL_FILE,
     RESULTS_KEY,
     RUN_FILE,
@@ -50,6 +47,7 @@ from keras_attn.training import (
     _resumed_epoch,
     prepare_run_folder,
     read_history,
+    run_callbacks,
 )
 
 ACCEPTED = ("a folder of .txt files (one text per file), a .txt file (one text per line), "
@@ -109,19 +107,11 @@ def _csv_texts(path: Path, text_column: str) -> list[str]:
 
 def _jsonl_texts(path: Path, text_column: str) -> list[str]:
     texts = []
-    for number, line in enumerate(split_lines(_read_text(path)), start=1):
-        where = f"line {number} of '{path}'"
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(f"Each line must be one JSON object; this one is not valid JSON "
-                            f"({error.msg}). Received: {where}") from None
-        if not isinstance(record, dict) or not isinstance(record.get(text_column), str):
+    for record, where in jsonl_records(path):
+        if not isinstance(record.get(text_column), str):
             raise DataError(f"Each line must be a JSON object with a string under "
-                            f"'{text_column}' (set --text-column). Received: {line[:80]!r} at "
-                            f"{where}")
+                            f"'{text_column}' (set --text-column). Received: "
+                            f"{str(record)[:80]!r} at {where}")
         texts.append(record[text_column])
     return texts
 
@@ -294,20 +284,9 @@ def train_language_model(
     model.compile(optimizer=keras.optimizers.AdamW(settings.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=settings.jit_compile)
-    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
-        if resumed_from else None
-    fit_callbacks = [
-        Perplexity(),
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_so_far),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
-        *(callbacks or []),
-    ]
+    # Perplexity first: the CSV log and TensorBoard then record it with each epoch.
+    fit_callbacks = [Perplexity(), *run_callbacks(run_dir, settings.patience, resumed_from,
+                                                  callbacks)]
     model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=settings.epochs,
               batch_size=settings.batch_size, shuffle=True, callbacks=fit_callbacks,
               verbose=verbose)

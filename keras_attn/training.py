@@ -214,20 +214,7 @@ def train_classifier(
             metrics=["accuracy"],
             jit_compile=settings.jit_compile,
         )
-    # A resumed run keeps the best model so far: its checkpoint only replaces a better loss.
-    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
-        if resumed_from else None
-    fit_callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=settings.patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_so_far),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
-        *(callbacks or []),
-    ]
+    fit_callbacks = run_callbacks(run_dir, settings.patience, resumed_from, callbacks)
     # Batches of similar length, each padded only to its bucket (keras_attn.buckets): a
     # resumed run goes on with the plans of the epochs it had not run.
     train_batches = LengthBatches(x_train, train.labels, settings.batch_size, seed=settings.seed)
@@ -256,6 +243,27 @@ def train_classifier(
     accuracy = best.evaluate(val_batches.dataset(), verbose=0, return_dict=True)["accuracy"]
     return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
                       resumed_from, float(accuracy))
+
+
+def run_callbacks(run_dir: Path, patience: int, resumed_from: int,
+                  extra: list[keras.callbacks.Callback] | None = None,
+                  ) -> list[keras.callbacks.Callback]:
+    """What every run folder's `fit` gets: resume after a kill (`backup/`), early stopping on
+    validation loss, the best model kept (`model.keras`; a resumed run's checkpoint replaces
+    only a loss better than the best so far), `history.csv` and TensorBoard `logs/`."""
+    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
+        if resumed_from else None
+    return [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
+        *(extra or []),
+    ]
 
 
 def learning_rate_schedule(settings: TrainSettings, steps_per_epoch: int):

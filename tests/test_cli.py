@@ -240,11 +240,11 @@ def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
         "import json\nimport numpy as np\nfrom export import runtime\n"
         "from keras_attn import cli\n"
         "sent = []\n"
-        "real_predict = runtime.Predictor.predict\n"
-        "def spy(self, ids):\n"
+        "real_predict = runtime.Predictor.predict_by_length\n"
+        "def spy(self, ids, **kwargs):\n"
         "    sent.append(np.asarray(ids).tolist())\n"
-        "    return real_predict(self, ids)\n"
-        "runtime.Predictor.predict = spy\n"
+        "    return real_predict(self, ids, **kwargs)\n"
+        "runtime.Predictor.predict_by_length = spy\n"
         "assert cli.main(['predict', sys.argv[2], *json.loads(sys.argv[3])]) == 0\n"
         "print('IDS', json.dumps(sent[0]))\n")
     result = run_python(code, "tensorflow,keras", str(serving_dir), json.dumps(corpus))

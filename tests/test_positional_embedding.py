@@ -16,6 +16,7 @@ def test_matches_token_plus_position_tables(batch, n, d, seed):
     rng = np.random.default_rng(seed)
     layer = ka.PositionalEmbedding(vocab_size=20, max_len=12, d_model=d)
     ids = rng.integers(0, 20, size=(batch, n)).astype("int32")
+    ids[:, 0] = rng.integers(1, 20, size=batch)  # padding anywhere else; never a row of it only
     out = layer(ids)
     token_table, position_table = layer.get_weights()
     assert token_table.shape == (20, d) and position_table.shape == (12, d)
