@@ -111,10 +111,15 @@ def test_ci_installs_the_minimums_and_runs_tests_with_them():
     assert any(line.startswith(".venv-min/bin/python -m pytest ") for line in minimum)
 
 
+# jax 0.10.2, the jax extra's lower bound, needs numpy>=2 while the core's lowest numpy is 1.26:
+# the minimum-versions venv cannot hold both, so it leaves that one extra out.
+LEFT_OUT = {".ci/run": set(), ".ci/run-minimum": {"jax"}}
+
+
 @pytest.mark.parametrize("script", [".ci/run", ".ci/run-minimum"])
 def test_ci_installs_every_extra(script):
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    extras = set(project.get("optional-dependencies", {}))
+    extras = set(project.get("optional-dependencies", {})) - LEFT_OUT[script]
     installs = [line for line in commands(script) if "pip install" in line and "-e " in line]
     assert len(installs) == 1, installs
     installed = re.search(r'-e "\.\[([^\]]*)\]"', installs[0])
