@@ -41,12 +41,12 @@ from keras_attn.models import build_language_model, load_model
 from keras_attn.training import (
     CONFIG_FILE,
     MODEL_FILE,
-    RESULTS_KEY,
     RUN_FILE,
     TOKENIZER_FILE,
     _resumed_epoch,
     prepare_run_folder,
     read_history,
+    records_run,
     run_callbacks,
 )
 
@@ -215,9 +215,7 @@ def _interrupted(run_dir: Path, record: dict) -> bool:
     if not (run_dir / RUN_FILE).is_file() or not (run_dir / TOKENIZER_FILE).is_file() \
             or (run_dir / CONFIG_FILE).exists():
         return False
-    stored = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    stored.pop(RESULTS_KEY, None)
-    return stored == record
+    return records_run(run_dir, record)
 
 
 def train_language_model(

@@ -72,9 +72,7 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     """
     record_path = run_dir / RUN_FILE
     if record_path.exists():
-        stored = json.loads(record_path.read_text(encoding="utf-8"))
-        stored.pop(RESULTS_KEY, None)  # what a finished run measured is not its identity
-        same = stored == run_record
+        same = records_run(run_dir, run_record)
         if same and not (run_dir / CONFIG_FILE).exists():
             return True  # the same run, interrupted: resume it
         if same and not overwrite:
@@ -97,6 +95,14 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     run_dir.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(run_record, indent=2) + "\n", encoding="utf-8")
     return False
+
+
+def records_run(run_dir: Path, run_record: dict) -> bool:
+    """Whether `run_dir/run.json` records this run: the same settings and data. What a
+    finished run measured ("results") is not part of its identity."""
+    stored = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    stored.pop(RESULTS_KEY, None)
+    return stored == run_record
 
 
 def record_results(run_dir: str | Path, results: dict) -> None:
