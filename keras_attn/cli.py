@@ -81,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--tokenizer", choices=TOKENIZER_MODELS, default=defaults.tokenizer,
                          help=f"the tokenizer's model, trained on the training split; "
                               f"default {defaults.tokenizer}")
-        sub.add_argument("--dropout", type=float, default=defaults.dropout)
+        sub.add_argument("--dropout", type=float, default=defaults.dropout,
+                         help="dropout on the embeddings and each sub-layer's output, in "
+                              f"[0, 1); default {defaults.dropout}")
+        sub.add_argument("--attention-dropout", type=float,
+                         default=defaults.attention_dropout,
+                         help="dropout on the attention weights [batch, heads, n, n], in "
+                              f"[0, 1); default {defaults.attention_dropout}")
         sub.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
         sub.add_argument("--seed", type=int, default=defaults.seed)
         sub.add_argument("--no-jit", action="store_true",

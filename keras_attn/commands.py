@@ -53,7 +53,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "--heads",
-                 "ff_dim": "--ff-dim", "num_layers": "--layers", "dropout": "--dropout",
+                 "ff_dim": "--ff-dim", "num_layers": "--layers",
+                 # attention_dropout before dropout: "dropout=" is inside "attention_dropout="
+                 "attention_dropout": "--attention-dropout", "dropout": "--dropout",
                  "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
                  "batch_size": "--batch-size",
                  "learning_rate": "--learning-rate", "patience": "--patience",
@@ -68,6 +70,7 @@ def _settings_from_flags(args: argparse.Namespace):
         return TrainSettings(
             max_len=args.max_len, d_model=args.d_model, num_heads=args.heads,
             ff_dim=args.ff_dim, num_layers=args.layers, dropout=args.dropout,
+            attention_dropout=args.attention_dropout,
             tokenizer=args.tokenizer, vocab_size=args.vocab_size, epochs=args.epochs,
             batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,

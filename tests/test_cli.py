@@ -47,7 +47,8 @@ def trained(tmp_path_factory):
     data = write_csv(root / "task.csv",
                      [(t, names[y]) for t, y in zip(task.texts, task.labels, strict=True)])
     code = main(["train", "--data", str(data), "--out", str(root / "run"), "--epochs", "2",
-                 *TINY, "--export", str(root / "saved_models" / "task")])
+                 *TINY, "--attention-dropout", "0.25",
+                 "--export", str(root / "saved_models" / "task")])
     assert code == 0
     return root
 
@@ -70,6 +71,14 @@ def test_train_records_the_tokenizer_in_run_and_config(trained):
         assert (settings["tokenizer"], settings["vocab_size"]) == (DEFAULT_MODEL, 200), name
     tokenizer = load_tokenizer(trained / "run" / "tokenizer.json")
     assert tokenizer.model == DEFAULT_MODEL and tokenizer.vocab_size <= 200
+
+
+def test_train_records_attention_dropout_in_run_and_config(trained):
+    run = json.loads((trained / "run" / "run.json").read_text(encoding="utf-8"))
+    config = json.loads((trained / "run" / "config.json").read_text(encoding="utf-8"))
+    assert run["settings"]["attention_dropout"] == 0.25
+    assert config["model"]["attention_dropout"] == 0.25
+    assert (run["settings"]["dropout"], config["model"]["dropout"]) == (0.1, 0.1)  # --dropout's
 
 
 def test_train_reports_the_model_beside_its_baseline(trained):
@@ -329,6 +338,11 @@ def bad_inputs(tmp_path):
                            "--batch-size 0"),
         "learning rate <= 0": (["--data", str(tmp_path / "ok.csv"), "--learning-rate", "0"],
                                "learning_rate"),
+        "attention dropout 1": (["--data", str(tmp_path / "ok.csv"), "--attention-dropout",
+                                 "1"], "expected a rate in [0, 1). Received: "
+                                       "--attention-dropout 1.0"),
+        "attention dropout < 0": (["--data", str(tmp_path / "ok.csv"), "--attention-dropout",
+                                   "-0.1"], "Received: --attention-dropout -0.1"),
         "unknown class": (["--data", str(tmp_path / "ok.csv"), "--classes", "p,zzz"], "zzz"),
         "non-UTF-8 CSV": (["--data", str(tmp_path / "latin1.csv")], "latin1.csv"),
         "foreign output folder": (["--data", str(tmp_path / "ok.csv"), "--out",
@@ -339,7 +353,8 @@ def bad_inputs(tmp_path):
 CASES = ["missing folder", "empty folder", "single class", "non-UTF-8 file",
          "CSV without label column", "d_model not divisible", "max_len < 1", "epochs < 1",
          "vocab size < 3",
-         "batch size < 1", "learning rate <= 0", "unknown class", "non-UTF-8 CSV",
+         "batch size < 1", "learning rate <= 0", "attention dropout 1",
+         "attention dropout < 0", "unknown class", "non-UTF-8 CSV",
          "foreign output folder"]
 
 

@@ -41,7 +41,8 @@ def trained(tmp_path_factory):
     lines.write_text("\n".join(text.replace("\n", " ") for text in _fortunes()) + "\n",
                      encoding="utf-8")
     code = main(["train-lm", "--data", str(lines), "--out", str(root / "run"), "--epochs", "2",
-                 *TINY, "--export", str(root / "saved_models" / "lm")])
+                 *TINY, "--attention-dropout", "0.2", "--export",
+                 str(root / "saved_models" / "lm")])
     assert code == 0
     return root
 
@@ -62,6 +63,8 @@ def test_train_lm_writes_the_run_folder_and_reports_perplexity(trained, capsys):
     assert results["validation_perplexity"] == pytest.approx(
         np.exp(results["validation_loss"]))
     assert 1 < results["unigram_perplexity"] < config["model"]["vocab_size"]
+    settings = json.loads((run / "run.json").read_text())["settings"]
+    assert settings["attention_dropout"] == config["model"]["attention_dropout"] == 0.2
 
 
 def test_train_lm_last_line_is_the_validation_perplexity(tmp_path, capsys):
@@ -131,6 +134,8 @@ def test_validation_split_keeps_whole_texts_apart():
     (lambda p: p.joinpath("x.txt").write_bytes(b"caf\xe9\n") and p / "x.txt", [], "UTF-8"),
     (lambda p: _write(p / "x.txt", "a\nb\n"), ["--validation-split", "1.5"], "strictly"),
     (lambda p: _write(p / "x.txt", "a\nb\n"), ["--d-model", "15"], "divisible"),
+    (lambda p: _write(p / "x.txt", "a\nb\n"), ["--attention-dropout", "1.5"],
+     "expected a rate in [0, 1). Received: --attention-dropout 1.5"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, make, flags, message):
     data = make(tmp_path)
