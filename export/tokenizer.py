@@ -30,6 +30,7 @@ never load TensorFlow or Keras.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import uuid
@@ -67,12 +68,33 @@ def _pre_tokenizer(byte_level: bool) -> pre_tokenizers.PreTokenizer:
     return pre_tokenizers.Sequence(steps)
 
 
-def _model_and_trainer(model: str, vocab_size: int) -> tuple[models.Model, trainers.Trainer]:
+@functools.cache
+def _word_steps() -> tuple[normalizers.Normalizer, pre_tokenizers.PreTokenizer]:
+    return _normalizer(), _pre_tokenizer(byte_level=False)
+
+
+def _words(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """The words of a text as the tokenizer sees them (normalized, split), before the model."""
+    normalizer, pre_tokenizer = _word_steps()
+    return pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+
+
+def _model_and_trainer(model: str, vocab_size: int,
+                       texts: list[str]) -> tuple[models.Model, trainers.Trainer]:
     specials, quiet = [PAD, UNK], {"show_progress": False}
     if model == "wordpiece":
+        # The trainer numbers each "##" + character (a character inside a word) as it first
+        # meets it while walking a Rust hash map, whose order changes from one run to the next;
+        # ties between merges are broken by those numbers, so two runs on the same texts learned
+        # different vocabularies (huggingface/tokenizers#1794). Declared up front, sorted, their
+        # numbers are fixed and WordPiece training is deterministic. They are the very pieces
+        # the trainer would have made, so the vocabulary budget is spent as before.
+        inside = {character for text in texts for word, _ in _words(text)
+                  for character in word[1:]}
+        continuing = [f"##{character}" for character in sorted(inside)]
         return (models.WordPiece(unk_token=UNK),
-                trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                          **quiet))
+                trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials
+                                          + continuing, **quiet))
     if model == "bpe":
         return (models.BPE(),
                 trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD],
@@ -237,15 +259,14 @@ def train_tokenizer(texts: Sequence[str], model: str = DEFAULT_MODEL,
         raise ValueError("vocab_size must be an integer >= 3 (the specials and at least one "
                          f"token). Received: vocab_size={vocab_size!r}")
     texts = _check_texts(texts, "train_tokenizer")
-    backend_model, trainer = _model_and_trainer(model, vocab_size)
+    if not any(_words(text) for text in texts):
+        raise ValueError("train_tokenizer found no tokens: every text is empty, whitespace or "
+                         f"invisible characters. Received: {len(texts)} text(s)")
+    backend_model, trainer = _model_and_trainer(model, vocab_size, texts)
     backend = tokenizers.Tokenizer(backend_model)
     backend.normalizer = _normalizer()
     backend.pre_tokenizer = _pre_tokenizer(byte_level=model == "bpe")
     backend.decoder = {"wordpiece": decoders.WordPiece(), "bpe": decoders.ByteLevel()}.get(model)
-    if not any(backend.pre_tokenizer.pre_tokenize_str(backend.normalizer.normalize_str(text))
-               for text in texts):
-        raise ValueError("train_tokenizer found no tokens: every text is empty, whitespace or "
-                         f"invisible characters. Received: {len(texts)} text(s)")
     backend.train_from_iterator(texts, trainer, length=len(texts))
     # The trainer also registers the specials as "added tokens", which are matched in raw text
     # before normalization: "[PAD]" typed in a text would become id 0. Keeping them as plain
