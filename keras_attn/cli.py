@@ -97,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--export", metavar="DIR", help="export to DIR when training succeeds")
 
     training_flags(train)
+    from keras_attn.init_from import ATTENTIONS, DEFAULT_ATTENTION, MODEL_FLAGS
+
+    # The model flags left out stay None until keras_attn.init_from.resolve_model_flags fills
+    # them: with --init-from, the language model's values; else the defaults shown.
+    train.set_defaults(**{dest: None for dest, *_ in MODEL_FLAGS})
+    train.add_argument("--init-from", metavar="LM_RUN",
+                       help="start from a `keras-attn train-lm` run: its tokenizer, embeddings "
+                            "and blocks (a new head); the model flags default to its values, "
+                            "and one given with another value is an error")
+    train.add_argument("--init-attention", choices=ATTENTIONS, default=None,
+                       help="with --init-from: the classifier's attention, causal as the "
+                            f"language model's or bidirectional; default {DEFAULT_ATTENTION}")
     train.add_argument("--warmup-fraction", type=float, default=TrainSettings().warmup_fraction,
                        help="linear learning-rate warm-up over this share of the run's steps, "
                             "then cosine decay to 0 by the last epoch; 0: a constant learning "

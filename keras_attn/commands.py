@@ -86,10 +86,14 @@ def _settings_from_flags(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from keras_attn.data import load_texts, split_train_validation
+    from keras_attn.init_from import pretrained_settings, resolve_model_flags
     from keras_attn.timing import phase
 
     # Flags and data are checked before Keras is imported: bad input is answered at once.
+    language_model = resolve_model_flags(args)  # None without --init-from
     settings = _settings_from_flags(args)
+    if language_model:
+        settings = pretrained_settings(settings, language_model, args.init_attention)
     if not 0 < args.validation_split < 1:
         raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
                          f"Received: {args.validation_split}")
@@ -116,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with phase("train", seconds, _print):
         run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
                                data_description=str(Path(args.data).resolve()), log=_print,
-                               devices=args.devices)
+                               devices=args.devices, init_from=language_model)
         _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, tokenizer "
                f"and config in {run.run_dir}")
         if plots.available():

@@ -77,6 +77,9 @@ class ModelConfig:
             measured with and without it.
         activation: feed-forward non-linearity: "relu", "gelu" (erf form) or "gelu_tanh".
         norm_first: pre-norm blocks when True, post-norm (the original transformer) when False.
+        use_causal_mask: `build_classifier` only: when True, position i attends to positions
+            <= i, as in the language model (a classifier fine-tuned from one, README
+            "Pre-training a classifier"); `build_language_model` is causal whatever this says.
 
     Example:
         >>> ModelConfig(vocab_size=1000, max_len=64, d_model=64, num_heads=2, ff_dim=128,
@@ -95,6 +98,7 @@ class ModelConfig:
     activation: str = "relu"
     norm_first: bool = False
     attention_dropout: float = 0.0
+    use_causal_mask: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_len", "d_model", "num_heads", "ff_dim", "num_layers", "num_classes"):
@@ -110,6 +114,7 @@ class ModelConfig:
         check_dropout("attention_dropout", self.attention_dropout)
         check_activation("activation", self.activation)
         check_bool("norm_first", self.norm_first)
+        check_bool("use_causal_mask", self.use_causal_mask)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-ready dict."""
@@ -148,6 +153,7 @@ class TrainSettings:
     attention_dropout: float = 0.0
     activation: str = "relu"
     norm_first: bool = False
+    use_causal_mask: bool = False
     tokenizer: str = DEFAULT_MODEL
     vocab_size: int = DEFAULT_VOCAB_SIZE
     epochs: int = 20
@@ -193,4 +199,5 @@ class TrainSettings:
                            num_layers=self.num_layers, num_classes=num_classes,
                            dropout=self.dropout, activation=self.activation,
                            norm_first=self.norm_first,
-                           attention_dropout=self.attention_dropout)
+                           attention_dropout=self.attention_dropout,
+                           use_causal_mask=self.use_causal_mask)

@@ -54,6 +54,9 @@ def _logits_dtype():
 def build_classifier(config: ModelConfig) -> keras.Model:
     """A sequence classifier: blocks, masked mean over real tokens, then a linear head.
 
+    Its attention is bidirectional, or causal when `config.use_causal_mask` (a classifier
+    fine-tuned from a language model, `keras_attn.init_from`).
+
     Args:
         config: the model's hyperparameters.
 
@@ -68,7 +71,7 @@ def build_classifier(config: ModelConfig) -> keras.Model:
         >>> model.compile(optimizer="adam",
         ...               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     """
-    token_ids, padding_mask, x = _encode(config, use_causal_mask=False)
+    token_ids, padding_mask, x = _encode(config, use_causal_mask=config.use_causal_mask)
     pooled = MaskedMeanPooling(name="pool")(x, padding_mask=padding_mask)
     logits = keras.layers.Dense(config.num_classes, name="logits", dtype=_logits_dtype())(pooled)
     return CheckedModel(token_ids, logits, name=CLASSIFIER)
@@ -124,6 +127,8 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         attention_dropout=block.attention_dropout,
         activation=block.activation,
         norm_first=block.norm_first,
+        # a language model is causal by construction; its config leaves the flag at False
+        use_causal_mask=block.use_causal_mask and model_task(model) == CLASSIFIER,
     )
 
 

@@ -27,6 +27,7 @@ from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
 from keras_attn.distribution import data_parallel
 from keras_attn.distribution import reset as reset_distribution
+from keras_attn.init_from import LanguageModelRun, copy_pretrained_weights
 from keras_attn.models import build_classifier, load_model
 
 # A run folder and an export version folder name the model and the tokenizer alike.
@@ -166,6 +167,7 @@ def train_classifier(
     log: Callable[[str], None] = lambda line: None,
     verbose: int = 1,
     devices: int = 1,
+    init_from: LanguageModelRun | None = None,
 ) -> TrainedRun:
     """Fits a tokenizer and a classifier; keeps the best model by validation loss.
 
@@ -180,20 +182,24 @@ def train_classifier(
         verbose: Keras's `fit` verbosity (1: the progress bar).
         devices: data-parallel over this many local devices (`keras_attn.distribution`);
             the batch size stays the global batch. Recorded in `run.json` with the backend.
+        init_from: a language model to start from (`keras_attn.init_from`): its tokenizer
+            replaces a new one, its embeddings and blocks the random ones; `settings` must
+            have its widths. Recorded in `run.json` as "init_from".
 
     Returns:
         A `TrainedRun`.
     """
     run_dir = Path(run_dir)
-    tokenizer = train_tokenizer(train.texts, model=settings.tokenizer,
-                                vocab_size=settings.vocab_size)
+    tokenizer = init_from.tokenizer() if init_from else train_tokenizer(
+        train.texts, model=settings.tokenizer, vocab_size=settings.vocab_size)
     config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
     x_train = encode_texts(tokenizer, train.texts, settings.max_len)
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
               "class_names": train.class_names, "num_train": len(train),
               "data_sha256": _fingerprint(train, validation),
-              "backend": keras.backend.backend(), "devices": devices}
+              "backend": keras.backend.backend(), "devices": devices,
+              **({"init_from": init_from.record} if init_from else {})}
     resuming = prepare_run_folder(run_dir, record, overwrite)
     resumed_from = _resumed_epoch(run_dir) if resuming else 0
     if resuming and (run_dir / TOKENIZER_FILE).is_file():
@@ -213,6 +219,9 @@ def train_classifier(
     # TensorFlow); JAX's stays set for `fit` until reset.
     with data_parallel(devices):
         model = build_classifier(config)
+        if init_from:  # a resumed run's backup then replaces these weights with its own
+            copied = copy_pretrained_weights(model, init_from)
+            log(f"Started from the language model in {init_from.path}: {', '.join(copied)}.")
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate_schedule(
                 settings, steps_per_epoch=-(-len(train) // settings.batch_size))),
