@@ -5,7 +5,9 @@ reference).
 Both encode the same batch of real texts (the fortune fixtures in tests/fixtures/, 12
 languages and 8 English topics) into a padded int32 matrix of at most `max_len` ids. Reports
 texts/s and MB/s (UTF-8 bytes in), best of several rounds. `tokenizers` encodes a batch on all
-cores (Rust threads); the old tokenizer ran in one Python thread.
+cores (Rust threads); the old tokenizer ran in one Python thread, and wordpiece is also timed in
+one. Then wordpiece's time in one thread, split into normalizer, pre-tokenizer, model and the
+Python side.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ import re
 import sys
 import time
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import tokenizers
 
-from export.tokenizer import MODELS, train_tokenizer
+from export.tokenizer import MODELS, Tokenizer, train_tokenizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 CORPORA = ("fortune_languages.jsonl", "fortune_topics.jsonl")
+LEGACY = "keras-attn 0.1.0 word (Python re, 1 thread)"
+ONE_THREAD = "tokenizers wordpiece, 1 thread"
+PARALLELISM = "TOKENIZERS_PARALLELISM"
 
 
 @functools.cache
@@ -98,30 +105,101 @@ def measure_tokenizer_speed(quick: bool, max_len: int = 128, vocab_size: int = 8
 
     Returns:
         {"texts", "megabytes", "max_len", "cores", "rounds", "tokenizers": {name: {"texts_per_s",
-        "mb_per_s", "vs_legacy"}}}.
+        "mb_per_s", "vs_legacy"}}, "stages": `wordpiece_stages`' answer}. The wordpiece
+        tokenizer is timed twice: on every core, as `Tokenizer.encode_batch` runs, and in one
+        thread (``TOKENIZERS_PARALLELISM=false``), like the old tokenizer.
     """
     texts = real_texts() * (1 if quick else 10)
     rounds = 3 if quick else 7
     megabytes = sum(len(text.encode("utf-8")) for text in texts) / 1e6
     legacy = LegacyWordTokenizer(texts, max_vocab=vocab_size)
     legacy.encode_batch(texts[:10], max_len)  # the Unicode tables, built once, not timed
-    contenders = {"keras-attn 0.1.0 word (Python re, 1 thread)": legacy.encode_batch}
-    for model in MODELS:
-        tokenizer = train_tokenizer(texts, model=model, vocab_size=vocab_size)
+    contenders = {LEGACY: legacy.encode_batch}
+    trained = {model: train_tokenizer(texts, model=model, vocab_size=vocab_size)
+               for model in MODELS}
+    for model, tokenizer in trained.items():
         contenders[f"tokenizers {model}"] = tokenizer.encode_batch
-    best = {name: float("inf") for name in contenders}
-    for _ in range(rounds):  # interleaved rounds: a busy moment hurts every contender alike
-        for name, encode in contenders.items():
-            start = time.perf_counter()
-            encode(texts, max_len)
-            best[name] = min(best[name], time.perf_counter() - start)
-    legacy_seconds = best[next(iter(contenders))]
+    contenders[ONE_THREAD] = functools.partial(_in_one_thread, trained["wordpiece"].encode_batch)
+    best = _best_seconds({name: functools.partial(encode, texts, max_len)
+                          for name, encode in contenders.items()}, rounds)
     return {"texts": len(texts), "megabytes": megabytes, "max_len": max_len,
             "cores": os.cpu_count(), "rounds": rounds,
             "tokenizers": {name: {"texts_per_s": len(texts) / seconds,
                                   "mb_per_s": megabytes / seconds,
-                                  "vs_legacy": legacy_seconds / seconds}
-                           for name, seconds in best.items()}}
+                                  "vs_legacy": best[LEGACY] / seconds}
+                           for name, seconds in best.items()},
+            "stages": wordpiece_stages(trained["wordpiece"], legacy, texts, max_len, rounds)}
+
+
+def _best_seconds(calls: dict[str, Callable[[], object]], rounds: int,
+                  clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Each call's best time on `clock` over interleaved rounds (a busy moment hurts all
+    alike)."""
+    best = {name: float("inf") for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = clock()
+            call()
+            best[name] = min(best[name], clock() - start)
+    return best
+
+
+def _in_one_thread(call: Callable[..., object], *args: object) -> object:
+    """Call with `tokenizers`' Rust thread pool off: the library reads TOKENIZERS_PARALLELISM
+    at every batch call, so the batch is encoded in the calling thread."""
+    previous = os.environ.get(PARALLELISM)
+    os.environ[PARALLELISM] = "false"
+    try:
+        return call(*args)
+    finally:
+        if previous is None:
+            del os.environ[PARALLELISM]
+        else:
+            os.environ[PARALLELISM] = previous
+
+
+def wordpiece_stages(tokenizer: Tokenizer, legacy: LegacyWordTokenizer, texts: list[str],
+                     max_len: int, rounds: int) -> dict[str, float]:
+    """Where `Tokenizer.encode_batch`'s time goes, in CPU microseconds per text, in one thread.
+
+    Each stage is the difference between two Rust batch calls, so no per-text Python call is
+    counted: the whole call; the same tokenizer without its normalizer, given the texts already
+    normalized; then, instead of the regular-expression pre-tokenizer, a split at spaces
+    (`WhitespaceSplit`, no regular expression) of the words already split and joined by one
+    space, which leaves the model and the encoding's bookkeeping. All three give the same ids
+    (checked). Python's share is `Tokenizer.encode_batch` (input checks, truncation, the padded
+    int32 matrix) less the whole call.
+
+    Returns:
+        {"normalizer", "pre_tokenizer", "model", "python", "total", "legacy_total"}: µs/text;
+        ``legacy_total`` is keras-attn 0.1.0's tokenizer on the same texts.
+    """
+    backend = tokenizer.backend
+    normalized = [backend.normalizer.normalize_str(text) for text in texts]
+    spaced = [" ".join(word for word, _ in backend.pre_tokenizer.pre_tokenize_str(text))
+              for text in normalized]
+    without_normalizer = tokenizers.Tokenizer.from_str(tokenizer.to_str())
+    without_normalizer.normalizer = None
+    split_at_spaces = tokenizers.Tokenizer.from_str(tokenizer.to_str())
+    split_at_spaces.normalizer = None
+    split_at_spaces.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    calls = {name: functools.partial(encoder.encode_batch_fast, inputs, add_special_tokens=False)
+             for name, encoder, inputs in (("whole", backend, texts),
+                                           ("normalized", without_normalizer, normalized),
+                                           ("spaced", split_at_spaces, spaced))}
+    ids = [[encoding.ids for encoding in _in_one_thread(call)] for call in calls.values()]
+    if not ids[0] == ids[1] == ids[2]:
+        raise AssertionError("the stages of the wordpiece tokenizer gave different ids")
+    calls["encode_batch"] = functools.partial(tokenizer.encode_batch, texts, max_len)
+    calls["legacy"] = functools.partial(legacy.encode_batch, texts, max_len)
+    # CPU time of this thread, which does all the work here: other programs on the same cores
+    # slow it down far less than they do wall time.
+    seconds = _in_one_thread(_best_seconds, calls, rounds, time.thread_time)
+    per_text = {name: 1e6 * value / len(texts) for name, value in seconds.items()}
+    return {"normalizer": per_text["whole"] - per_text["normalized"],
+            "pre_tokenizer": per_text["normalized"] - per_text["spaced"],
+            "model": per_text["spaced"], "python": per_text["encode_batch"] - per_text["whole"],
+            "total": per_text["encode_batch"], "legacy_total": per_text["legacy"]}
 
 
 def markdown(results: dict) -> str:
@@ -133,4 +211,12 @@ def markdown(results: dict) -> str:
              "| tokenizer | texts/s | MB/s | vs 0.1.0 |", "|---|---:|---:|---:|"]
     lines += [f"| {name} | {row['texts_per_s']:,.0f} | {row['mb_per_s']:.2f} | "
               f"{row['vs_legacy']:.2f}x |" for name, row in results["tokenizers"].items()]
+    stages = results["stages"]
+    lines += ["\nWhere wordpiece's time goes, one thread, CPU µs per text (0.1.0 in all: "
+              f"{stages['legacy_total']:.1f}):\n",
+              "| normalizer | pre-tokenizer | model | Python (checks, padding) | total |",
+              "|---:|---:|---:|---:|---:|",
+              "| " + " | ".join(f"{stages[name]:.1f}" for name in
+                               ("normalizer", "pre_tokenizer", "model", "python", "total"))
+              + " |"]
     return "\n".join(lines)
