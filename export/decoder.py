@@ -12,9 +12,11 @@ Beside `model.onnx` (full-sequence logits), a language-model export holds `decod
 
 (the names Hugging Face's ONNX decoders use). `past` may be 0: the first step reads the whole
 prompt. The graph is traced from `keras_attn.generation.CachedDecoder` (the same layers as the
-Keras model) and converted by tf2onnx.
+Keras model), through the function the SavedModel's `decoder_step` signature also serves
+(`export.savedmodel_decoder.step_function`), and converted by tf2onnx. Its parity at every
+step: `export.decoder_parity`.
 
-Runtime side (`CachedStep`): NumPy + onnxruntime only. Export side (`export_decoder`): imports
+Runtime side (`CachedStep`): NumPy + onnxruntime only. Export side (`convert_decoder`): imports
 TensorFlow and tf2onnx inside the function.
 """
 
@@ -122,26 +124,10 @@ def convert_decoder(model, metadata: dict, opset: int):
     import tensorflow as tf
     import tf2onnx
 
-    from keras_attn.generation import CachedDecoder
+    from export.savedmodel_decoder import step_function
 
-    decoder = CachedDecoder(model)
-    layers, heads, head_dim = len(decoder.blocks), decoder.num_heads, decoder.head_dim
-    specs = [tf.TensorSpec([None, None], tf.int64, name=TOKEN_IDS),
-             tf.TensorSpec([None, None], tf.int64, name=POSITION_IDS)]
-    for layer in range(layers):
-        specs += [tf.TensorSpec([None, heads, None, head_dim], tf.float32, name=name)
-                  for name in past_names(layer)]
-
-    def step(token_ids, position_ids, *past):
-        # The Keras cache of a block is one [batch, 2, heads, past, head_dim] tensor.
-        cache = [tf.stack(past[2 * layer:2 * layer + 2], axis=1) for layer in range(layers)]
-        logits, present = decoder._step(token_ids, position_ids, cache)
-        outputs = {LOGITS: logits}
-        for layer, block_cache in enumerate(present):
-            key, value = present_names(layer)
-            outputs[key], outputs[value] = block_cache[:, 0], block_cache[:, 1]
-        return outputs
-
+    step, specs = step_function(model)
+    layers = len(specs) // 2 - 1  # token_ids, position_ids, then a key and a value per block
     function = tf.function(step, input_signature=specs)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
     names = {TOKEN_IDS: {0: BATCH, 1: NEW}, POSITION_IDS: {0: BATCH, 1: NEW},
@@ -189,124 +175,3 @@ def _name_dims(proto, names: dict[str, dict[int, str]]) -> None:
                 if dim.dim_param.startswith("unk__")]
     if leftover:
         raise ValueError(f"Unnamed symbolic dims remain on the decoder's endpoints: {leftover}")
-
-
-def parity_prompts(max_len: int, vocab_size: int, seed: int = 0) -> list[list[int]]:
-    """Prompts of 1, max_len // 2 and max_len - 1 random non-padding ids (fewer when max_len
-    is small): decoding from each reaches max_len, so every position is checked."""
-    rng = np.random.default_rng(seed)
-    lengths = sorted({1, max(1, max_len // 2), max(1, max_len - 1)})
-    return [rng.integers(1, vocab_size, size=length).tolist() for length in lengths]
-
-
-class _Recompute:
-    """Wraps a cached step: at every step its logits are compared with the full model run on
-    the whole sequence so far; the largest absolute difference is kept."""
-
-    def __init__(self, step, full_logits):
-        self.step, self.full_logits = step, full_logits
-        self.sequence = np.zeros((1, 0), dtype=np.int64)
-        self.worst, self.steps = 0.0, 0
-
-    def __call__(self, token_ids, position_ids, cache):
-        logits, cache = self.step(token_ids, position_ids, cache)
-        self.sequence = np.concatenate([self.sequence, token_ids], axis=1)
-        full = self.full_logits(self.sequence)[:, -token_ids.shape[1]:]
-        self.worst = max(self.worst, float(np.max(np.abs(np.asarray(logits) - full))))
-        self.steps += 1
-        return logits, cache
-
-
-def check_decoder_parity(model, onnx_step: CachedStep, tolerance: float) -> dict:
-    """Parity at every decoding step, for greedy decoding from `parity_prompts` to max_len.
-
-    Checks, against a full recompute of the sequence so far by the Keras model: the Keras
-    cached step (`keras_attn.generation.CachedDecoder`) and the ONNX decoder step; and that
-    greedy decoding gives the same tokens in Keras and in onnxruntime.
-
-    Args:
-        model: the Keras language model (float32).
-        onnx_step: a `CachedStep` over the exported decoder.
-        tolerance: the largest absolute logit difference that passes.
-
-    Returns:
-        A JSON-ready dict: "keras cache vs recompute" and "onnx decoder vs recompute" (max abs
-        diff), "steps", "prompts", "greedy_tokens_equal", "tolerance", "ok".
-    """
-    import tensorflow as tf
-
-    from export.generation import generate_ids
-    from keras_attn.generation import CachedDecoder
-
-    # One graph for the recompute: eagerly, each call of the model costs ~100 ms.
-    recompute = tf.function(lambda ids: model(ids, training=False),
-                            input_signature=[tf.TensorSpec([None, None], tf.int64)])
-
-    def full_logits(ids):
-        return recompute(ids).numpy()
-
-    keras_decoder = CachedDecoder(model)
-    max_len, vocab_size = keras_decoder.max_len, keras_decoder.vocab_size
-    worst = {"keras cache vs recompute": 0.0, "onnx decoder vs recompute": 0.0}
-    steps, equal = 0, True
-    for prompt in parity_prompts(max_len, vocab_size):
-        tokens = []
-        for name, step, cache in (
-                ("keras cache vs recompute", keras_decoder.step, keras_decoder.empty_cache()),
-                ("onnx decoder vs recompute", onnx_step, onnx_step.empty_cache())):
-            checked = _Recompute(step, full_logits)
-            result = generate_ids(checked, cache, prompt, max_len, None, max_len)
-            worst[name] = max(worst[name], checked.worst)
-            steps += checked.steps
-            tokens.append(result.new_ids)
-        equal = equal and tokens[0] == tokens[1]
-    ok = equal and all(value <= tolerance for value in worst.values())
-    return {**worst, "steps": steps, "prompts": len(parity_prompts(max_len, vocab_size)),
-            "greedy_tokens_equal": equal, "tolerance": tolerance, "ok": ok}
-
-
-def decoder_summary(report: dict) -> str:
-    """The decoder's parity in two lines, for export and verify output."""
-    return (f"decoder.onnx: {report['steps']} cached steps from {report['prompts']} prompts to "
-            f"max_len, vs full recompute: keras cache {report['keras cache vs recompute']:.2e}, "
-            f"onnx decoder {report['onnx decoder vs recompute']:.2e} (tolerance "
-            f"{report['tolerance']:.0e}); greedy tokens Keras == onnxruntime: "
-            f"{report['greedy_tokens_equal']}; {'pass' if report['ok'] else 'FAIL'}")
-
-
-class DecoderParityError(RuntimeError):
-    """The exported decoder step disagrees with a full recompute in Keras."""
-
-
-def write_decoder(model, folder: Path, metadata: dict, opset: int, tolerance: float) -> dict:
-    """Writes `decoder.onnx` into an export's staging folder and checks it at every step.
-
-    Returns:
-        The manifest's "decoder" entry: the file, its inputs and outputs, and the parity
-        report of `check_decoder_parity`.
-
-    Raises:
-        DecoderParityError: the parity check failed (the export is not written).
-    """
-    from export.onnx import save_onnx
-
-    path = Path(folder) / DECODER_FILENAME
-    save_onnx(convert_decoder(model, metadata, opset), path)
-    step = CachedStep(path)
-    report = check_decoder_parity(model, step, tolerance)
-    if not report["ok"]:
-        raise DecoderParityError(f"The decoder step disagrees with Keras; nothing was written. "
-                                 f"{decoder_summary(report)}")
-    session = step.session
-    return {"file": DECODER_FILENAME,
-            "inputs": {value.name: value.shape for value in session.get_inputs()},
-            "outputs": {value.name: value.shape for value in session.get_outputs()},
-            "parity": report}
-
-
-def verify_decoder(model, version_dir: Path, tolerance: float) -> dict | None:
-    """`check_decoder_parity` on an export's decoder.onnx; None when the export has none."""
-    path = Path(version_dir) / DECODER_FILENAME
-    if not path.is_file():
-        return None
-    return check_decoder_parity(model, CachedStep(path), tolerance)

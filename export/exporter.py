@@ -123,7 +123,7 @@ def export_model(
         >>> print(result.path, result.parity.table())                     # doctest: +SKIP
     """
     import keras_attn as ka
-    from export.decoder import write_decoder
+    from export.decoder_parity import write_decoder
     from export.endpoint import keras_runtime
     from export.metadata import encode_metadata
     from export.onnx import OPSET, convert_to_onnx, save_onnx
@@ -147,7 +147,8 @@ def export_model(
     keras_attn_version = ka.__version__
 
     with staged_version(out_dir, version) as folder:
-        write_savedmodel(model, folder, max_len=config.max_len, vocab_size=config.vocab_size)
+        write_savedmodel(model, folder, max_len=config.max_len, vocab_size=config.vocab_size,
+                         decoder_step=task == "language_model")
         metadata = encode_metadata(config.to_dict(), task, opset, keras_attn_version,
                                    class_names)
         save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
@@ -231,11 +232,15 @@ def _logits_dims(task: str) -> str:
 def _signatures(model: Any, task: str) -> dict[str, Any]:
     """Each SavedModel signature's input and output, dtypes read from the specs and the model."""
     from export.savedmodel import SIGNATURES
+    from export.savedmodel_decoder import DECODER_SIGNATURE_NAME, decoder_step_io
 
     logits = f"{model.outputs[0].dtype} {_logits_dims(task)}"
-    return {name: {"inputs": {spec.name: f"{spec.dtype.name} [batch, sequence]"},
-                   "outputs": {"logits": logits}}
-            for name, spec in SIGNATURES.items()}
+    signatures = {name: {"inputs": {spec.name: f"{spec.dtype.name} [batch, sequence]"},
+                         "outputs": {"logits": logits}}
+                  for name, spec in SIGNATURES.items()}
+    if task == "language_model":
+        signatures[DECODER_SIGNATURE_NAME] = decoder_step_io(model)
+    return signatures
 
 
 def _onnx_io(path: Path) -> dict[str, dict[str, str]]:

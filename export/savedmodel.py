@@ -4,6 +4,8 @@ TF Serving loads `<model_name>/<version>/saved_model.pb` plus `variables/`; the 
 is what `write_savedmodel` fills. Its signature `serving_default` takes `token_ids` (int32
 `[batch, sequence]`) and returns `{"logits": ...}`; `serving_int64` is the same for int64 ids,
 which gRPC clients send when they build the tensor with `tf.make_tensor_proto(np.array(...))`.
+A language model's SavedModel also has `decoder_step`, one decoding step with a key/value
+cache (`export.savedmodel_decoder`).
 The SavedModel is written through `keras.export.ExportArchive`, which stores the traced graph
 and the weights only: loading it needs TensorFlow and nothing from keras_attn.
 """
@@ -19,6 +21,7 @@ import tensorflow as tf
 
 from export.endpoint import TOKEN_IDS_INT64_SPEC, TOKEN_IDS_SPEC, checked_logits_function
 from export.metadata import INPUT_NAME, OUTPUT_NAME
+from export.savedmodel_decoder import add_decoder_step
 from export.warmup import write_warmup_requests
 
 SIGNATURE_NAME = "serving_default"
@@ -27,7 +30,8 @@ SIGNATURES = {SIGNATURE_NAME: TOKEN_IDS_SPEC, INT64_SIGNATURE_NAME: TOKEN_IDS_IN
 
 
 def write_savedmodel(
-    model: keras.Model, folder: str | os.PathLike, max_len: int, vocab_size: int
+    model: keras.Model, folder: str | os.PathLike, max_len: int, vocab_size: int,
+    decoder_step: bool = False,
 ) -> None:
     """Writes `model` as a SavedModel into `folder` (which must not exist yet or be empty).
 
@@ -36,6 +40,8 @@ def write_savedmodel(
         folder: the TF Serving version folder.
         max_len: the longest sequence the signature accepts.
         vocab_size: ids must lie in [0, vocab_size).
+        decoder_step: also write the `decoder_step` signature (language models: one cached
+            decoding step, decoder.onnx's twin; `export.savedmodel_decoder`).
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -45,6 +51,8 @@ def write_savedmodel(
             fn=checked_logits_function(model, max_len=max_len, vocab_size=vocab_size),
             input_signature=[spec],
         )
+    if decoder_step:
+        add_decoder_step(archive, model, max_len, vocab_size)
     archive.write_out(os.fspath(folder), verbose=False)
     # TF Serving replays these before serving the version (export.warmup).
     write_warmup_requests(folder, max_len, vocab_size, SIGNATURES)

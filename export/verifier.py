@@ -6,7 +6,9 @@ added); the exported `model.keras`, the SavedModel and the ONNX files all load; 
 battery gives the same logits from Keras, the SavedModel's `serving_default`, and onnxruntime
 on `model.onnx` and on `model.optimized.onnx` (when shipped) at the basic and the full
 optimization level. `model.int8.onnx` (when shipped) is held to its accuracy bound instead
-(argmax agreement), reported apart. TensorFlow and keras_attn are imported inside the
+(argmax agreement), reported apart. For a language model, the cached decoding steps
+(decoder.onnx and the SavedModel's `decoder_step`) are checked against a full recompute at every
+step (`export.decoder_parity`). TensorFlow and keras_attn are imported inside the
 functions that need them, so `import export` stays light.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from export.decoder import decoder_summary, verify_decoder
+from export.decoder_parity import decoder_summary, verify_decoder
 from export.manifest import (
     INT8_FILENAME,
     KERAS_FILENAME,
@@ -266,6 +268,7 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
             f"{expected}",), None, files)
     parity = check_parity(model, runtimes, config.max_len, config.vocab_size, tolerance, seed,
                           quantized, load_representative_ids(version_dir))
-    decoder = verify_decoder(model, version_dir, tolerance)  # language models: decoder.onnx
+    # Language models: decoder.onnx and the SavedModel's decoder_step, at every step.
+    decoder = verify_decoder(model, version_dir, tolerance)
     problems = () if decoder is None or decoder["ok"] else (decoder_summary(decoder),)
     return VerifyReport(version_dir, problems, parity, files, decoder)

@@ -69,7 +69,7 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
                                  "unigram_perplexity": run.unigram_perplexity})
     code = EXIT_OK
     if args.export:
-        from export.decoder import decoder_summary
+        from export.decoder_parity import decoder_summary
         from export.manifest import read_manifest
         from export.versions import existing_versions
 

@@ -2,7 +2,7 @@
 a prompt greedily in Keras (cached decoding) and in onnxruntime (the exported decoder step).
 
 The two continuations must be identical: the decoder step is the same computation, proven
-equal to a full recompute at every step (`export.decoder.check_decoder_parity`).
+equal to a full recompute at every step (`export.decoder_parity.check_decoder_parity`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ def run_language_model_demo(texts: list[str], out: str | Path, seed: int = 0,
         export.decoder.DecoderParityError: the decoder step disagrees with Keras.
     """
     import keras_attn
-    from export.decoder import CachedStep, write_decoder
+    from export.decoder import CachedStep
+    from export.decoder_parity import write_decoder
     from export.generation import generate_text
     from export.metadata import encode_metadata
     from keras_attn.generation import generate

@@ -1,19 +1,14 @@
-"""The exported decoder step (export/decoder.py): named inputs and outputs, parity with a full
-Keras recompute at every step, greedy Keras == greedy onnxruntime, and a check that fails when
-the decoder drifts."""
+"""The exported decoder step (export/decoder.py, export/decoder_parity.py): named inputs and
+outputs, parity with a full Keras recompute at every step, greedy Keras == greedy onnxruntime,
+and a check that fails when the decoder drifts."""
 
 import keras
 import numpy as np
 import pytest
 
 import keras_attn as ka
-from export.decoder import (
-    CachedStep,
-    check_decoder_parity,
-    convert_decoder,
-    past_names,
-    present_names,
-)
+from export.decoder import CachedStep, convert_decoder, past_names, present_names
+from export.decoder_parity import check_decoder_parity
 from export.generation import generate_ids
 from export.metadata import encode_metadata
 from export.onnx import save_onnx
@@ -51,7 +46,7 @@ def test_inputs_and_outputs_are_named_with_named_dims(exported):
 
 def test_onnx_step_equals_a_full_keras_recompute_at_every_step(exported):
     model, step = exported
-    report = check_decoder_parity(model, step, tolerance=1e-5)
+    report = check_decoder_parity(model, {"onnx decoder": step}, tolerance=1e-5)
     assert report["ok"], report
     assert report["greedy_tokens_equal"]
     # Prompts of 1, 5 and 9 tokens, each decoded to max_len (one step per position read).
@@ -87,7 +82,7 @@ def test_the_parity_check_fails_when_the_decoder_drifts(exported):
             logits, cache = step(token_ids, position_ids, cache)
             return logits + 1e-3 * (position_ids[..., None] == 6), cache
 
-    report = check_decoder_parity(model, Drifting(), tolerance=1e-5)
+    report = check_decoder_parity(model, {"onnx decoder": Drifting()}, tolerance=1e-5)
     assert not report["ok"]
     assert report["onnx decoder vs recompute"] == pytest.approx(1e-3, rel=1e-2)
 

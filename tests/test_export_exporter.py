@@ -54,9 +54,20 @@ def test_version_folder_layout_and_manifest(name, task):
     assert manifest["config"] == runtime.load(result.path).metadata["config"]
     logits = ("float32 [batch, num_classes]" if task == "classifier"
               else "float32 [batch, sequence, vocab_size]")
-    assert manifest["signatures"] == {
+    signatures = dict(manifest["signatures"])
+    decoder_step = signatures.pop("decoder_step", None)  # language models: a cached step
+    assert signatures == {
         name: {"inputs": {"token_ids": f"{dtype} [batch, sequence]"}, "outputs": {"logits": logits}}
         for name, dtype in (("serving_default", "int32"), ("serving_int64", "int64"))}
+    assert (decoder_step is None) == (task == "classifier")
+    if decoder_step is not None:  # export/savedmodel_decoder.py: decoder.onnx's endpoints
+        assert decoder_step["inputs"] == {
+            "token_ids": "int64 [batch, new]", "position_ids": "int64 [batch, new]",
+            "past_key_values.0.key": "float32 [batch, 2, past, 8]",
+            "past_key_values.0.value": "float32 [batch, 2, past, 8]"}
+        assert decoder_step["outputs"]["logits"] == "float32 [batch, new, 50]"
+        assert manifest["decoder"]["savedmodel_signature"] == "decoder_step"
+        assert manifest["decoder"]["parity"]["savedmodel decoder vs recompute"] <= 1e-5
     assert manifest["onnx_io"]["inputs"] == {"token_ids": "int32 [batch, sequence]"}
     assert manifest["onnx_io"]["outputs"] == {"logits": logits.replace("num_classes", "3")
                                               .replace("vocab_size", "50")}

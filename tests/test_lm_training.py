@@ -239,7 +239,8 @@ def test_the_export_ships_a_decoder_step_that_verify_checks(trained, capsys):
     assert decoder["inputs"]["past_key_values.0.key"] == ["batch", 2, "past", 8]
     assert main(["verify", str(version)]) == 0
     out = capsys.readouterr().out
-    assert "decoder.onnx: " in out and "greedy tokens Keras == onnxruntime: True; pass" in out
+    assert "decoder steps: " in out and "savedmodel decoder" in out
+    assert "greedy tokens Keras == onnxruntime == SavedModel: True; pass" in out
 
 
 def test_cached_and_recomputed_onnx_generation_agree(trained):

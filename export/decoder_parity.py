@@ -1,0 +1,174 @@
+"""Parity at every decoding step for a language model's cached decoder steps.
+
+A language-model export ships two cached steps: `decoder.onnx` (`export.decoder.CachedStep`
+on onnxruntime) and the SavedModel's `decoder_step` signature
+(`export.savedmodel_decoder.SavedModelStep`). Both, and the Keras cache they were traced from
+(`keras_attn.generation.CachedDecoder`), decode greedily from `parity_prompts` to max_len; at
+every step each step's logits are compared with the Keras model run on the whole sequence so
+far, and every step must choose the same tokens as Keras. `write_decoder` runs this at export
+(nothing is written when it fails), `verify_decoder` in `verify`.
+
+TensorFlow and keras_attn are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from export.decoder import DECODER_FILENAME, CachedStep, convert_decoder
+
+KERAS_CACHE = "keras cache"
+ONNX_DECODER = "onnx decoder"
+SAVEDMODEL_DECODER = "savedmodel decoder"
+
+
+def parity_prompts(max_len: int, vocab_size: int, seed: int = 0) -> list[list[int]]:
+    """Prompts of 1, max_len // 2 and max_len - 1 random non-padding ids (fewer when max_len
+    is small): decoding from each reaches max_len, so every position is checked."""
+    rng = np.random.default_rng(seed)
+    lengths = sorted({1, max(1, max_len // 2), max(1, max_len - 1)})
+    return [rng.integers(1, vocab_size, size=length).tolist() for length in lengths]
+
+
+class _Recompute:
+    """Wraps a cached step: at every step its logits are compared with the full model run on
+    the whole sequence so far; the largest absolute difference is kept."""
+
+    def __init__(self, step, full_logits):
+        self.step, self.full_logits = step, full_logits
+        self.sequence = np.zeros((1, 0), dtype=np.int64)
+        self.worst, self.steps = 0.0, 0
+
+    def __call__(self, token_ids, position_ids, cache):
+        logits, cache = self.step(token_ids, position_ids, cache)
+        self.sequence = np.concatenate([self.sequence, token_ids], axis=1)
+        full = self.full_logits(self.sequence)[:, -token_ids.shape[1]:]
+        self.worst = max(self.worst, float(np.max(np.abs(np.asarray(logits) - full))))
+        self.steps += 1
+        return logits, cache
+
+
+def check_decoder_parity(model, steps: Mapping[str, object], tolerance: float) -> dict:
+    """Parity at every decoding step, for greedy decoding from `parity_prompts` to max_len.
+
+    Checks, against a full recompute of the sequence so far by the Keras model: the Keras
+    cached step and each of `steps`; and that greedy decoding gives the same tokens in each
+    of `steps` as in Keras.
+
+    Args:
+        model: the Keras language model (float32).
+        steps: name -> an exported cached step with `empty_cache()` (e.g. "onnx decoder": a
+            `CachedStep`, "savedmodel decoder": a `SavedModelStep`).
+        tolerance: the largest absolute logit difference that passes.
+
+    Returns:
+        A JSON-ready dict: "<name> vs recompute" (max abs diff) for "keras cache" and each of
+        `steps`, "steps" (all steps run), "prompts", "greedy_tokens_equal", "tolerance", "ok".
+    """
+    import tensorflow as tf
+
+    from export.generation import generate_ids
+    from keras_attn.generation import CachedDecoder
+
+    # One graph for the recompute: eagerly, each call of the model costs ~100 ms.
+    recompute = tf.function(lambda ids: model(ids, training=False),
+                            input_signature=[tf.TensorSpec([None, None], tf.int64)])
+
+    def full_logits(ids):
+        return recompute(ids).numpy()
+
+    keras_decoder = CachedDecoder(model)
+    max_len, vocab_size = keras_decoder.max_len, keras_decoder.vocab_size
+    candidates = {KERAS_CACHE: keras_decoder.step, **steps}
+    empty = {KERAS_CACHE: keras_decoder.empty_cache,
+             **{name: step.empty_cache for name, step in steps.items()}}
+    worst = {f"{name} vs recompute": 0.0 for name in candidates}
+    prompts = parity_prompts(max_len, vocab_size)
+    count, equal = 0, True
+    for prompt in prompts:
+        tokens = []
+        for name, step in candidates.items():
+            checked = _Recompute(step, full_logits)
+            result = generate_ids(checked, empty[name](), prompt, max_len, None, max_len)
+            worst[f"{name} vs recompute"] = max(worst[f"{name} vs recompute"], checked.worst)
+            count += checked.steps
+            tokens.append(result.new_ids)
+        equal = equal and all(ids == tokens[0] for ids in tokens)
+    ok = equal and all(value <= tolerance for value in worst.values())
+    return {**worst, "steps": count, "prompts": len(prompts), "greedy_tokens_equal": equal,
+            "tolerance": tolerance, "ok": ok}
+
+
+# How the summary names each step's engine.
+ENGINES = {KERAS_CACHE: "Keras", ONNX_DECODER: "onnxruntime", SAVEDMODEL_DECODER: "SavedModel"}
+
+
+def decoder_summary(report: dict) -> str:
+    """The decoder steps' parity in two lines, for export and verify output."""
+    names = [key.removesuffix(" vs recompute") for key in report
+             if key.endswith(" vs recompute")]
+    diffs = ", ".join(f"{name} {report[f'{name} vs recompute']:.2e}" for name in names)
+    engines = " == ".join(ENGINES.get(name, name) for name in names)
+    return (f"decoder steps: {report['steps']} cached steps from {report['prompts']} prompts "
+            f"to max_len, vs full recompute: {diffs} (tolerance {report['tolerance']:.0e}); "
+            f"greedy tokens {engines}: {report['greedy_tokens_equal']}; "
+            f"{'pass' if report['ok'] else 'FAIL'}")
+
+
+class DecoderParityError(RuntimeError):
+    """An exported decoder step disagrees with a full recompute in Keras."""
+
+
+def exported_steps(folder: Path) -> dict[str, object]:
+    """The cached steps a folder holds: "onnx decoder" when it has decoder.onnx, and
+    "savedmodel decoder" when it holds a SavedModel with a `decoder_step` signature (exports
+    made before that signature existed have none)."""
+    from export.savedmodel_decoder import SavedModelStep, has_decoder_step
+
+    folder = Path(folder)
+    steps: dict[str, object] = {}
+    if (folder / DECODER_FILENAME).is_file():
+        steps[ONNX_DECODER] = CachedStep(folder / DECODER_FILENAME)
+    if has_decoder_step(folder):
+        steps[SAVEDMODEL_DECODER] = SavedModelStep(folder)
+    return steps
+
+
+def write_decoder(model, folder: Path, metadata: dict, opset: int, tolerance: float) -> dict:
+    """Writes `decoder.onnx` into an export's staging folder and checks it, and the
+    SavedModel's `decoder_step` signature when the folder has one, at every step.
+
+    Returns:
+        The manifest's "decoder" entry: the file, its inputs and outputs, the SavedModel
+        signature's name (or None), and the parity report of `check_decoder_parity`.
+
+    Raises:
+        DecoderParityError: the parity check failed (the export is not written).
+    """
+    from export.onnx import save_onnx
+    from export.savedmodel_decoder import DECODER_SIGNATURE_NAME
+
+    path = Path(folder) / DECODER_FILENAME
+    save_onnx(convert_decoder(model, metadata, opset), path)
+    steps = exported_steps(folder)
+    report = check_decoder_parity(model, steps, tolerance)
+    if not report["ok"]:
+        raise DecoderParityError(f"A decoder step disagrees with Keras; nothing was written. "
+                                 f"{decoder_summary(report)}")
+    session = steps[ONNX_DECODER].session
+    return {"file": DECODER_FILENAME,
+            "inputs": {value.name: value.shape for value in session.get_inputs()},
+            "outputs": {value.name: value.shape for value in session.get_outputs()},
+            "savedmodel_signature": DECODER_SIGNATURE_NAME
+            if SAVEDMODEL_DECODER in steps else None,
+            "parity": report}
+
+
+def verify_decoder(model, version_dir: Path, tolerance: float) -> dict | None:
+    """`check_decoder_parity` on an export's cached steps (`exported_steps`); None when the
+    export has none (a classifier)."""
+    steps = exported_steps(version_dir)
+    return check_decoder_parity(model, steps, tolerance) if steps else None
