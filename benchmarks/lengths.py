@@ -8,8 +8,8 @@ The model is the CLI's (`TrainSettings()`: d_model 32, 2 layers, dropout 0.1, ji
   change (every text padded to the dataset's longest, NumPy arrays to `fit`) against
   `keras_attn.buckets.LengthBatches`. Only real tokens are counted.
 - The wall time of `train_classifier` (what `keras-attn train` runs) at max_len 256 over 64.
-- Time to validation accuracy >= 0.99 on the reference task: before (pad-to-longest, dropout
-  also on attention weights and feed-forward hidden units) against now; median of the seeds.
+- Time to validation accuracy >= 0.99 on the reference task (`time_to_accuracy.py`, which
+  uses this module's `layout_before`, `compiled_classifier` and `fit_timed`).
 - Prediction over many texts: `Predictor.predict` of the whole file (what `keras-attn predict
   --file` did) against `Predictor.predict_by_length`, real tokens/s.
 """
@@ -17,9 +17,7 @@ The model is the CLI's (`TrainSettings()`: d_model 32, 2 layers, dropout 0.1, ji
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -35,10 +33,8 @@ from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts, load_texts, split_train_validation
 from keras_attn.feed_forward import FeedForward
 from keras_attn.models import build_classifier
-from keras_attn.tasks import make_reference_task
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fortune_languages.jsonl"
-TARGET_ACCURACY = 0.99
 
 
 def real_corpus(quick: bool) -> TextDataset:
@@ -66,12 +62,14 @@ def layout_before():
         yield
 
 
-class _EpochClock(keras.callbacks.Callback):
-    """Epoch durations, and the time since `start` at which val accuracy first reached a bar."""
+class EpochClock(keras.callbacks.Callback):
+    """Epoch durations; the seconds since `start` and the epoch (1-based) at whose end val
+    accuracy first reached `target`; the best val accuracy."""
 
-    def __init__(self, start: float):
+    def __init__(self, start: float, target: float = 1.0):
         super().__init__()
-        self.start, self.epochs, self.reached, self.best = start, [], None, 0.0
+        self.start, self.target, self.epochs = start, target, []
+        self.reached, self.reached_epoch, self.best = None, None, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.began = time.perf_counter()
@@ -80,22 +78,29 @@ class _EpochClock(keras.callbacks.Callback):
         now = time.perf_counter()
         self.epochs.append(now - self.began)
         self.best = max(self.best, (logs or {}).get("val_accuracy", 0.0))
-        if self.reached is None and (logs or {}).get("val_accuracy", 0.0) >= TARGET_ACCURACY:
-            self.reached = now - self.start
+        if self.reached is None and (logs or {}).get("val_accuracy", 0.0) >= self.target:
+            self.reached, self.reached_epoch = now - self.start, epoch + 1
 
 
-def _compiled(config, before: bool = False, learning_rate: float = 1e-3) -> keras.Model:
+def compiled_classifier(config, before: bool = False, learning_rate: float = 1e-3,
+                        jit_compile: bool = True, run_eagerly: bool = False) -> keras.Model:
+    """The classifier of `config` compiled as training compiles it (AdamW at a constant
+    rate); `before`: with the dropout layout before issue 10 (`layout_before`);
+    `run_eagerly`: no tracing at all (smoke runs)."""
     with layout_before() if before else contextlib.nullcontext():
         model = build_classifier(config)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=True)
+                  metrics=["accuracy"], jit_compile=jit_compile and not run_eagerly,
+                  run_eagerly=run_eagerly)
     return model
 
 
-def _fit(model, ids, labels, bucketed: bool, epochs: int, seed: int = 0,
-         validation=None, batch_size: int = 32) -> _EpochClock:
-    clock = _EpochClock(time.perf_counter())
+def fit_timed(model, ids, labels, bucketed: bool, epochs: int, seed: int = 0,
+              validation=None, batch_size: int = 32, target: float = 1.0) -> EpochClock:
+    """`fit` on NumPy arrays padded as given (pad to longest) or, `bucketed`, on
+    `LengthBatches`; returns its `EpochClock` (val accuracy `target`)."""
+    clock = EpochClock(time.perf_counter(), target)
     if bucketed:
         data = LengthBatches(ids, labels, batch_size, seed=seed).dataset()
         val = None if validation is None else LengthBatches(*validation, batch_size,
@@ -109,9 +114,11 @@ def _fit(model, ids, labels, bucketed: bool, epochs: int, seed: int = 0,
 
 
 def measure(quick: bool, version_dir: Path, prediction_rounds: int) -> dict:
-    """Every measurement of this module. Under --quick: a third of the fixture, too few steps
-    for a steady figure (a smoke run), and neither `train_classifier`'s wall time nor time to
-    accuracy."""
+    """Every measurement of this module, and time to accuracy (`time_to_accuracy.measure`).
+    Under --quick: a third of the fixture, too few steps for a steady figure (a smoke run), no
+    `train_classifier` wall time, and a smoke run of time to accuracy."""
+    from benchmarks import time_to_accuracy
+
     data = real_corpus(quick)
     if quick:
         data = data.subset(np.arange(0, len(data), 3))
@@ -125,7 +132,7 @@ def measure(quick: bool, version_dir: Path, prediction_rounds: int) -> dict:
         "training": training_tokens_per_second(data, tokenizer, epochs=3),
         "prediction": prediction_tokens_per_second(version_dir, lengths, prediction_rounds),
         "train_wall": None if quick else train_wall_time(data, epochs=3),
-        "time_to_accuracy": None if quick else time_to_accuracy((0, 1, 2), 1000, 30),
+        "time_to_accuracy": time_to_accuracy.measure(quick),
     }
 
 
@@ -144,7 +151,7 @@ def training_tokens_per_second(data: TextDataset, tokenizer, epochs: int) -> dic
                "real_share_bucketed": real / batches.padded_tokens()}
         for name, bucketed in (("pad to longest", False), ("by length", True)):
             keras.utils.set_random_seed(0)
-            clock = _fit(_compiled(config), ids, data.labels, bucketed, epochs)
+            clock = fit_timed(compiled_classifier(config), ids, data.labels, bucketed, epochs)
             row[name] = real / min(clock.epochs[1:])
         row["speedup"] = row["by length"] / row["pad to longest"]
         result[str(max_len)] = row  # str keys: as JSON writes them
@@ -165,38 +172,6 @@ def train_wall_time(data: TextDataset, epochs: int) -> dict:
                              verbose=0)
             seconds[str(max_len)] = time.perf_counter() - start
     return {"seconds": seconds, "ratio": seconds["256"] / seconds["64"]}
-
-
-def time_to_accuracy(seeds: tuple[int, ...], examples: int, epochs: int) -> dict:
-    """Seconds from the start of `fit` (compiles included) to validation accuracy >= 0.99 on
-    the reference task, before and now, per seed (None where `epochs` did not reach it), and
-    each run's best validation accuracy with its whole time: accuracy at about equal time."""
-    from keras_attn.demo import DEMO_SETTINGS
-
-    settings = dataclasses.replace(DEMO_SETTINGS, dropout=0.1, epochs=epochs)
-    result = {"settings": "demo settings (word tokenizer, lr 3e-3, batch 64) with dropout 0.1",
-              "before": [], "now": [], "before best accuracy, seconds": [],
-              "now best accuracy, seconds": []}
-    for seed in seeds:
-        train, validation = split_train_validation(make_reference_task(examples, seed), 0.2,
-                                                   seed=seed)
-        tokenizer = train_tokenizer(train.texts, model=settings.tokenizer,
-                                    vocab_size=settings.vocab_size)
-        config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
-        x_train = encode_texts(tokenizer, train.texts, settings.max_len)
-        val = (encode_texts(tokenizer, validation.texts, settings.max_len), validation.labels)
-        for name, before in (("before", True), ("now", False)):
-            keras.utils.set_random_seed(seed)
-            clock = _fit(_compiled(config, before, settings.learning_rate), x_train,
-                         train.labels, not before, epochs, seed, val, settings.batch_size)
-            now = time.perf_counter()
-            result[name].append(clock.reached)
-            result[f"{name} best accuracy, seconds"].append((clock.best, now - clock.start))
-    for name in ("before", "now"):
-        reached = [s for s in result[name] if s is not None]
-        result[f"{name} median"] = (statistics.median(result[name])
-                                    if len(reached) == len(seeds) else None)
-    return result
 
 
 def prediction_tokens_per_second(version_dir: Path, lengths: np.ndarray, rounds: int) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import time_to_accuracy
+
 
 def _goal(name: str, target: str, measured: float | None, met: bool | None,
           detail: str) -> dict[str, Any]:
@@ -85,32 +87,14 @@ def _length_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
               wall["ratio"] <= 1.6, "not measured (--quick)" if wall is None else
               f"{wall['seconds']['256']:.1f} s vs {wall['seconds']['64']:.1f} s"),
     ]
-    if accuracy is None:
-        goals.append(_goal("Time to val accuracy >= 0.99 (reference task), now vs before, "
-                           "median of 3 seeds", "<= 0.5x", None, None, "not measured (--quick)"))
-    else:
-        before, now = accuracy["before median"], accuracy["now median"]
-        ratio = None if before is None or now is None else now / before
-        goals.append(_goal(
-            "Time to val accuracy >= 0.99 (reference task), now vs before, median of 3 seeds",
-            "<= 0.5x", ratio, now is not None and (ratio is None or ratio <= 0.5),
-            f"seconds per seed: before {_seconds(accuracy['before'])}, now "
-            f"{_seconds(accuracy['now'])}; best val accuracy in the whole run (its seconds): "
-            f"before {_best(accuracy['before best accuracy, seconds'])}, now "
-            f"{_best(accuracy['now best accuracy, seconds'])} ({accuracy['settings']})"))
+    ratio, met, detail = time_to_accuracy.judge(accuracy)
+    goals.append(_goal("Time to val accuracy >= 0.99 (reference task), now vs before, "
+                       "median of 3 seeds", "<= 0.5x", ratio, met, detail))
     goals.append(_goal("Prediction over many texts: real tokens/s, by length vs whole file",
                        ">= 2x", prediction["speedup"], prediction["speedup"] >= 2,
                        f"{prediction['by length']:,.0f} vs {prediction['whole file']:,.0f} "
                        f"real tokens/s, {prediction['texts']} texts"))
     return goals
-
-
-def _best(runs: list[list[float]]) -> str:
-    return ", ".join(f"{accuracy:.3f} ({seconds:.0f} s)" for accuracy, seconds in runs)
-
-
-def _seconds(values: list[float | None]) -> str:
-    return ", ".join("not reached" if v is None else f"{v:.1f}" for v in values)
 
 
 def _met(value: bool | None) -> str:
