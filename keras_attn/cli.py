@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--classes", help="comma-separated class names to use, in this order "
                        "(e.g. neg,pos to skip aclImdb/train/unsup); default: all")
     train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument("--stream", action="store_true",
+                       help="read the data record by record, never all at once (memory stays "
+                            "flat as the data grows): a tf.data pipeline that tokenizes and "
+                            "batches by length; the validation split is a seeded hash of each "
+                            "record's position, the tokenizer learns from a sample of 100,000 "
+                            "texts, no TF-IDF baseline; tensorflow backend, one device")
 
     def training_flags(sub):  # the flags `train` and `train-lm` share
         defaults = TrainSettings()

@@ -100,6 +100,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from keras_attn.backends import select_backend
 
     backend = select_backend(args.backend, args.devices)  # before anything imports Keras
+    if args.stream:  # record by record from the files (keras_attn.streaming)
+        return _train_streaming(args, settings, backend)
     seconds: dict[str, float] = {}
     with phase("data", seconds, _print):
         classes = args.classes.split(",") if args.classes else None
@@ -132,6 +134,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.export:
         return _export(run.run_dir, Path(args.export))
     return EXIT_OK
+
+
+def _train_streaming(args: argparse.Namespace, settings, backend: str) -> int:
+    """`train --stream`: TensorFlow's tf.data on one device, from random weights."""
+    init_from = getattr(args, "init_from", None)
+    if backend != "tensorflow" or args.devices != 1 or init_from:
+        raise UsageError(f"--stream trains on the tensorflow backend, on one device, from random "
+                         f"weights. Received: backend {backend}, --devices {args.devices}"
+                         + (f", --init-from {init_from}" if init_from else ""))
+    from keras_attn.stream_training import cmd_train_stream
+
+    run_dir = cmd_train_stream(args, settings, _print)
+    return _export(run_dir, Path(args.export)) if args.export else EXIT_OK
 
 
 def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> None:

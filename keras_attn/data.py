@@ -12,7 +12,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -256,7 +256,13 @@ def jsonl_records(path: Path) -> Iterator[tuple[dict, str]]:
     Raises:
         DataError: a line that is not valid JSON, or not a JSON object, naming the line.
     """
-    for number, line in enumerate(split_lines(_read_text(path)), start=1):
+    yield from parse_jsonl_lines(split_lines(_read_text(path)), path)
+
+
+def parse_jsonl_lines(lines: Iterable[str], path: Path) -> Iterator[tuple[dict, str]]:
+    """`jsonl_records` over lines already split (`keras_attn.streaming` reads them one at a
+    time); blank lines are skipped, and a line's number is its position in `lines`."""
+    for number, line in enumerate(lines, start=1):
         where = f"line {number} of '{path}'"
         if not line.strip():
             continue
@@ -271,16 +277,20 @@ def jsonl_records(path: Path) -> Iterator[tuple[dict, str]]:
         yield record, where
 
 
+def text_and_label(record: dict, text_column: str, label_column: str,
+                   where: str) -> tuple[str, str]:
+    """The text and the label name of one .jsonl record, checked."""
+    _check_columns(list(record), text_column, label_column, where)
+    if not isinstance(record[text_column], str):
+        raise DataError(f"The text must be a string. Received: "
+                        f"{type(record[text_column]).__name__} at {where}")
+    return record[text_column], _label_name(record[label_column], where)
+
+
 def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
-    for record, where in jsonl_records(path):
-        _check_columns(list(record), text_column, label_column, where)
-        if not isinstance(record[text_column], str):
-            raise DataError(f"The text must be a string. Received: "
-                            f"{type(record[text_column]).__name__} at {where}")
-        texts.append(record[text_column])
-        labels.append(_label_name(record[label_column], where))
-    return texts, labels
+    pairs = [text_and_label(record, text_column, label_column, where)
+             for record, where in jsonl_records(path)]
+    return [text for text, _ in pairs], [label for _, label in pairs]
 
 
 def _label_name(label: object, where: str) -> str:
@@ -292,9 +302,7 @@ def _label_name(label: object, where: str) -> str:
 
 def _to_dataset(texts: list[str], labels: list[str], wanted: list[str] | None,
                 path: Path) -> TextDataset:
-    found = sorted(set(labels))
-    if all(re.fullmatch(r"-?\d+", name) for name in found):
-        found.sort(key=int)  # "2" before "10"
+    found = sorted_class_names(set(labels))
     if wanted is not None:
         missing = [name for name in wanted if name not in found]
         if missing:
@@ -308,6 +316,14 @@ def _to_dataset(texts: list[str], labels: list[str], wanted: list[str] | None,
                         f"{len(texts)} examples, classes {class_names}, path='{path}'")
     index = {name: position for position, name in enumerate(class_names)}
     return TextDataset(texts, np.array([index[label] for label in labels]), class_names)
+
+
+def sorted_class_names(names: Iterable[str]) -> list[str]:
+    """Label names in class order: sorted, numerically when every name is an integer."""
+    found = sorted(names)
+    if all(re.fullmatch(r"-?\d+", name) for name in found):
+        found.sort(key=int)  # "2" before "10"
+    return found
 
 
 def encode_texts(tokenizer, texts: Sequence[str], max_len: int) -> np.ndarray:

@@ -242,6 +242,17 @@ def train_classifier(
     finally:
         reset_distribution()
 
+    best, accuracy = finish_run(run_dir, config, train.class_names, settings, x_val,
+                                val_batches.dataset())
+    return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
+                      resumed_from, accuracy)
+
+
+def finish_run(run_dir: Path, config, class_names: list[str], settings: TrainSettings,
+               representative_ids: np.ndarray, validation_data) -> tuple[keras.Model, float]:
+    """After `fit`: the best checkpoint re-saved for use, `config.json` (whose presence marks
+    the run finished), `representative_ids.npy`; returns (best model, its validation
+    accuracy on `validation_data`, a dataset of (ids, labels) batches)."""
     best = load_model(run_dir / MODEL_FILE)
     # The checkpoint was written by a model compiled for training, perhaps with
     # jit_compile=True: saved as it is, every later `keras.models.load_model` would predict
@@ -251,13 +262,12 @@ def train_classifier(
                  jit_compile=False)
     best.save(run_dir / MODEL_FILE)
     (run_dir / CONFIG_FILE).write_text(json.dumps(
-        {"model": config.to_dict(), "class_names": train.class_names,
+        {"model": config.to_dict(), "class_names": list(class_names),
          "settings": dataclasses.asdict(settings)}, indent=2) + "\n", encoding="utf-8")
     # Held-out ids for the export's int8 file: its calibration, and what its gate checks on.
-    save_representative_ids(run_dir, x_val)
-    accuracy = best.evaluate(val_batches.dataset(), verbose=0, return_dict=True)["accuracy"]
-    return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
-                      resumed_from, float(accuracy))
+    save_representative_ids(run_dir, representative_ids)
+    accuracy = best.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]
+    return best, float(accuracy)
 
 
 def run_callbacks(run_dir: Path, patience: int, resumed_from: int,
@@ -300,9 +310,14 @@ def class_weights(train: TextDataset, mode: str) -> dict[int, float] | None:
     class counts as much in the loss whatever its share of the data."""
     if mode == "none":
         return None
-    counts = np.bincount(train.labels, minlength=len(train.class_names))
-    return {c: float(len(train) / (len(counts) * count)) for c, count in enumerate(counts)
-            if count}
+    return balanced_weights(np.bincount(train.labels, minlength=len(train.class_names)))
+
+
+def balanced_weights(counts: np.ndarray) -> dict[int, float]:
+    """Class c weighs n / (classes * count_c), from the examples per class `counts` `[classes]`
+    (scikit-learn's class_weight="balanced"); a class without examples gets no weight."""
+    total = int(np.sum(counts))
+    return {c: float(total / (len(counts) * count)) for c, count in enumerate(counts) if count}
 
 
 def load_run(run_dir: str | Path) -> tuple[keras.Model, Tokenizer, list[str]]:
