@@ -80,6 +80,19 @@ def plan_batches(lengths: np.ndarray, batch_size: int, widths: list[int],
     return batches
 
 
+def batches_dataset(batches, cardinality: int, labels: bool = True, prefetch: int = 2):
+    """A `tf.data.Dataset` over `batches()`, a generator function of NumPy batches: ids int32
+    `[batch, width]` (and labels int32 `[batch]`), any width; `cardinality` batches a pass,
+    `prefetch` batches made ahead (in a background thread, while the model trains)."""
+    import tensorflow as tf
+
+    ids_spec = tf.TensorSpec((None, None), tf.int32)
+    signature = (ids_spec, tf.TensorSpec((None,), tf.int32)) if labels else ids_spec
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(cardinality))
+    return dataset.prefetch(prefetch)
+
+
 class LengthBatches:
     """(ids `[batch, width]`, labels `[batch]`) batches by length, as a `tf.data.Dataset`.
 
@@ -143,14 +156,7 @@ class LengthBatches:
 
         Each iteration of it (Keras makes one per epoch) runs the next epoch's plan.
         """
-        import tensorflow as tf
-
-        ids_spec = tf.TensorSpec((None, None), tf.int32)
-        signature = ids_spec if self.labels is None else (ids_spec, tf.TensorSpec((None,),
-                                                                                  tf.int32))
-        dataset = tf.data.Dataset.from_generator(self.__iter__, output_signature=signature)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
-        return dataset.prefetch(prefetch)
+        return batches_dataset(self.__iter__, len(self), self.labels is not None, prefetch)
 
     def shapes(self, epoch: int = 0) -> set[tuple[int, int]]:
         """The distinct batch shapes of an epoch's plan: what XLA compiles the model for."""

@@ -11,21 +11,24 @@ one record at a time, and never holds all texts or all token ids:
    `round(count x fraction)` as `split_train_validation`'s stratified split does.
 3. The tokenizer learns from a seeded sample of at most `TOKENIZER_SAMPLE` training texts
    (`sample_texts`, reservoir sampling).
-4. `TextStream.dataset()` is a `tf.data` pipeline: one split's records in file order, or
-   through a shuffle buffer of `shuffle_buffer` records seeded by (seed, epoch), so that a
-   resumed run goes on with the orders of the epochs it had not run; tokenized in chunks by
-   the Hugging Face tokenizer inside the pipeline; batched by length
-   (`tf.data.Dataset.bucket_by_sequence_length`) into `keras_attn.buckets`'s widths (powers
-   of two from 16 up to `max_len`), each batch padded to its bucket's width; prefetched.
+4. `TextStream.dataset()` is a `tf.data` pipeline over a generator of batches, prefetched (the
+   next batches are made in a background thread while the model trains): one split's records
+   in file order, or through a shuffle buffer of `shuffle_buffer` records seeded by (seed,
+   epoch), so that a resumed run goes on with the orders of the epochs it had not run;
+   tokenized `TOKENIZE_CHUNK` texts at a time by the Hugging Face tokenizer; each text put in
+   the narrowest of `keras_attn.buckets`'s widths that holds it (powers of two from 16 up to
+   `max_len`), a bucket emitted as a batch padded to its width when full. The per-text work
+   is plain Python: as tf.data ops per text (`unbatch`, `bucket_by_sequence_length`) it took
+   ~0.5 ms a text, against ~0.17 ms here (8,000 texts, 2 shared cores).
 
 What stays in memory: the shuffle buffer, the tokenizer's sample, under one batch per bucket,
-and the prefetched batches. Batch shapes: a full batch per width, and each bucket's last,
-short batch of an epoch (the same every epoch), so XLA compiles at most 2 x widths shapes.
+one chunk of tokenized texts and the prefetched batches. Batch shapes: a full batch per width,
+and each bucket's last, short batch of an epoch (the same every epoch), so XLA compiles at most
+2 x widths shapes.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import itertools
@@ -34,89 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_attn.buckets import bucket_widths
-from keras_attn.data import (
-    ACCEPTED,
-    DataError,
-    _check_class_names,
-    _check_columns,
-    _label_name,
-    _read_text,
-    parse_jsonl_lines,
-    sorted_class_names,
-    text_and_label,
-)
+from keras_attn.buckets import batches_dataset, bucket_widths
+from keras_attn.data import DataError, _check_class_names, sorted_class_names
+from keras_attn.file_records import iter_records
 
 TOKENIZER_SAMPLE = 100_000
 SHUFFLE_BUFFER = 10_000
 TOKENIZE_CHUNK = 512  # texts per call of the Hugging Face tokenizer
 SPLITS = ("train", "validation")
-
-
-def iter_records(path: Path, text_column: str = "text",
-                 label_column: str = "label") -> Iterator[tuple[str, str, str]]:
-    """(text, label name, where) of every record, read one at a time; see `load_texts`.
-
-    Raises:
-        DataError: as `load_texts` (a missing path, an unknown extension, a bad line, ...).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
-                        f"Received: path='{path}'")
-    if path.is_dir():
-        yield from _folder_records(path)
-    elif path.suffix.lower() == ".jsonl":
-        for record, where in parse_jsonl_lines(_lines(path), path):
-            yield (*text_and_label(record, text_column, label_column, where), where)
-    elif path.suffix.lower() == ".csv":
-        yield from _csv_records(path, text_column, label_column)
-    else:
-        raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {ACCEPTED}. "
-                        f"Received: path='{path}'")
-
-
-def _lines(path: Path) -> Iterator[str]:
-    """The lines of a UTF-8 file, one at a time, each ended by "\\n" or "\\r\\n" only (as
-    `data.split_lines`: a file object in binary mode splits at b"\\n" alone)."""
-    with open(path, "rb") as file:
-        for number, raw in enumerate(file, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"The file is not valid UTF-8 text (line {number}); only UTF-8 "
-                                f"is read. Received: path='{path}'") from None
-            yield line.removesuffix("\n").removesuffix("\r")
-
-
-def _csv_records(path: Path, text_column: str,
-                 label_column: str) -> Iterator[tuple[str, str, str]]:
-    with open(path, encoding="utf-8-sig", newline="") as file:
-        reader = csv.DictReader(file)
-        try:
-            _check_columns(reader.fieldnames or [], text_column, label_column, f"path='{path}'")
-            for row in reader:
-                where = f"line {reader.line_num} of '{path}'"
-                if row[text_column] is None or row[label_column] is None:
-                    raise DataError(f"Line {reader.line_num} has fewer fields than the header. "
-                                    f"Received: path='{path}'")
-                yield row[text_column], _label_name(row[label_column], where), where
-        except csv.Error as error:
-            raise DataError(f"The CSV file is malformed at line {reader.line_num} ({error}). "
-                            f"Received: path='{path}'") from None
-        except UnicodeDecodeError:
-            raise DataError(f"The file is not valid UTF-8 text (near line {reader.line_num}); "
-                            f"only UTF-8 is read. Received: path='{path}'") from None
-
-
-def _folder_records(path: Path) -> Iterator[tuple[str, str, str]]:
-    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(folders) < 2:
-        raise DataError(f"A data folder needs one sub-folder of .txt files per class, and at least "
-                        f"two classes. Received: path='{path}' with sub-folders {folders}")
-    for name in folders:
-        for file in sorted(p for p in (path / name).rglob("*.txt") if p.is_file()):
-            yield _read_text(file), name, f"'{file}'"
 
 
 def in_validation(index: int, seed: int, fraction: float) -> bool:
@@ -281,32 +209,41 @@ class TextStream:
         """Batches per epoch: each bucket's texts in batches, its last one perhaps short."""
         return int(sum(-(-size // self.batch_size) for size in self.bucket_sizes))
 
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The next epoch's batches, as NumPy: ids int32 `[batch, width]`, labels int32
+        `[batch]`. Records are tokenized `TOKENIZE_CHUNK` at a time; each text joins the
+        narrowest bucket that holds it, and a bucket is emitted when full; at the end of the
+        epoch each bucket's rest, in bucket order."""
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        pending: list[list[tuple[np.ndarray, int]]] = [[] for _ in self.widths]
+        records = self.records(epoch)
+        while chunk := list(itertools.islice(records, TOKENIZE_CHUNK)):
+            ids = self.encode([text for text, _, _ in chunk])
+            lengths = np.count_nonzero(ids, axis=1)
+            if not lengths.all():
+                raise DataError(f"A text has no token: the data changed while training. "
+                                f"Received: {chunk[int(np.argmin(lengths))][2]}")
+            buckets = np.searchsorted(self.widths, lengths).tolist()
+            for row, length, bucket, (_, label, _) in zip(ids, lengths.tolist(), buckets,
+                                                          chunk, strict=True):
+                pending[bucket].append((row[:length], label))
+                if len(pending[bucket]) == self.batch_size:
+                    yield _padded(pending[bucket], self.widths[bucket])
+                    pending[bucket] = []
+        for rows, width in zip(pending, self.widths, strict=True):
+            if rows:
+                yield _padded(rows, width)
+
     def dataset(self, prefetch: int = 2):
-        """The pipeline of the module docstring; each iteration (Keras makes one per epoch)
-        runs the next epoch's order."""
-        import tensorflow as tf
+        """`iter(self)` as a `tf.data.Dataset` (`buckets.batches_dataset`): each iteration
+        (Keras makes one per epoch) runs the next epoch's order; batches are made `prefetch`
+        ahead in a background thread while the model trains."""
+        return batches_dataset(self.__iter__, len(self), labels=True, prefetch=prefetch)
 
-        def texts_and_labels():
-            epoch, self.epoch = self.epoch, self.epoch + 1
-            for text, label, _ in self.records(epoch):
-                yield text, label
 
-        def tokenize(texts, labels):
-            ids = tf.numpy_function(
-                lambda batch: self.encode([text.decode("utf-8") for text in batch]),
-                [texts], tf.int32, stateful=False)
-            ids.set_shape((None, None))
-            return ids, tf.math.count_nonzero(ids, axis=1, dtype=tf.int32), labels
-
-        dataset = tf.data.Dataset.from_generator(
-            texts_and_labels, output_signature=(tf.TensorSpec((), tf.string),
-                                                tf.TensorSpec((), tf.int32)))
-        dataset = (dataset.batch(TOKENIZE_CHUNK).map(tokenize).unbatch()
-                   .map(lambda ids, length, label: (ids[:length], label)))
-        dataset = dataset.bucket_by_sequence_length(
-            lambda ids, label: tf.shape(ids)[0],
-            bucket_boundaries=[width + 1 for width in self.widths],  # bucket i: <= widths[i]
-            bucket_batch_sizes=[self.batch_size] * (len(self.widths) + 1),
-            pad_to_bucket_boundary=True)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
-        return dataset.prefetch(prefetch)
+def _padded(rows: list[tuple[np.ndarray, int]], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids int32 `[len(rows), width]` right-padded with 0, labels int32 `[len(rows)]`)."""
+    ids = np.zeros((len(rows), width), dtype=np.int32)
+    for index, (row, _) in enumerate(rows):
+        ids[index, :len(row)] = row
+    return ids, np.array([label for _, label in rows], dtype=np.int32)

@@ -16,9 +16,10 @@ from keras_attn.buckets import bucket_widths
 from keras_attn.cli import main
 from keras_attn.config import TrainSettings
 from keras_attn.data import load_texts
+from keras_attn.file_records import iter_records
 from keras_attn.models import build_classifier
 from keras_attn.stream_training import train_streaming
-from keras_attn.streaming import TextStream, in_validation, iter_records, scan_stream
+from keras_attn.streaming import TextStream, in_validation, scan_stream
 
 FIXTURE = "tests/fixtures/fortune_languages.jsonl"
 MAX_LEN = 48
