@@ -17,7 +17,9 @@ Measures, in one run so that every figure is a ratio against a reference timed b
 7. training at dropout 0.1 beside 0.0, and training and prediction on real text lengths, by
    length against pad to longest (`lengths.py`);
 8. generation tokens/s and time to first token, with the key/value cache against a full
-   recompute per token, in Keras and onnxruntime (`generation_speed.py`).
+   recompute per token, in Keras and onnxruntime (`generation_speed.py`);
+9. peak memory of the training data pipeline at 10,000 and 1,000,000 texts, in memory against
+   streamed from the file (`streaming_memory.py`; --quick: a smoke run on 1,000 texts).
 
 It prints a markdown report with the issue's goals judged from this run's ratios, and writes
 the numbers as JSON with --json. --quick (tiny config, few steps) takes about two minutes.
@@ -50,6 +52,7 @@ from benchmarks import (  # noqa: E402
     lengths,
     onnx_paths,
     report,
+    streaming_memory,
     timing,
     tokenizer_speed,
 )
@@ -186,6 +189,7 @@ def run(config_name: str, quick: bool) -> dict:
     results["tokenizer"] = tokenizer_speed.measure_tokenizer_speed(quick)
     results["generation"] = generation_speed.measure_generation_speed(quick)
     results["backends"] = backend_speed.measure_backend_speed(config, quick)
+    results["streaming"] = streaming_memory.measure(quick)
     return results
 
 
@@ -257,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     print(tokenizer_speed.markdown(results["tokenizer"]))
     print(generation_speed.markdown(results["generation"]))
     print(backend_speed.markdown(results["backends"]))
+    print(streaming_memory.markdown(results["streaming"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0
