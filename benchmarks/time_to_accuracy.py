@@ -30,13 +30,6 @@ import dataclasses
 import statistics
 import time
 
-import keras
-
-from benchmarks.lengths import compiled_classifier, fit_timed
-from export.tokenizer import train_tokenizer
-from keras_attn.data import encode_texts, split_train_validation
-from keras_attn.tasks import make_reference_task
-
 TARGET_ACCURACY = 0.99
 
 
@@ -70,7 +63,13 @@ def measure(quick: bool) -> dict:
         s" / "<name> steady epoch s": [median seconds of epoch 1 (compiles) / of later epochs],
         "<name> median": median seconds over the seeds, None unless every seed reached 0.99}.
     """
+    import keras  # here: benchmarks.report imports `judge` without TensorFlow
+
+    from benchmarks.lengths import compiled_classifier, fit_timed
+    from export.tokenizer import train_tokenizer
+    from keras_attn.data import encode_texts, split_train_validation
     from keras_attn.demo import DEMO_SETTINGS
+    from keras_attn.tasks import make_reference_task
 
     budget = BUDGETS["quick" if quick else "full"]
     settings = dataclasses.replace(DEMO_SETTINGS, dropout=0.1, epochs=budget.epochs)
