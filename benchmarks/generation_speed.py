@@ -3,11 +3,13 @@
     python benchmarks/generation_speed.py [--quick] [--json PATH]
 
 A language model with random weights decodes greedily 128 new tokens after a 16-token prompt
-(no end-of-text: every run makes exactly 128 tokens), four ways:
+(no end-of-text: every run makes exactly 128 tokens), five ways:
 
 - Keras, cached: `keras_attn.generation.CachedDecoder` (one traced graph per step);
 - Keras, recompute: the whole model (one traced graph) on the whole sequence at every step;
 - onnxruntime, cached: the export's `decoder.onnx` (`export.decoder.CachedStep`);
+- onnxruntime, cached optimized: the export's `decoder.optimized.onnx` (what `generate` on an
+  export loads; `export.decoder_parity`);
 - onnxruntime, recompute: the export's `model.onnx` on the whole sequence at every step
   (`export.generation_runtime.RecomputeStep`).
 
@@ -44,7 +46,7 @@ GOALS = {"onnxruntime cached / onnxruntime recompute": 5.0,
 
 
 def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
-    """name -> (step, empty-cache factory) for the four ways of running a step."""
+    """name -> (step, empty-cache factory) for the five ways of running a step."""
     import keras
     import tensorflow as tf
 
@@ -53,12 +55,15 @@ def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
     from export.generation_runtime import RecomputeStep
     from export.metadata import encode_metadata
     from export.onnx import convert_to_onnx, save_onnx
+    from export.optimize import rewrite
     from keras_attn.generation import CachedDecoder
 
     keras.utils.set_random_seed(0)
     model = ka.build_language_model(config)
     metadata = encode_metadata(config.to_dict(), "language_model", 17, ka.__version__, None)
-    save_onnx(convert_decoder(model, metadata, 17), folder / "decoder.onnx")
+    decoder_proto = convert_decoder(model, metadata, 17)
+    save_onnx(decoder_proto, folder / "decoder.onnx")
+    save_onnx(rewrite(decoder_proto)[0], folder / "decoder.optimized.onnx")
     save_onnx(convert_to_onnx(model, "language_model", metadata, 17), folder / "model.onnx")
     decoder = CachedDecoder(model)
     full = tf.function(lambda ids: model(ids, training=False),
@@ -69,11 +74,13 @@ def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
         return full(ids).numpy()[:, -token_ids.shape[1]:], ids
 
     onnx_cached = CachedStep(folder / "decoder.onnx")
+    onnx_optimized = CachedStep(folder / "decoder.optimized.onnx")
     onnx_recompute = RecomputeStep(runtime.load(folder / "model.onnx"))
     no_ids = lambda: np.zeros((1, 0), dtype=np.int64)  # noqa: E731
     return {"keras cached": (decoder.step, decoder.empty_cache),
             "keras recompute": (keras_recompute, no_ids),
             "onnxruntime cached": (onnx_cached, onnx_cached.empty_cache),
+            "onnxruntime cached optimized": (onnx_optimized, onnx_optimized.empty_cache),
             "onnxruntime recompute": (onnx_recompute, onnx_recompute.empty_cache)}
 
 
@@ -115,7 +122,9 @@ def measure_generation_speed(quick: bool = False, config: ka.ModelConfig | None 
               "onnxruntime cached / onnxruntime recompute":
                   rate["onnxruntime cached"] / rate["onnxruntime recompute"],
               "onnxruntime cached / keras cached":
-                  rate["onnxruntime cached"] / rate["keras cached"]}
+                  rate["onnxruntime cached"] / rate["keras cached"],
+              "onnxruntime cached optimized / onnxruntime cached":
+                  rate["onnxruntime cached optimized"] / rate["onnxruntime cached"]}
     return {"setup": {"prompt_tokens": PROMPT_TOKENS, "new_tokens": NEW_TOKENS,
                       "config": config.to_dict(), "rounds": rounds, "onnxruntime_threads": 1},
             "paths": paths, "ratios": ratios,
@@ -142,7 +151,7 @@ def markdown(results: dict) -> str:
         goal = results["goals"].get(name)
         judged = f">= {goal['goal']:.0f}x: {'met' if goal['met'] else 'NOT met'}" if goal else ""
         lines.append(f"| {name} | {value:.2f}x | {judged} |")
-    lines += ["", f"All four paths chose the same {setup['new_tokens']} tokens: "
+    lines += ["", f"All {len(results['paths'])} paths chose the same {setup['new_tokens']} tokens: "
               f"{results['same_tokens']}"]
     return "\n".join(lines)
 

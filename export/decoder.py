@@ -31,6 +31,9 @@ import onnxruntime as ort
 from export.metadata import decode_metadata
 
 DECODER_FILENAME = "decoder.onnx"
+# decoder.onnx with tf2onnx's small ops rewritten into fused onnxruntime kernels
+# (`export.optimize.rewrite`); onnxruntime only, shipped when it passes its parity check.
+OPTIMIZED_DECODER_FILENAME = "decoder.optimized.onnx"
 TOKEN_IDS, POSITION_IDS, LOGITS = "token_ids", "position_ids", "logits"
 
 

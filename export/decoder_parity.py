@@ -8,6 +8,12 @@ every step each step's logits are compared with the Keras model run on the whole
 far, and every step must choose the same tokens as Keras. `write_decoder` runs this at export
 (nothing is written when it fails), `verify_decoder` in `verify`.
 
+`decoder.optimized.onnx` (decoder.onnx rewritten by `export.optimize.rewrite`: LayerNorm and
+MatMul kernels where tf2onnx wrote a dozen small ops) is held to the same check; it is an
+onnxruntime-only speed-up, so when it fails it is left out (with a RuntimeWarning and the
+reason in the manifest) and the export goes on. No int8 decoder ships: measured, it changed
+the greedy text (README, "Export: decoder.onnx").
+
 TensorFlow and keras_attn are imported inside the functions.
 """
 
@@ -18,10 +24,16 @@ from pathlib import Path
 
 import numpy as np
 
-from export.decoder import DECODER_FILENAME, CachedStep, convert_decoder
+from export.decoder import (
+    DECODER_FILENAME,
+    OPTIMIZED_DECODER_FILENAME,
+    CachedStep,
+    convert_decoder,
+)
 
 KERAS_CACHE = "keras cache"
 ONNX_DECODER = "onnx decoder"
+OPTIMIZED_DECODER = "onnx decoder optimized"
 SAVEDMODEL_DECODER = "savedmodel decoder"
 
 
@@ -103,7 +115,8 @@ def check_decoder_parity(model, steps: Mapping[str, object], tolerance: float) -
 
 
 # How the summary names each step's engine.
-ENGINES = {KERAS_CACHE: "Keras", ONNX_DECODER: "onnxruntime", SAVEDMODEL_DECODER: "SavedModel"}
+ENGINES = {KERAS_CACHE: "Keras", ONNX_DECODER: "onnxruntime",
+           OPTIMIZED_DECODER: "onnxruntime optimized", SAVEDMODEL_DECODER: "SavedModel"}
 
 
 def decoder_summary(report: dict) -> str:
@@ -123,48 +136,76 @@ class DecoderParityError(RuntimeError):
 
 
 def exported_steps(folder: Path) -> dict[str, object]:
-    """The cached steps a folder holds: "onnx decoder" when it has decoder.onnx, and
-    "savedmodel decoder" when it holds a SavedModel with a `decoder_step` signature (exports
-    made before that signature existed have none)."""
+    """The cached steps a folder holds: "onnx decoder" and "onnx decoder optimized" for
+    decoder.onnx and decoder.optimized.onnx when present, and "savedmodel decoder" when it
+    holds a SavedModel with a `decoder_step` signature (exports made before that signature
+    existed have none)."""
     from export.savedmodel_decoder import SavedModelStep, has_decoder_step
 
     folder = Path(folder)
     steps: dict[str, object] = {}
-    if (folder / DECODER_FILENAME).is_file():
-        steps[ONNX_DECODER] = CachedStep(folder / DECODER_FILENAME)
+    for name, filename in ((ONNX_DECODER, DECODER_FILENAME),
+                           (OPTIMIZED_DECODER, OPTIMIZED_DECODER_FILENAME)):
+        if (folder / filename).is_file():
+            steps[name] = CachedStep(folder / filename)
     if has_decoder_step(folder):
         steps[SAVEDMODEL_DECODER] = SavedModelStep(folder)
     return steps
 
 
 def write_decoder(model, folder: Path, metadata: dict, opset: int, tolerance: float) -> dict:
-    """Writes `decoder.onnx` into an export's staging folder and checks it, and the
-    SavedModel's `decoder_step` signature when the folder has one, at every step.
+    """Writes `decoder.onnx` and `decoder.optimized.onnx` into an export's staging folder and
+    checks them, and the SavedModel's `decoder_step` signature when the folder has one, at
+    every step.
 
     Returns:
         The manifest's "decoder" entry: the file, its inputs and outputs, the SavedModel
-        signature's name (or None), and the parity report of `check_decoder_parity`.
+        signature's name (or None), the parity report of `check_decoder_parity`, and
+        "optimized": how decoder.optimized.onnx was built and its own parity report, or
+        `{"shipped": False, "reason": ...}`.
 
     Raises:
-        DecoderParityError: the parity check failed (the export is not written).
+        DecoderParityError: decoder.onnx or the SavedModel step failed the parity check (the
+            export is not written).
     """
     from export.onnx import save_onnx
+    from export.optimize import rewrite, warn_not_shipped
     from export.savedmodel_decoder import DECODER_SIGNATURE_NAME
 
-    path = Path(folder) / DECODER_FILENAME
-    save_onnx(convert_decoder(model, metadata, opset), path)
+    folder = Path(folder)
+    proto = convert_decoder(model, metadata, opset)
+    save_onnx(proto, folder / DECODER_FILENAME)
+    try:
+        optimized, rewrites = rewrite(proto)
+        save_onnx(optimized, folder / OPTIMIZED_DECODER_FILENAME)
+        optimized_entry = {"shipped": True, "built_from": DECODER_FILENAME,
+                           "rewrites": rewrites}
+    except Exception as error:  # onnxscript and the checker raise many types
+        optimized_entry = {"shipped": False, "reason": f"the graph rewrite failed: "
+                                                       f"{type(error).__name__}: {error}"}
     steps = exported_steps(folder)
+    optimized_step = steps.pop(OPTIMIZED_DECODER, None)
     report = check_decoder_parity(model, steps, tolerance)
     if not report["ok"]:
         raise DecoderParityError(f"A decoder step disagrees with Keras; nothing was written. "
                                  f"{decoder_summary(report)}")
+    if optimized_step is not None:
+        optimized_report = check_decoder_parity(model, {OPTIMIZED_DECODER: optimized_step},
+                                                tolerance)
+        if optimized_report["ok"]:
+            optimized_entry["parity"] = optimized_report
+        else:
+            (folder / OPTIMIZED_DECODER_FILENAME).unlink()
+            optimized_entry = {"shipped": False, "reason": "failed the parity check: "
+                                                           + decoder_summary(optimized_report)}
+    warn_not_shipped({OPTIMIZED_DECODER_FILENAME: optimized_entry})
     session = steps[ONNX_DECODER].session
     return {"file": DECODER_FILENAME,
             "inputs": {value.name: value.shape for value in session.get_inputs()},
             "outputs": {value.name: value.shape for value in session.get_outputs()},
             "savedmodel_signature": DECODER_SIGNATURE_NAME
             if SAVEDMODEL_DECODER in steps else None,
-            "parity": report}
+            "parity": report, "optimized": optimized_entry}
 
 
 def verify_decoder(model, version_dir: Path, tolerance: float) -> dict | None:

@@ -8,6 +8,9 @@ or an auditor needs beside the SavedModel:
     model.optimized.onnx, model.int8.onnx   onnxruntime-only rewrites of it (`export.optimize`),
                       each shipped only when it passed its check, else the manifest says why
     model.keras       the model itself, so `verify` can rerun the parity battery later
+    decoder.onnx, decoder.optimized.onnx   language models: one cached decoding step, checked at
+                      every step (`export.decoder_parity`); the SavedModel then also has a
+                      `decoder_step` signature
     tokenizer.json    when a tokenizer was given
     parity.json       the battery's measured differences
     manifest.json     sha256 and size of every file, library versions, config, creation time

@@ -49,7 +49,8 @@ class RecomputeStep:
 
 def load_step(version_dir: str | os.PathLike, cached: bool = True, threads: int = 1):
     """The step of a version folder: `CachedStep` over its decoder step when it has one and
-    `cached`, else `RecomputeStep` over its model.onnx.
+    `cached` (decoder.optimized.onnx when shipped, else decoder.onnx), else `RecomputeStep`
+    over its model.onnx.
 
     Raises:
         ValueError: the export is not a language model.
@@ -57,10 +58,11 @@ def load_step(version_dir: str | os.PathLike, cached: bool = True, threads: int 
     """
     version_dir = Path(version_dir)
     if cached:
-        from export.decoder import DECODER_FILENAME, CachedStep
+        from export.decoder import DECODER_FILENAME, OPTIMIZED_DECODER_FILENAME, CachedStep
 
-        if (version_dir / DECODER_FILENAME).is_file():
-            return CachedStep(version_dir / DECODER_FILENAME, threads=threads)
+        for filename in (OPTIMIZED_DECODER_FILENAME, DECODER_FILENAME):
+            if (version_dir / filename).is_file():
+                return CachedStep(version_dir / filename, threads=threads)
     predictor = runtime.load(version_dir, threads=threads)
     if predictor.task != "language_model":
         raise ValueError(f"Generation needs a language model, and {version_dir} holds a "

@@ -5,11 +5,13 @@ and a check that fails when the decoder drifts."""
 import keras
 import numpy as np
 import pytest
+from onnx import numpy_helper
 
 import keras_attn as ka
 from export.decoder import CachedStep, convert_decoder, past_names, present_names
-from export.decoder_parity import check_decoder_parity
+from export.decoder_parity import check_decoder_parity, write_decoder
 from export.generation import generate_ids
+from export.generation_runtime import load_step
 from export.metadata import encode_metadata
 from export.onnx import save_onnx
 from keras_attn.generation import CachedDecoder
@@ -91,3 +93,55 @@ def test_positions_beyond_max_len_are_refused(exported):
     _, step = exported
     with pytest.raises(ValueError, match=r"Positions must lie in \[0, max_len=10\)"):
         step(np.array([[1]]), np.array([[10]]), step.empty_cache())
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """`write_decoder` into a folder: (model, metadata, folder, manifest entry)."""
+    keras.utils.set_random_seed(4)
+    config = ka.ModelConfig(vocab_size=30, max_len=MAX_LEN, d_model=16, num_heads=2, ff_dim=32,
+                            num_layers=2, num_classes=30)
+    model = ka.build_language_model(config)
+    metadata = encode_metadata(config.to_dict(), "language_model", 17, ka.__version__, None)
+    folder = tmp_path_factory.mktemp("written")
+    return model, metadata, folder, write_decoder(model, folder, metadata, 17, 1e-5)
+
+
+def test_the_optimized_decoder_ships_checked_at_every_step_and_generation_uses_it(written):
+    model, _, folder, entry = written
+    optimized = entry["optimized"]
+    assert optimized["shipped"] and (folder / "decoder.optimized.onnx").is_file()
+    # LayerNormalization and MatMul kernels; the cached attention matches no fusion rule.
+    assert optimized["rewrites"]["layer_norm"] == 4 and optimized["rewrites"]["tensordot"] > 0
+    report = optimized["parity"]
+    assert report["ok"] and report["greedy_tokens_equal"]
+    assert report["onnx decoder optimized vs recompute"] <= 1e-5
+    assert report["steps"] == 2 * (10 + 6 + 2)
+    assert entry["parity"]["ok"] and entry["savedmodel_signature"] is None  # no SavedModel
+    step = load_step(folder)
+    assert step.path.name == "decoder.optimized.onnx"
+    reference = CachedStep(folder / "decoder.onnx")
+    assert (generate_ids(step, step.empty_cache(), [3, 9], MAX_LEN, None, 8).new_ids
+            == generate_ids(reference, reference.empty_cache(), [3, 9], MAX_LEN, None, 8).new_ids)
+
+
+def test_an_optimized_decoder_that_drifts_is_left_out(written, tmp_path, monkeypatch):
+    import export.optimize
+
+    model, metadata, _, _ = written
+    rewrite = export.optimize.rewrite
+
+    def drifting(proto):
+        rewritten, counts = rewrite(proto)
+        weight = max(rewritten.graph.initializer, key=lambda tensor: np.prod(tensor.dims))
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.01,
+                                                weight.name))
+        return rewritten, counts
+
+    monkeypatch.setattr(export.optimize, "rewrite", drifting)
+    with pytest.warns(RuntimeWarning, match="decoder.optimized.onnx is not shipped: failed the "
+                                            "parity check"):
+        entry = write_decoder(model, tmp_path, metadata, 17, 1e-5)
+    assert not (tmp_path / "decoder.optimized.onnx").exists()
+    assert entry["optimized"]["shipped"] is False and entry["parity"]["ok"]
+    assert load_step(tmp_path).path.name == "decoder.onnx"

@@ -44,7 +44,8 @@ def test_version_folder_layout_and_manifest(name, task):
     assert result.keras_path == result.path / "model.keras"
     manifest = json.loads(result.manifest_path.read_text())
     int8 = {"model.int8.onnx"} if result.int8_path else set()  # within its bound only
-    decoder = {"decoder.onnx"} if task == "language_model" else set()  # export/decoder.py
+    decoder = ({"decoder.onnx", "decoder.optimized.onnx"} if task == "language_model"
+               else set())  # export/decoder.py, export/decoder_parity.py
     assert set(manifest["files"]) == SAVEDMODEL_FILES | int8 | decoder | {
         "model.onnx", "model.optimized.onnx", "model.keras", "parity.json"}
     assert (manifest["decoder"] is None) == (task == "classifier")

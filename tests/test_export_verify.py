@@ -50,8 +50,8 @@ def test_intact_export_verifies(name):
         ["keras vs onnxruntime int8 (all)"] if result.int8_path else [])
     lines = report.table().splitlines()
     # the SavedModel's 5 files (with the TF Serving warm-up records), model.onnx,
-    # model.optimized.onnx, model.keras, parity.json; + int8; + decoder.onnx
-    files = (10 if result.int8_path else 9) + (name == LANGUAGE_MODEL)
+    # model.optimized.onnx, model.keras, parity.json; + int8; + decoder(.optimized).onnx
+    files = (10 if result.int8_path else 9) + 2 * (name == LANGUAGE_MODEL)
     assert lines[1] == f"files: {files} match manifest.json (sha256 and size)"
     assert lines[-1] == "OK"
     assert sum(line.startswith("keras vs ") and line.endswith("pass") for line in lines) == (
