@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from export_cases import CLASSIFIER, exported
 
 import keras_attn as ka
 from export.decoder import CachedStep, convert_decoder, past_names, present_names
@@ -115,8 +116,9 @@ def test_bad_inputs_are_refused_naming_the_limit(steps, token_ids, position_ids,
 
 
 def test_exported_steps_finds_the_signature_only_where_it_was_written(steps, tmp_path):
-    model, saved, _ = steps
+    _, saved, _ = steps
     assert has_decoder_step(saved.folder) and DECODER_SIGNATURE_NAME == "decoder_step"
     assert set(exported_steps(saved.folder)) == {"onnx decoder", "savedmodel decoder"}
-    write_savedmodel(model, tmp_path, MAX_LEN, VOCAB)  # the full-sequence signatures only
-    assert not has_decoder_step(tmp_path) and exported_steps(tmp_path) == {}
+    classifier = exported(CLASSIFIER)[1].path  # a SavedModel with full-sequence signatures
+    assert not has_decoder_step(classifier) and exported_steps(classifier) == {}
+    assert not has_decoder_step(tmp_path)  # no SavedModel at all
