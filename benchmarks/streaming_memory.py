@@ -7,7 +7,8 @@ during one epoch, without the model (whose memory does not grow with the data), 
 its peak resident set size (`resource.getrusage(RUSAGE_SELF).ru_maxrss`):
 
 - in memory (`keras-attn train`): `load_texts`, `split_train_validation`, the tokenizer
-  trained on the training texts, `encode_texts` of both splits, one epoch of `LengthBatches`;
+  trained on the training texts, `encode_texts` of both splits, one epoch of
+  `LengthBatches.dataset()`;
 - streamed (`keras-attn train --stream`): `scan_stream`, the tokenizer trained on
   `sample_texts`, `TextStream`'s counting passes for both splits, one epoch of its tf.data
   pipeline.
@@ -60,7 +61,7 @@ def run_pipeline(pipeline: str, path: Path) -> dict:
         tokenizer = train_tokenizer(train.texts, vocab_size=VOCAB)
         encode_texts(tokenizer, validation.texts, MAX_LEN)
         batches = LengthBatches(encode_texts(tokenizer, train.texts, MAX_LEN), train.labels,
-                                BATCH)
+                                BATCH).dataset()  # what train_classifier gives `fit`
         texts = len(train)
     else:
         from keras_attn.streaming import TextStream, sample_texts, scan_stream
