@@ -208,3 +208,38 @@ def test_a_cache_needs_causal_attention():
     layer = ka.MultiHeadSelfAttention(num_heads=2)
     with pytest.raises(ValueError, match="use_causal_mask=False"):
         layer(np.ones((1, 3, 8), "float32"), cache=np.zeros((1, 2, 2, 0, 4), "float32"))
+
+
+def test_generate_on_a_run_folder_gives_tensorflows_tokens_on_jax(text_model, tokenizer,
+                                                                  tmp_path):
+    """`keras-attn generate RUN_FOLDER` in a process whose Keras runs on JAX: the cached step
+    runs there eagerly (only TensorFlow traces it), and picks the tokens TensorFlow picks.
+    Four tokens only: eager JAX compiles every op anew for each cache length (README, "Not
+    done: fast cached generation in Keras on JAX"). ~20 s, mostly importing JAX."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from keras_attn.backends import _installed
+
+    backend = "jax"
+    if keras.backend.backend() == backend:
+        pytest.skip(f"{backend} is this process's backend")
+    if not _installed(backend):
+        pytest.skip(f"the {backend} backend is not installed: pip install 'keras-attn[{backend}]'")
+    text_model.save(tmp_path / "model.keras")
+    tokenizer.save(tmp_path / "tokenizer.json")
+    expected = generate(text_model, tokenizer, "the dog", max_new_tokens=4)
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from keras_attn.cli import main; "
+         "sys.exit(main(sys.argv[1:]))", "generate", str(tmp_path), "the dog",
+         "--max-new-tokens", "4", "--json"],
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+             "PYTHONPATH": str(root)}, cwd=root, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout[result.stdout.index("{"):])
+    assert answer["engine"] == "keras" and answer["new_ids"] == expected.new_ids
+    assert answer["text"] == expected.text
