@@ -5,8 +5,8 @@ before any layer runs. Inside a trace there are no values to check, and only Ten
 in-graph assert; on JAX without x64 an int64 id is narrowed to int32 on the way in (2**32 + 5
 becomes 5). So the ids are checked here, from NumPy, before Keras sees them: `model(x)`,
 `predict`, `fit` (and `validation_data`), `evaluate` and the `*_on_batch` methods. Inputs
-without values up front (a `tf.data.Dataset`, a generator, a `PyDataset`) pass through: the
-layer checks them itself where it can (TensorFlow asserts; eager torch steps).
+without values up front (a `tf.data.Dataset`, a generator, a `PyDataset`) are checked batch by
+batch as they are drawn (`keras_attn.checked_data`), with the same messages.
 
 The class adds no state and keeps Keras's functional `__init__`, so `get_config` is the
 functional config and a `.keras` file loads back as this class with `safe_mode=True`.
@@ -14,11 +14,13 @@ functional config and a `.keras` file loads back as this class with `safe_mode=T
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import keras
 import numpy as np
 
+from keras_attn.checked_data import BadBatchError, checked_data, raised_from_data
 from keras_attn.token_checks import check_token_values, concrete_values
 
 INPUT_NAME = "token_ids"
@@ -35,7 +37,8 @@ class CheckedModel(keras.Model):
         ValueError: from `__call__`, `predict`, `fit`, `evaluate`, `predict_on_batch`,
             `train_on_batch`, `test_on_batch` on array inputs whose ids are not integers,
             not rank 2, longer than max_len, outside [0, vocab_size), or a row of padding only
-            (messages from `keras_attn.token_checks`).
+            (messages from `keras_attn.token_checks`); from `fit`, `predict` and
+            `evaluate` on a dataset, generator or PyDataset, when the batch is drawn.
     """
 
     def check_inputs(self, x) -> None:
@@ -45,6 +48,12 @@ class CheckedModel(keras.Model):
             return
         embedding = self._embedding()
         check_token_values(values, embedding.vocab_size, embedding.max_len)
+
+    def checked(self, x):
+        """`x` checked now if it holds values, else wrapped to be checked batch by batch."""
+        self.check_inputs(x)
+        embedding = self._embedding()
+        return checked_data(x, embedding.vocab_size, embedding.max_len)
 
     def _embedding(self):
         from keras_attn.positional_embedding import PositionalEmbedding
@@ -57,6 +66,28 @@ class CheckedModel(keras.Model):
             f"Received: layers {[layer.name for layer in self.layers]}"
         )
 
+    @contextlib.contextmanager
+    def _drawing_batches(self):
+        """Around `fit`/`predict`/`evaluate`: a check that failed on a drawn batch raises its
+        ValueError (`raised_from_data`), and the model stays usable after any failed call:
+        - a trace cut short (a statically refused shape) is dropped, or TensorFlow's next call
+          would fail with "Creating variables on a non-first call to a function decorated
+          with tf.function";
+        - on JAX, Keras's trainer takes the weights out of the variables while it loops
+          (`_purge_model_variables`) and puts them back only when the loop ends: they are put
+          back here (the last step's state, else the values before the call)."""
+        saved = _variable_values(self) if keras.backend.backend() == "jax" else []
+        try:
+            with raised_from_data():
+                yield
+        except BadBatchError:
+            _restore(self, saved)  # the step ran or was traced whole: keep it compiled
+            raise
+        except Exception:
+            _restore(self, saved)
+            self.train_function = self.test_function = self.predict_function = None
+            raise
+
     def __call__(self, *args, **kwargs):
         if args:
             self.check_inputs(args[0])
@@ -66,21 +97,23 @@ class CheckedModel(keras.Model):
             return super().__call__(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        self.check_inputs(x)
-        with _CheckedNarrowing():
+        x = self.checked(x)
+        with _CheckedNarrowing(), self._drawing_batches():
             return super().predict(x, *args, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        self.check_inputs(x)
+        x = self.checked(x)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and validation:
             self.check_inputs(validation[0])
-        with _CheckedNarrowing():
+        elif validation is not None:
+            kwargs["validation_data"] = self.checked(validation)
+        with _CheckedNarrowing(), self._drawing_batches():
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        self.check_inputs(x)
-        with _CheckedNarrowing():
+        x = self.checked(x)
+        with _CheckedNarrowing(), self._drawing_batches():
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict_on_batch(self, x):
@@ -119,6 +152,28 @@ def _values_of(x) -> np.ndarray | None:
     if not hasattr(x, "dtype") or _is_dataset(x):
         return None
     return concrete_values(x)
+
+
+def _variable_values(model) -> list:
+    """(variable, its JAX array) for every variable a JAX training loop takes out. JAX arrays
+    are immutable: holding them copies nothing."""
+    optimizer = getattr(model, "optimizer", None)
+    variables = [*model.trainable_variables, *model.non_trainable_variables,
+                 *(optimizer.variables if optimizer is not None else []),
+                 *model.metrics_variables]
+    return [(variable, variable._value) for variable in variables]
+
+
+def _restore(model, saved: list) -> None:
+    """After a JAX loop stopped by an error: its last state (`jax_state_sync`), then the saved
+    values for variables still empty (the error came before the first step)."""
+    if not saved:
+        return
+    model.jax_state_sync()
+    model._jax_state = None
+    for variable, value in saved:
+        if variable._value is None and value is not None:
+            variable._value = value
 
 
 def _is_dataset(x) -> bool:

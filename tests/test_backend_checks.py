@@ -1,7 +1,6 @@
-"""What must hold on every Keras backend, beyond the reference tests: run by
-tests/test_backends.py in a subprocess per backend (`KERAS_BACKEND` set), and here in the
-suite's own process on its backend. Named without `test_` so that pytest collects it only when
-asked (test_backends.py names it); tests/test_checked_model.py runs it in-process."""
+"""What must hold on every Keras backend, beyond the reference tests: run in the suite's own
+process on its backend, and by tests/test_backends.py in a subprocess per other backend
+(`KERAS_BACKEND` set)."""
 
 import os
 
@@ -40,6 +39,28 @@ def compiled(builder=ka.build_classifier, jit_compile=False):
     return model
 
 
+class Batches(keras.utils.PyDataset):
+    """A user's PyDataset: `ids` in batches of 2, with zero labels when `labels`."""
+
+    def __init__(self, ids, labels=True):
+        super().__init__()
+        self.ids, self.labels = ids, labels
+
+    def __len__(self):
+        return -(-len(self.ids) // 2)
+
+    def __getitem__(self, index):
+        ids = self.ids[2 * index:2 * index + 2]
+        return (ids, np.zeros(len(ids))) if self.labels else ids
+
+
+def dataset(ids, labels=True):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((ids, np.zeros(len(ids))) if labels else ids
+                                              ).batch(2)
+
+
 CALLS = {
     "call": lambda model, ids: model(ids),
     "predict": lambda model, ids: model.predict(ids, verbose=0),
@@ -62,6 +83,34 @@ def test_bad_ids_raise_the_same_message_in_every_call(call, jit_compile):
         with pytest.raises(ValueError, match=message):
             CALLS[call](model, ids)
         assert name  # every case raised
+
+
+# Inputs that yield their batches later, inside the (traced, on JAX clamping) step.
+DRAWN = {
+    "fit-tf.data": lambda model, ids: model.fit(dataset(ids), verbose=0),
+    "evaluate-tf.data-dict": lambda model, ids: model.evaluate(
+        dataset(ids).map(lambda x, y: ({"token_ids": x}, y)), verbose=0),
+    "fit-validation-tf.data": lambda model, ids: model.fit(GOOD, LABELS, verbose=0,
+                                                           validation_data=dataset(ids)),
+    "fit-generator": lambda model, ids: model.fit(iter([(ids, np.zeros(len(ids)))]), verbose=0),
+    "predict-PyDataset": lambda model, ids: model.predict(Batches(ids, labels=False), verbose=0),
+}
+
+
+@pytest.mark.parametrize("call", DRAWN)
+def test_bad_ids_in_drawn_batches_raise_the_same_message(call):
+    """Checked from NumPy as each batch is drawn. 2**32 + 5 is the id JAX would narrow to 5
+    inside its jitted step; the other cases share the check (every case: the test above), and
+    the shape and dtype cases are refused statically when the step is traced."""
+    model = compiled(jit_compile=keras.backend.backend() == "jax")
+    weights = model.get_weights()
+    ids, message = BAD["wraps-as-int32"]
+    with pytest.raises(ValueError, match=message):
+        DRAWN[call](model, ids)
+    if not call.startswith("fit"):  # nothing trained: the weights are still there, unchanged
+        for before, after in zip(weights, model.get_weights()):
+            np.testing.assert_array_equal(after, before)
+    DRAWN[call](model, GOOD)  # and the model still works
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "jit"])

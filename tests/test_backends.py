@@ -1,6 +1,6 @@
 """The layers and both models on every Keras backend: the layer harness, the NumPy-reference
-tests and tests/backend_checks.py run in a subprocess per backend with `KERAS_BACKEND` set
-(a process picks its backend once, at `import keras`).
+tests and tests/test_backend_checks.py run in a subprocess per backend with `KERAS_BACKEND`
+set (a process picks its backend once, at `import keras`).
 
 A backend that is not installed is skipped with the reason and the command that installs it;
 CI installs all three. The suite's own process runs everything on its backend (TensorFlow
@@ -21,7 +21,7 @@ ROOT = TESTS.parent
 BACKENDS = ("tensorflow", "jax", "torch")
 # The layer harness, every NumPy-reference test, padding invariance, causality, the id checks.
 PER_BACKEND = [
-    "backend_checks.py",
+    "test_backend_checks.py",
     "test_layers.py",
     "test_positional_embedding.py",
     "test_attention.py",
@@ -40,7 +40,8 @@ def run_tests(backend: str, files: list[str], keyword: str | None = None,
               timeout: int = 900) -> subprocess.CompletedProcess:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
            "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)])}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    # -n 0: one process per backend; the suite's own workers already use the cores.
+    command = [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
                "-p", "backend_plugin", "-W", "ignore::UserWarning", *files]
     if keyword:
         command += ["-k", keyword]
