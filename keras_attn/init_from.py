@@ -31,7 +31,7 @@ from export.manifest import KERAS_FILENAME, TOKENIZER_FILENAME, sha256_of
 # As keras_attn.training and keras_attn.models name them (both import Keras).
 RUN_FILE, CONFIG_FILE, LANGUAGE_MODEL = "run.json", "config.json", "language_model"
 ATTENTIONS = ("causal", "bidirectional")
-DEFAULT_ATTENTION = "causal"
+DEFAULT_ATTENTION = "bidirectional"  # measured: README "Pre-training a classifier"
 HEAD = "logits"  # the one layer with weights that the classifier does not take over
 # argparse dest, flag, and where a train-lm run's config.json holds the value
 MODEL_FLAGS = (("max_len", "--max-len", "model", "max_len"),

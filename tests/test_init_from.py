@@ -18,6 +18,7 @@ from keras_attn.data import load_texts, split_train_validation
 from keras_attn.init_from import (
     InitFromError,
     copy_pretrained_weights,
+    pretrained_settings,
     read_language_model_run,
 )
 from keras_attn.models import build_classifier, config_from_model, load_model, rebuild
@@ -44,7 +45,7 @@ def root(tmp_path_factory):
                  "--epochs", "1", *LM_FLAGS]) == 0
     assert main(["train", "--data", str(FIXTURES / "fortune_topics.jsonl"), "--out",
                  str(root / "still"), "--init-from", str(root / "lm"), "--learning-rate",
-                 "1e-9", "--dropout", "0", *TRAIN_FLAGS]) == 0
+                 "1e-9", "--dropout", "0", "--init-attention", "causal", *TRAIN_FLAGS]) == 0
     return root
 
 
@@ -87,7 +88,7 @@ def test_the_cli_run_starts_from_the_language_model_and_records_it(root):
                   "norm_first"):
         assert model[field] == lm_model[field], field
     assert model["vocab_size"] == lm_model["vocab_size"] - 1
-    assert model["use_causal_mask"] is True  # the default attention
+    assert model["use_causal_mask"] is True  # --init-attention causal
 
 
 def test_a_causal_classifier_survives_save_and_rebuild(root):
@@ -188,5 +189,8 @@ def test_reading_a_language_model_run_fingerprints_it(root):
     run = read_language_model_run(root / "lm")
     assert run.record["model_sha256"] == sha256_of(root / "lm" / "model.keras")
     assert run.tokenizer().vocab_size == run.config["model"]["vocab_size"] - 1
+    # bidirectional unless --init-attention causal
+    assert pretrained_settings(TrainSettings(), run, None).use_causal_mask is False
+    assert pretrained_settings(TrainSettings(), run, "causal").use_causal_mask is True
     with pytest.raises(InitFromError, match="holds a classifier run"):
         read_language_model_run(root / "still")
