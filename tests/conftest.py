@@ -28,6 +28,22 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
+# The longest files (each a few minutes of child processes: the other backends, the benchmark's
+# smoke run, 2-device training) start first, one per worker, so that no worker is left with one
+# at the end while the others idle. Measured: the whole suite took 14.5 min on 2 cores with them
+# wherever collection put them.
+SLOW_FIRST = ("test_backends.py", "test_benchmarks.py", "test_distribution.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Runs SLOW_FIRST's files first (a stable sort: the order within files is kept)."""
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)

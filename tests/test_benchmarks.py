@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 SECTIONS = {"meta", "training", "inference", "roofline", "export", "fusion", "int8", "goals",
-            "tokenizer", "training_dropout", "lengths"}
+            "tokenizer", "training_dropout", "lengths", "generation", "backends", "streaming"}
 # training, 2x batch-32 inference, batch-1 latency, 2x int8, size, training at dropout 0.1,
 # real lengths: training tokens/s, train wall time, time to accuracy, prediction
 GOALS = 12
@@ -40,6 +40,7 @@ def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
     for row in lengths["training"].values():
         assert {"pad to longest", "by length", "speedup", "shapes"} <= set(row)
     assert {"whole file", "by length", "speedup"} <= set(lengths["prediction"])
+    assert "time_to_accuracy" in lengths
     assert "Real lengths:" in completed.stdout
     inference = results["inference"]
     assert {"paths", "parity", "best_batch32", "best_batch1", "reference_best_batch32"} <= set(
