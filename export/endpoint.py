@@ -33,6 +33,16 @@ def logits_function(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Te
     return logits
 
 
+def in_range_asserts(values: tf.Tensor, upper: int, noun: str,
+                     message: Callable[[str], str]) -> list:
+    """Asserts that every value lies in [0, upper), their messages `message(received)` with
+    received "a negative <noun>" or "a <noun> >= upper" ("an" before a vowel)."""
+    article = "an" if noun[0] in "aeiou" else "a"
+    return [tf.debugging.assert_non_negative(values, message=message(f"a negative {noun}")),
+            tf.debugging.assert_less(values, tf.constant(upper, values.dtype),
+                                     message=message(f"{article} {noun} >= {upper}"))]
+
+
 def checked_logits_function(
     model: keras.Model, max_len: int, vocab_size: int
 ) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
@@ -50,11 +60,8 @@ def checked_logits_function(
             tf.debugging.assert_less_equal(
                 length, max_len,
                 message=length_message(max_len, f"a sequence longer than {max_len}")),
-            tf.debugging.assert_non_negative(
-                token_ids, message=range_message(vocab_size, "a negative id")),
-            tf.debugging.assert_less(
-                token_ids, tf.constant(vocab_size, token_ids.dtype),
-                message=range_message(vocab_size, f"an id >= {vocab_size}")),
+            *in_range_asserts(token_ids, vocab_size, "id",
+                              lambda received: range_message(vocab_size, received)),
             tf.debugging.assert_equal(
                 tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
                 message=padding_only_message("a sequence of padding only")),

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from export.decoder import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
+from export.endpoint import in_range_asserts
 from export.inputs import range_message
 
 DECODER_SIGNATURE_NAME = "decoder_step"
@@ -89,20 +90,14 @@ def checked_step_function(model, max_len: int, vocab_size: int
         batch, new = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
         past_length = tf.shape(past[0])[2]
         checks = [
-            tf.debugging.assert_non_negative(
-                token_ids, message=range_message(vocab_size, "a negative id")),
-            tf.debugging.assert_less(
-                token_ids, tf.constant(vocab_size, token_ids.dtype),
-                message=range_message(vocab_size, f"an id >= {vocab_size}")),
+            *in_range_asserts(token_ids, vocab_size, "id",
+                              lambda received: range_message(vocab_size, received)),
             tf.debugging.assert_equal(
                 tf.shape(position_ids), tf.shape(token_ids),
                 message="position_ids must have the shape of token_ids, [batch, new]. "
                         "Received (x: the shape of position_ids, y: of token_ids)"),
-            tf.debugging.assert_non_negative(
-                position_ids, message=_position_message(max_len, "a negative position")),
-            tf.debugging.assert_less(
-                position_ids, tf.constant(max_len, position_ids.dtype),
-                message=_position_message(max_len, f"a position >= {max_len}")),
+            *in_range_asserts(position_ids, max_len, "position",
+                              lambda received: _position_message(max_len, received)),
             tf.debugging.assert_less_equal(
                 past_length + new, max_len,
                 message=f"past + new must be at most max_len={max_len}, the number of "
