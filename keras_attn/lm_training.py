@@ -257,8 +257,8 @@ def train_language_model(
               "num_train_texts": len(train_texts),
               "data_sha256": _fingerprint(train_texts, validation_texts)}
     if _interrupted(run_dir, record):
-        # A resumed run keeps the tokenizer its first epochs learned with: training a
-        # WordPiece or Unigram tokenizer twice can give other ids (huggingface/tokenizers#1794).
+        # A resumed run keeps the tokenizer its first epochs learned with: training a Unigram
+        # tokenizer twice can give other ids (huggingface/tokenizers#1794).
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
     x_train, y_train = pack_windows(token_stream(tokenizer, train_texts), settings.max_len,
                                     "training")

@@ -203,8 +203,9 @@ def train_classifier(
     resuming = prepare_run_folder(run_dir, record, overwrite)
     resumed_from = _resumed_epoch(run_dir) if resuming else 0
     if resuming and (run_dir / TOKENIZER_FILE).is_file():
-        # Training a WordPiece or Unigram tokenizer twice can give other ids (huggingface/
-        # tokenizers#1794): a resumed run keeps the tokenizer its first epochs learned with.
+        # Training a Unigram tokenizer twice can give other ids (WordPiece's numbering is made
+        # deterministic in export/tokenizer.py; huggingface/tokenizers#1794), and the library
+        # may change between runs: a resumed run keeps the tokenizer its first epochs used.
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
         x_train = encode_texts(tokenizer, train.texts, settings.max_len)
         x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
