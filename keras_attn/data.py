@@ -172,7 +172,14 @@ def _read_text(path: Path) -> str:
                         f"only UTF-8 is read. Received: path='{path}'") from None
 
 
-def _read_folder(path: Path, wanted: list[str] | None) -> tuple[list[str], list[str]]:
+def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[Path]]]:
+    """(class name, its .txt files, sorted) for each class sub-folder of `path` that is read:
+    the `wanted` ones in their order, else all, sorted by name.
+
+    Raises:
+        DataError: fewer than two sub-folders, a wanted class without a sub-folder, or a class
+            folder without .txt files.
+    """
     folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(folders) < 2:
         raise DataError(f"A data folder needs one sub-folder of .txt files per class, and at least "
@@ -181,12 +188,19 @@ def _read_folder(path: Path, wanted: list[str] | None) -> tuple[list[str], list[
     if missing:
         raise DataError(f"No sub-folder for the classes {missing} given in class_names; the "
                         f"sub-folders are {folders}. Received: path='{path}'")
-    texts, labels = [], []
+    classes = []
     for name in wanted or folders:
         files = sorted(p for p in (path / name).rglob("*.txt") if p.is_file())
         if not files:
             raise DataError(f"The class folder '{name}' holds no .txt files; each class needs at "
                             f"least one. Received: path='{path / name}'")
+        classes.append((name, files))
+    return classes
+
+
+def _read_folder(path: Path, wanted: list[str] | None) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for name, files in class_folders(path, wanted):
         texts.extend(_read_text(file) for file in files)
         labels.extend([name] * len(files))
     return texts, labels

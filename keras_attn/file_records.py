@@ -17,14 +17,16 @@ from keras_attn.data import (
     _check_columns,
     _label_name,
     _read_text,
+    class_folders,
     parse_jsonl_lines,
     text_and_label,
 )
 
 
-def iter_records(path: Path, text_column: str = "text",
-                 label_column: str = "label") -> Iterator[tuple[str, str, str]]:
+def iter_records(path: Path, text_column: str = "text", label_column: str = "label",
+                 class_names: list[str] | None = None) -> Iterator[tuple[str, str, str]]:
     """(text, label name, where) of every record, read one at a time; see `load_texts`.
+    A folder's sub-folders outside `class_names` (when given) are not read.
 
     Raises:
         DataError: as `load_texts` (a missing path, an unknown extension, a bad line, ...).
@@ -34,7 +36,7 @@ def iter_records(path: Path, text_column: str = "text",
         raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
                         f"Received: path='{path}'")
     if path.is_dir():
-        yield from _folder_records(path)
+        yield from _folder_records(path, class_names)
     elif path.suffix.lower() == ".jsonl":
         for record, where in parse_jsonl_lines(_lines(path), path):
             yield (*text_and_label(record, text_column, label_column, where), where)
@@ -78,11 +80,7 @@ def _csv_records(path: Path, text_column: str,
                             f"only UTF-8 is read. Received: path='{path}'") from None
 
 
-def _folder_records(path: Path) -> Iterator[tuple[str, str, str]]:
-    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if len(folders) < 2:
-        raise DataError(f"A data folder needs one sub-folder of .txt files per class, and at least "
-                        f"two classes. Received: path='{path}' with sub-folders {folders}")
-    for name in folders:
-        for file in sorted(p for p in (path / name).rglob("*.txt") if p.is_file()):
+def _folder_records(path: Path, wanted: list[str] | None) -> Iterator[tuple[str, str, str]]:
+    for name, files in class_folders(path, wanted):
+        for file in files:
             yield _read_text(file), name, f"'{file}'"

@@ -77,7 +77,9 @@ class StreamedData:
         index = {name: position for position, name in enumerate(self.class_names)}
         held_out = split == "validation"
         kept = 0
-        for text, label, where in iter_records(self.path, self.text_column, self.label_column):
+        # sorted, as scan_stream reads them: the same records in the same order
+        for text, label, where in iter_records(self.path, self.text_column, self.label_column,
+                                               sorted(self.class_names)):
             if label not in index:
                 continue  # a class left out by class_names
             if in_validation(kept, self.seed, self.validation_fraction) == held_out:
@@ -103,7 +105,9 @@ def scan_stream(path: str | Path, text_column: str = "text", label_column: str =
     wanted = _check_class_names(class_names)
     counts: dict[str, list[int]] = {}
     digest, kept = hashlib.sha256(), 0
-    for text, label, _ in iter_records(Path(path), text_column, label_column):
+    # a folder's sub-folders read in name order (only the wanted ones), as `records` does
+    for text, label, _ in iter_records(Path(path), text_column, label_column,
+                                       sorted(wanted) if wanted is not None else None):
         if wanted is not None and label not in wanted:
             continue
         digest.update(text.encode("utf-8") + b"\0" + label.encode("utf-8") + b"\0")

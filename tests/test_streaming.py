@@ -185,3 +185,29 @@ def test_train_stream_refuses_bad_data_and_writes_nothing(data_file, tmp_path, c
         assert main(["train", "--data", str(path), "--out", str(out_dir), *CLI_FLAGS]) == 2
         assert message in capsys.readouterr().err
         assert not out_dir.exists()
+
+
+def test_a_folder_is_read_and_refused_as_load_texts_reads_and_refuses_it(tmp_path):
+    """Only the wanted class folders are read (an unreadable 'unsup' folder is not touched);
+    a class folder without .txt files and a wanted class without a folder are refused with
+    load_texts's messages."""
+    for name, text in (("en", "the cat"), ("fr", "le chat")):
+        (tmp_path / name).mkdir()
+        for index in range(6):
+            (tmp_path / name / f"{index}.txt").write_text(f"{text} {index}", encoding="utf-8")
+    (tmp_path / "unsup").mkdir()
+    (tmp_path / "unsup" / "1.txt").write_bytes(b"\xff\xfe not UTF-8")
+    records = [(t, label) for t, label, _ in iter_records(tmp_path, class_names=["en", "fr"])]
+    assert records == [(f"the cat {i}", "en") for i in range(6)] + [
+        (f"le chat {i}", "fr") for i in range(6)]
+    scanned = scan_stream(tmp_path, class_names=["fr", "en"], validation_fraction=0.5)
+    assert scanned.size("train") + scanned.size("validation") == 12
+    assert sorted(scanned.records("train")) + sorted(scanned.records("validation")) != []
+    (tmp_path / "de").mkdir()
+    for classes in (["en", "de"], ["en", "es"]):
+        with pytest.raises(Exception) as streamed:
+            list(iter_records(tmp_path, class_names=classes))
+        with pytest.raises(Exception) as in_memory:
+            load_texts(tmp_path, class_names=classes)
+        assert str(streamed.value) == str(in_memory.value)
+        assert "class" in str(streamed.value)
