@@ -12,7 +12,7 @@ far, and every step must choose the same tokens as Keras. `write_decoder` runs t
 MatMul kernels where tf2onnx wrote a dozen small ops) is held to the same check; it is an
 onnxruntime-only speed-up, so when it fails it is left out (with a RuntimeWarning and the
 reason in the manifest) and the export goes on. No int8 decoder ships: measured, it changed
-the greedy text (README, "Export: decoder.onnx").
+the greedy text (README, "Export: `decoder.optimized.onnx`, and why no int8 decoder").
 
 TensorFlow and keras_attn are imported inside the functions.
 """

@@ -17,7 +17,7 @@ signature adds `tf.debugging` asserts in front of it (`checked_step_function`), 
 Serving client sends whatever it likes: ids in [0, vocab_size) (checked in int64, before any
 cast), positions in [0, max_len), past + new <= max_len, and past tensors that agree with each
 other and with the batch. tf2onnx would drop the asserts; `export.decoder.CachedStep` checks
-in NumPy instead.
+ids and positions in NumPy instead (not the past tensors' shapes).
 
 `SavedModelStep` calls the signature back as a step of `export.generation.generate_ids`.
 """
@@ -133,7 +133,8 @@ def _position_message(max_len: int, received: str) -> str:
 
 def add_decoder_step(archive, model, max_len: int, vocab_size: int) -> None:
     """Adds the `decoder_step` signature to a `keras.export.ExportArchive` that tracks
-    `model` (a keras_attn language model)."""
+    `model` (a keras_attn language model); `max_len` bounds past + new and the positions,
+    `vocab_size` the ids (checked as `checked_step_function` describes)."""
     step, specs = checked_step_function(model, max_len, vocab_size)
     with _quiet_sanitizing():
         archive.add_endpoint(name=DECODER_SIGNATURE_NAME, fn=step, input_signature=specs)
@@ -196,6 +197,9 @@ class SavedModelStep:
 
     Args:
         folder: the SavedModel (an export's version folder).
+
+    Raises:
+        KeyError: the SavedModel has no `decoder_step` signature (see `has_decoder_step`).
     """
 
     def __init__(self, folder: str | os.PathLike) -> None:

@@ -7,9 +7,9 @@ battery gives the same logits from Keras, the SavedModel's `serving_default`, an
 on `model.onnx` and on `model.optimized.onnx` (when shipped) at the basic and the full
 optimization level. `model.int8.onnx` (when shipped) is held to its accuracy bound instead
 (argmax agreement), reported apart. For a language model, the cached decoding steps
-(decoder.onnx and the SavedModel's `decoder_step`) are checked against a full recompute at every
-step (`export.decoder_parity`). TensorFlow and keras_attn are imported inside the
-functions that need them, so `import export` stays light.
+(decoder.onnx, decoder.optimized.onnx when shipped, and the SavedModel's `decoder_step`) are
+checked against a full recompute at every step (`export.decoder_parity`). TensorFlow and
+keras_attn are imported inside the functions that need them, so `import export` stays light.
 """
 
 from __future__ import annotations

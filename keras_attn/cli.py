@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="read the data record by record, never all at once (memory stays "
                             "flat as the data grows): a tf.data pipeline that tokenizes and "
                             "batches by length; the validation split is a seeded hash of each "
-                            "record's position, the tokenizer learns from a sample of 100,000 "
-                            "texts, no TF-IDF baseline; tensorflow backend, one device")
+                            "record's position, the tokenizer learns from a seeded sample of "
+                            "at most 100,000 training texts, no TF-IDF baseline; tensorflow "
+                            "backend, one device, no --init-from")
 
     def training_flags(sub):  # the flags `train` and `train-lm` share
         defaults = TrainSettings()

@@ -42,7 +42,7 @@ def run_language_model_demo(texts: list[str], out: str | Path, seed: int = 0,
     continues `PROMPT` greedily with both engines.
 
     Raises:
-        export.decoder.DecoderParityError: the decoder step disagrees with Keras.
+        export.decoder_parity.DecoderParityError: the decoder step disagrees with Keras.
     """
     import keras_attn
     from export.decoder import CachedStep

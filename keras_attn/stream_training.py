@@ -109,7 +109,12 @@ def predict_stream(model: keras.Model, stream: TextStream) -> tuple[np.ndarray, 
 def cmd_train_stream(args: argparse.Namespace, settings: TrainSettings,
                      print_line: Callable[[str], None]) -> Path:
     """`keras-attn train --stream` up to the evaluation; returns the run folder. The TF-IDF
-    baseline is left out: it fits in memory."""
+    baseline is left out: it fits in memory.
+
+    Raises:
+        DataError: bad data (nothing written).
+        RunFolderError: as `train_classifier` (a folder holding another run).
+    """
     from keras_attn import plots
     from keras_attn.evaluation import classification_report, format_report
     from keras_attn.streaming import scan_stream

@@ -87,6 +87,7 @@ class StreamedData:
             kept += 1
 
     def size(self, split: str) -> int:
+        """Records in `split` ("train" or "validation"), from the scan's counts."""
         return int(self.counts[SPLITS.index(split)].sum())
 
 

@@ -252,8 +252,9 @@ def train_classifier(
 def finish_run(run_dir: Path, config, class_names: list[str], settings: TrainSettings,
                representative_ids: np.ndarray, validation_data) -> tuple[keras.Model, float]:
     """After `fit`: the best checkpoint re-saved for use, `config.json` (whose presence marks
-    the run finished), `representative_ids.npy`; returns (best model, its validation
-    accuracy on `validation_data`, a dataset of (ids, labels) batches)."""
+    the run finished), `representative_ids.npy`. Returns (the best model, its validation
+    accuracy on `validation_data`). `validation_data`: a dataset of (ids int [batch, width],
+    labels int [batch]) batches."""
     best = load_model(run_dir / MODEL_FILE)
     # The checkpoint was written by a model compiled for training, perhaps with
     # jit_compile=True: saved as it is, every later `keras.models.load_model` would predict

@@ -108,7 +108,7 @@ def test_bad_ids_in_drawn_batches_raise_the_same_message(call):
     with pytest.raises(ValueError, match=message):
         DRAWN[call](model, ids)
     if not call.startswith("fit"):  # nothing trained: the weights are still there, unchanged
-        for before, after in zip(weights, model.get_weights()):
+        for before, after in zip(weights, model.get_weights(), strict=True):
             np.testing.assert_array_equal(after, before)
     DRAWN[call](model, GOOD)  # and the model still works
 
