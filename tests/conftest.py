@@ -30,8 +30,9 @@ def pytest_xdist_auto_num_workers(config):
 
 # The longest files (each a few minutes of child processes: the other backends, the benchmark's
 # smoke run, 2-device training) start first, one per worker, so that no worker is left with one
-# at the end while the others idle. Measured: the whole suite took 14.5 min on 2 cores with them
-# wherever collection put them.
+# at the end while the others idle. pytest-xdist would otherwise hand out the files with the
+# most tests first, which puts these (1 to 12 tests each) last: pyproject.toml's addopts say
+# --no-loadscope-reorder, so the order below is the order the workers get the files.
 SLOW_FIRST = ("test_backends.py", "test_benchmarks.py", "test_distribution.py")
 
 
