@@ -20,10 +20,8 @@ import warnings
 import keras
 import numpy as np
 
-from keras_attn.checked_data import BadBatchError, checked_data, raised_from_data
+from keras_attn.checked_data import INPUT_NAME, BadBatchError, checked_data, raised_from_data
 from keras_attn.token_checks import check_token_values, concrete_values
-
-INPUT_NAME = "token_ids"
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
