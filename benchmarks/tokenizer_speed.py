@@ -26,6 +26,7 @@ import numpy as np
 import tokenizers
 
 from export.tokenizer import MODELS, Tokenizer, train_tokenizer
+from keras_attn.data import split_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 CORPORA = ("fortune_languages.jsonl", "fortune_topics.jsonl")
@@ -92,7 +93,7 @@ class LegacyWordTokenizer:
 def real_texts() -> list[str]:
     """The fixtures' texts (800 texts, about 130 kB)."""
     return [json.loads(line)["text"] for name in CORPORA
-            for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines()]
+            for line in split_lines((FIXTURES / name).read_text(encoding="utf-8"))]
 
 
 def measure_tokenizer_speed(quick: bool, max_len: int = 128, vocab_size: int = 8000) -> dict:
