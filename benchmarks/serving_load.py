@@ -122,10 +122,9 @@ class Server:
 
     def rss_mib(self) -> float:
         """The server's resident set size now (Linux /proc)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError("no VmRSS in /proc")
+        from benchmarks.streaming_memory import proc_status_mib
+
+        return proc_status_mib("VmRSS", self.process.pid)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)

@@ -71,3 +71,16 @@ def test_quick_benchmark_completes_and_writes_every_section(tmp_path):
         assert {"texts_per_s", "mb_per_s", "vs_legacy"} <= set(row)
     for goal in results["goals"]:
         assert {"goal", "target", "measured", "met", "detail"} <= set(goal)
+
+
+def test_streaming_memory_child_reports_its_own_peak_not_its_parents():
+    """The streaming benchmark's children read their peak RSS from `VmHWM`. `getrusage`'s
+    `ru_maxrss` keeps the parent's peak through fork and exec on Linux: every child of the
+    4.5 GB full benchmark run reported 4,489 MB, whatever it held."""
+    ballast = bytearray(b"\x01") * (512 * 2**20)  # every page written, so resident
+    probe = ("from benchmarks.streaming_memory import proc_status_mib; "
+             "print(proc_status_mib('VmHWM'))")
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                               text=True, check=True)
+    assert len(ballast) == 512 * 2**20
+    assert float(completed.stdout) < 256, completed.stdout
