@@ -181,7 +181,7 @@ def lengths_markdown(lengths: dict[str, Any]) -> list[str]:
     dist = lengths["lengths"]
     lines = [f"Real lengths: {lengths['texts']} texts ({lengths['corpus']}), tokens per text "
              + ", ".join(f"{k} {v:.0f}" for k, v in dist.items())
-             + "; the CLI's model (d_model 32, 2 layers, dropout 0.1, jit on), batch 32.", "",
+             + f"; the CLI's model ({lengths['model']}), batch 32.", "",
              "| training, real tokens/s | pad to longest | by length | speedup | real share "
              "(padded / by length) | shapes |", "|---|---|---|---|---|---|"]
     for max_len, row in lengths["training"].items():
