@@ -38,7 +38,8 @@ from export.manifest import (
     TOKENIZER_FILENAME,
     write_manifest,
 )
-from export.parity import TOLERANCE, ParityReport, check_representative_ids
+from export.parity import TOLERANCE, ParityReport
+from export.parity_cases import check_representative_ids
 from export.verifier import check_parity, load_quantized, load_runtimes
 from export.versions import next_version, staged_version
 

@@ -54,14 +54,8 @@ from export.fusion_rules import (
     TensordotToMatMul,
 )
 from export.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME
-from export.parity import (
-    MIN_AGREEMENT,
-    AgreementResult,
-    PairResult,
-    ParityReport,
-    parity_cases,
-    representative_cases,
-)
+from export.parity import MIN_AGREEMENT, AgreementResult, PairResult, ParityReport
+from export.parity_cases import parity_cases, representative_cases
 from export.verifier import REPRESENTATIVE_FILENAME, runtime_file
 
 # Applied in this order: each stage matches the graph the previous one left (the attention

@@ -32,16 +32,13 @@ from export.manifest import (
     read_manifest,
 )
 from export.parity import (
-    SEED,
     TOLERANCE,
     ParityReport,
     Runtime,
     compare_runtimes,
     effective_tolerance,
-    parity_cases,
-    representative_cases,
-    row_contexts,
 )
+from export.parity_cases import SEED, parity_cases, representative_cases, row_contexts
 
 ORT_LEVELS = ("basic", "all")
 # The representative token ids model.int8.onnx was calibrated and checked on, kept beside it

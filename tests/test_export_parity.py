@@ -18,18 +18,20 @@ import keras_attn as ka
 from export import runtime
 from export.endpoint import keras_runtime
 from export.parity import (
-    BATCH_SIZES,
     TOLERANCE,
     AgreementResult,
     ParityReport,
     agreement_stats,
-    check_representative_ids,
     compare_runtimes,
     diff_stats,
+    row_dependence,
+)
+from export.parity_cases import (
+    BATCH_SIZES,
+    check_representative_ids,
     parity_cases,
     representative_cases,
     row_contexts,
-    row_dependence,
 )
 from export.savedmodel import savedmodel_runtime
 
@@ -397,7 +399,7 @@ def test_fp32_floor_is_measured_against_float64_and_reported():
     import keras
 
     import keras_attn as ka
-    from export.parity import parity_cases
+    from export.parity_cases import parity_cases
     from export.verifier import check_parity, fp32_error_floor
 
     keras.utils.set_random_seed(0)
