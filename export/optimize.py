@@ -192,7 +192,7 @@ def _fixed_quantize(node: onnx.NodeProto, graph: onnx.GraphProto, low: float,
 def calibration_data(folder: Path, representative_ids: np.ndarray | None,
                      ) -> tuple[list[np.ndarray], str]:
     """(batches of token ids to calibrate model.int8.onnx on, what they are for the manifest):
-    `representative_ids` (checked, `export.parity.check_representative_ids`) in batches, or
+    `representative_ids` (checked, `export.parity_cases.check_representative_ids`) in batches, or
     without them the parity battery's random ids for `folder/model.onnx`'s max_len and
     vocab_size (read from its metadata)."""
     if representative_ids is not None:

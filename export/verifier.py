@@ -147,9 +147,10 @@ def check_parity(model: Any, runtimes: Mapping[str, Runtime], max_len: int, voca
     uses the same tolerance: a quantized row's logits may move with its batch no more than
     fp32 lets two runtimes differ.
 
-    `representative_ids` (checked int32 `[n, width]`, `export.parity.check_representative_ids`)
-    are what the quantized candidates are checked on, agreement and rows; without them, the
-    battery's random ids (its largest ragged batch gives the rows).
+    `representative_ids` (checked int32 `[n, width]`,
+    `export.parity_cases.check_representative_ids`) are what the quantized candidates are
+    checked on, agreement and rows; without them, the battery's random ids (its largest ragged
+    batch gives the rows).
     """
     from export.endpoint import keras_runtime
 

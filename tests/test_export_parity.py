@@ -1,4 +1,5 @@
-"""export/parity.py: the battery itself, and parity of every exported configuration:
+"""export/parity.py and export/parity_cases.py: the battery itself, and parity of every
+exported configuration:
 Keras == SavedModel == onnxruntime (model.onnx at the basic and all levels, and
 model.optimized.onnx), on the battery for all twelve configurations and on hypothesis-drawn
 shapes for the four one-layer ones; the int8 agreement measure, on representative ids when
