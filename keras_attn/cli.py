@@ -12,20 +12,11 @@ import os
 import sys
 import warnings
 
-from keras_attn.commands import (
-    EXIT_FAILURE,
-    EXIT_USAGE,
-    cmd_attend,
-    cmd_demo,
-    cmd_export,
-    cmd_predict,
-    cmd_serve,
-    cmd_train,
-    cmd_triton_repo,
-    cmd_verify,
-)
+from keras_attn.commands import EXIT_FAILURE, EXIT_USAGE
 from keras_attn.lm_commands import cmd_generate, cmd_train_lm
 from keras_attn.quiet import hide_tensorflow_startup_logs
+from keras_attn.serving_commands import cmd_attend, cmd_predict, cmd_serve, cmd_triton_repo
+from keras_attn.training_commands import cmd_demo, cmd_export, cmd_train, cmd_verify
 
 # Errors that mean "your input is wrong": ValueError covers DataError, RunFolderError,
 # config checks and id checks; a missing or existing path is the user's to fix too.

@@ -13,13 +13,8 @@ import math
 from pathlib import Path
 
 from export.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
-from keras_attn.commands import (
-    EXIT_OK,
-    UsageError,
-    _export,
-    _print,
-    _settings_from_flags,
-)
+from keras_attn.commands import EXIT_OK, UsageError, _print
+from keras_attn.training_commands import _export, _settings_from_flags
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:

@@ -172,7 +172,7 @@ def test_read_texts_keeps_one_text_per_line_from_a_file_and_stdin(tmp_path, monk
     import argparse
     import io
 
-    from keras_attn.commands import _read_texts
+    from keras_attn.serving_commands import _read_texts
 
     data = bom + LINE_FILE.encode("utf-8")
     (tmp_path / "texts.txt").write_bytes(data)
