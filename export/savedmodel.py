@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from export.endpoint import TOKEN_IDS_INT64_SPEC, TOKEN_IDS_SPEC, checked_logits_function
 from export.metadata import INPUT_NAME, OUTPUT_NAME
-from export.savedmodel_decoder import add_decoder_step
+from export.savedmodel_decoder import add_decoder_step, quiet_sanitizing
 from export.warmup import write_warmup_requests
 
 SIGNATURE_NAME = "serving_default"
@@ -53,7 +53,8 @@ def write_savedmodel(
         )
     if decoder_step:
         add_decoder_step(archive, model, max_len, vocab_size)
-    archive.write_out(os.fspath(folder), verbose=False)
+    with quiet_sanitizing():  # writing traces `decoder_step` again, with its dotted names
+        archive.write_out(os.fspath(folder), verbose=False)
     # TF Serving replays these before serving the version (export.warmup).
     write_warmup_requests(folder, max_len, vocab_size, SIGNATURES)
 

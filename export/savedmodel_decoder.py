@@ -136,7 +136,7 @@ def add_decoder_step(archive, model, max_len: int, vocab_size: int) -> None:
     `model` (a keras_attn language model); `max_len` bounds past + new and the positions,
     `vocab_size` the ids (checked as `checked_step_function` describes)."""
     step, specs = checked_step_function(model, max_len, vocab_size)
-    with _quiet_sanitizing():
+    with quiet_sanitizing():
         archive.add_endpoint(name=DECODER_SIGNATURE_NAME, fn=step, input_signature=specs)
 
 
@@ -163,7 +163,11 @@ class _DropSanitizing(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_sanitizing():
+def quiet_sanitizing():
+    """Within the block, absl's warning that a `decoder_step` input name was sanitized is
+    dropped (`_DropSanitizing`); TensorFlow gives it each time it traces the signature's
+    function: when the endpoint is added, and again when the archive is written. Every other
+    absl line still shows."""
     logger, dropped = logging.getLogger("absl"), _DropSanitizing()
     logger.addFilter(dropped)
     try:
@@ -204,7 +208,7 @@ class SavedModelStep:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
-        with _quiet_sanitizing():  # the owner of the signature's variables
+        with quiet_sanitizing():  # the owner of the signature's variables
             self.loaded = tf.saved_model.load(os.fspath(folder))
         self.signature = self.loaded.signatures[DECODER_SIGNATURE_NAME]
         # TensorFlow calls the signature with Python names ("past_key_values_0_key"); the

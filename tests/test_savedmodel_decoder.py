@@ -2,6 +2,8 @@
 inputs and outputs, equals a full Keras recompute at every step, decodes greedily as Keras and
 onnxruntime do, and refuses bad inputs with a message naming the limit."""
 
+import logging
+
 import keras
 import numpy as np
 import pytest
@@ -122,3 +124,16 @@ def test_exported_steps_finds_the_signature_only_where_it_was_written(steps, tmp
     classifier = exported(CLASSIFIER)[1].path  # a SavedModel with full-sequence signatures
     assert not has_decoder_step(classifier) and exported_steps(classifier) == {}
     assert not has_decoder_step(tmp_path)  # no SavedModel at all
+
+
+def test_writing_the_savedmodel_logs_no_sanitizing_warning(tmp_path, caplog):
+    """TensorFlow warns, each time it traces `decoder_step`, that its dotted input names were
+    sanitized: five absl lines in the middle of `train-lm --export`, whose output is only the
+    CLI's own lines."""
+    config = ka.ModelConfig(vocab_size=VOCAB, max_len=MAX_LEN, d_model=8, num_heads=2,
+                            ff_dim=16, num_layers=1, num_classes=VOCAB)
+    model = ka.build_language_model(config)  # new: a function traced before does not warn again
+    with caplog.at_level(logging.WARNING, logger="absl"):
+        write_savedmodel(model, tmp_path, MAX_LEN, VOCAB, decoder_step=True)
+    assert has_decoder_step(tmp_path)
+    assert not [record for record in caplog.records if "Sanitizing" in record.getMessage()]
