@@ -18,6 +18,29 @@ from pathlib import Path
 STAGING_PREFIX = ".staging-"
 
 
+def check_folder_path(path: str | os.PathLike, name: str) -> Path:
+    """`path` as a folder that exists or can be made: neither it nor a folder above it may be
+    a file.
+
+    Args:
+        path: the folder.
+        name: what the user called it, for the message (e.g. "--export").
+
+    Returns:
+        `path` as a `Path`.
+
+    Raises:
+        NotADirectoryError: `path`, or the nearest existing path above it, is not a folder.
+    """
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {str(existing)!r}, a file"
+        raise NotADirectoryError(f"{name} must name a folder (it may not exist yet). "
+                                 f"Received: {name} {str(path)!r}, which {where}")
+    return path
+
+
 def existing_versions(out_dir: str | os.PathLike) -> list[int]:
     """The version numbers present in `out_dir`, ascending (folders named by an integer)."""
     out_dir = Path(out_dir)
@@ -52,10 +75,15 @@ def staged_version(out_dir: str | os.PathLike, version: int) -> Iterator[Path]:
     On any exception inside the block, or if the version appeared meanwhile, the temporary
     folder is removed and the exception propagates; nothing under `<out_dir>` changes.
 
+    Raises:
+        NotADirectoryError: `out_dir` or a path above it is a file (`check_folder_path`).
+        FileExistsError: the version exists already (`check_version`).
+
     Example:
         >>> with staged_version("saved_models/demo", 3) as folder:   # doctest: +SKIP
         ...     (folder / "model.onnx").write_bytes(data)
     """
+    check_folder_path(out_dir, "The export folder")
     target = check_version(out_dir, version)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkdtemp: its mode 0o700 would hide the version from a server user. mkdir

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from export.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
 from keras_attn.commands import EXIT_OK, UsageError, _print
-from keras_attn.training_commands import _export, _settings_from_flags
+from keras_attn.training_commands import _export, _settings_from_flags, check_output_folders
 
 
 def cmd_train_lm(args: argparse.Namespace) -> int:
@@ -22,6 +22,7 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     from keras_attn.timing import phase
 
     # Flags and data are checked before Keras is imported: bad input is answered at once.
+    check_output_folders(args)
     settings = _settings_from_flags(args)
     if not 0 < args.validation_split < 1:
         raise UsageError(f"--validation-split must lie strictly between 0 and 1. "

@@ -22,6 +22,7 @@ from export.manifest import KERAS_FILENAME as MODEL_FILE
 from export.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
 from export.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from export.verifier import REPRESENTATIVE_FILENAME, save_representative_ids
+from export.versions import check_folder_path
 from keras_attn.buckets import LengthBatches
 from keras_attn.config import TrainSettings
 from keras_attn.data import TextDataset, encode_texts
@@ -70,7 +71,9 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     Raises:
         RunFolderError: the folder holds another run (unless `overwrite`), or files that are
             not a keras-attn run at all (never deleted, even with `overwrite`).
+        NotADirectoryError: `run_dir`, or a path above it, is a file.
     """
+    check_folder_path(run_dir, "--out")
     record_path = run_dir / RUN_FILE
     if record_path.exists():
         same = records_run(run_dir, run_record)

@@ -15,12 +15,26 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from export.manifest import read_manifest
+from export.versions import check_folder_path
 from keras_attn.commands import EXIT_FAILURE, EXIT_OK, UsageError, _print
+
+
+def check_output_folders(args: argparse.Namespace) -> None:
+    """`--out` and `--export`, where given, must name folders (existing or not): checked before
+    any work, so that a file in the way is not found after training.
+
+    Raises:
+        NotADirectoryError: one of them, or a path above it, is a file.
+    """
+    for flag in ("out", "export"):
+        if getattr(args, flag, None):
+            check_folder_path(getattr(args, flag), f"--{flag}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from keras_attn.demo import run_demo
 
+    check_output_folders(args)
     start = time.perf_counter()
     with _left_out_files_as_notes():
         report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
@@ -79,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from keras_attn.timing import phase
 
     # Flags and data are checked before Keras is imported: bad input is answered at once.
+    check_output_folders(args)
     language_model = resolve_model_flags(args)  # None without --init-from
     settings = _settings_from_flags(args)
     if language_model:
@@ -239,15 +254,18 @@ def _print_left_out(onnxruntime_files: dict) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("saved_models") / Path(args.run).resolve().name
+    check_folder_path(out, "--out")
     return _export(Path(args.run), out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import export
+    from keras_attn.serving_commands import check_version_folder
 
     if not Path(args.version_dir).is_dir():
         raise UsageError(f"No such folder. Expected an export version folder such as "
                          f"saved_models/demo/1. Received: {args.version_dir}")
+    check_version_folder(Path(args.version_dir), "verify", "an export version folder")
     report = export.verify(args.version_dir)
     _print(report.table())
     return EXIT_OK if report.ok else EXIT_FAILURE

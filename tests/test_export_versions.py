@@ -5,7 +5,13 @@ import re
 
 import pytest
 
-from export.versions import STAGING_PREFIX, existing_versions, next_version, staged_version
+from export.versions import (
+    STAGING_PREFIX,
+    check_folder_path,
+    existing_versions,
+    next_version,
+    staged_version,
+)
 
 
 def test_next_version_counts_integer_folders_only(tmp_path):
@@ -57,3 +63,17 @@ def test_version_must_be_a_positive_int(tmp_path, version):
     with pytest.raises(ValueError, match=re.escape(f"version={version!r}")):
         with staged_version(tmp_path, version):
             pass
+
+
+def test_an_export_folder_that_is_a_file_is_refused_before_anything_is_written(tmp_path):
+    file = tmp_path / "saved"
+    file.write_text("precious")
+    assert check_folder_path(tmp_path / "new" / "deeper", "--export") == tmp_path / "new" / "deeper"
+    for out_dir, where in ((file, "which is a file"),
+                           (file / "demo", "lies under .*saved.*a file")):
+        with pytest.raises(NotADirectoryError, match=f"^--export must name a folder.*{where}"):
+            check_folder_path(out_dir, "--export")
+        with pytest.raises(NotADirectoryError, match="The export folder must name a folder"):
+            with staged_version(out_dir, 1):
+                pass
+    assert file.read_text() == "precious" and sorted(tmp_path.iterdir()) == [file]

@@ -46,6 +46,12 @@ def test_run_folder_rules(tmp_path):
     with pytest.raises(RunFolderError, match="nothing is deleted"):
         prepare_run_folder(foreign, record, overwrite=True)
     assert (foreign / "thesis.tex").read_text() == "precious"
+    file = tmp_path / "a_file"
+    file.write_text("precious")  # --out naming a file: a message, not [Errno 20]
+    for path, where in ((file, "which is a file"), (file / "run", "lies under .*a_file")):
+        with pytest.raises(NotADirectoryError, match=f"--out must name a folder.*{where}"):
+            prepare_run_folder(path, record, overwrite=True)
+    assert file.read_text() == "precious"
 
 
 class SimulatedKillError(Exception):
