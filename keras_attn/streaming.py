@@ -105,21 +105,22 @@ def scan_stream(path: str | Path, text_column: str = "text", label_column: str =
                         f"Received: validation_fraction={validation_fraction!r}")
     wanted = _check_class_names(class_names)
     counts: dict[str, list[int]] = {}
+    seen: set[str] = set()  # every label, wanted or not, for the message on a missing class
     digest, kept = hashlib.sha256(), 0
     # a folder's sub-folders read in name order (only the wanted ones), as `records` does
     for text, label, _ in iter_records(Path(path), text_column, label_column,
                                        sorted(wanted) if wanted is not None else None):
+        seen.add(label)
         if wanted is not None and label not in wanted:
             continue
         digest.update(text.encode("utf-8") + b"\0" + label.encode("utf-8") + b"\0")
         counts.setdefault(label, [0, 0])[in_validation(kept, seed, validation_fraction)] += 1
         kept += 1
-    found = sorted_class_names(counts)
     missing = [name for name in wanted or [] if name not in counts]
     if missing:
         raise DataError(f"No examples of the classes {missing} given in class_names; the "
-                        f"labels found are {found}. Received: path='{path}'")
-    names = wanted or found
+                        f"labels found are {sorted_class_names(seen)}. Received: path='{path}'")
+    names = wanted or sorted_class_names(counts)
     if len(names) < 2:
         raise DataError(f"A classifier needs examples of at least two classes. Received: "
                         f"{kept} examples, classes {names}, path='{path}'")

@@ -65,6 +65,27 @@ FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "-
                  "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight"}
 
 
+# The data checks (keras_attn.data, keras_attn.streaming) name load_texts' parameters; on the
+# command line they are flags.
+FLAG_OF_DATA_PARAMETER = {"text_column= / label_column=": "--text-column / --label-column",
+                          "given in class_names": "given in --classes",
+                          "class_names=": "--classes "}
+
+
+@contextlib.contextmanager
+def _data_errors_name_flags() -> Iterator[None]:
+    """A DataError inside becomes a UsageError whose message names the flags."""
+    from keras_attn.data import DataError
+
+    try:
+        yield
+    except DataError as error:
+        message = str(error)
+        for parameter, flag in FLAG_OF_DATA_PARAMETER.items():
+            message = message.replace(parameter, flag)
+        raise UsageError(message) from None
+
+
 def _settings_from_flags(args: argparse.Namespace):
     """TrainSettings from the flags; a bad value is a UsageError that names the flag."""
     from keras_attn.config import TrainSettings
@@ -105,9 +126,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     backend = select_backend(args.backend, args.devices)  # before anything imports Keras
     if args.stream:  # record by record from the files (keras_attn.streaming)
-        return _train_streaming(args, settings, backend)
+        with _data_errors_name_flags():
+            return _train_streaming(args, settings, backend)
     seconds: dict[str, float] = {}
-    with phase("data", seconds, _print):
+    with phase("data", seconds, _print), _data_errors_name_flags():
         classes = args.classes.split(",") if args.classes else None
         dataset = load_texts(args.data, text_column=args.text_column,
                              label_column=args.label_column, class_names=classes)

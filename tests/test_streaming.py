@@ -211,3 +211,23 @@ def test_a_folder_is_read_and_refused_as_load_texts_reads_and_refuses_it(tmp_pat
             load_texts(tmp_path, class_names=classes)
         assert str(streamed.value) == str(in_memory.value)
         assert "class" in str(streamed.value)
+
+
+def test_data_errors_name_the_flags_and_every_label_found_in_memory_and_streamed(tmp_path,
+                                                                                capsys):
+    """The CLI says --classes / --text-column, not load_texts' parameter names; a missing class
+    lists every label of the file (--stream listed only the wanted ones it had found)."""
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": f"text {i}", "label": "xyz"[i % 3]}) + "\n"
+                            for i in range(30)), "utf-8")
+    cases = ((["--classes", "x,w"], "classes ['w'] given in --classes; the labels found are "
+              "['x', 'y', 'z']"),
+             (["--text-column", "body"], "(set --text-column / --label-column to the right"))
+    for flags, message in cases:
+        for stream in ([], ["--stream"]):
+            out_dir = tmp_path / "out"
+            in_memory = [flag for flag in CLI_FLAGS if flag != "--stream"]
+            assert main(["train", "--data", str(path), "--out", str(out_dir), *in_memory,
+                         *flags, *stream]) == 2
+            assert message in capsys.readouterr().err, (flags, stream)
+            assert not out_dir.exists()
