@@ -5,13 +5,25 @@ matplotlib is the optional extra `keras-attn[plots]`; it is imported when a figu
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
-from collections.abc import Mapping, Sequence
+import logging
+import re
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 INSTALL_HINT = "pip install 'keras-attn[plots]'"
+# Fonts for the scripts matplotlib's default font (DejaVu Sans) lacks, used where installed
+# (matplotlib >= 3.6 falls back from one family to the next, glyph by glyph).
+FALLBACK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans CJK KR",
+                  "Noto Sans CJK TC", "WenQuanYi Zen Hei", "Droid Sans Fallback")
+# matplotlib's warning for each character no font in use has: "Glyph 26089 (\N{...}) missing
+# from font(s) DejaVu Sans."
+_MISSING_GLYPH = re.compile(r"Glyph (\d+) .*missing from (current )?font")
 
 
 class PlotsUnavailableError(RuntimeError):
@@ -21,6 +33,57 @@ class PlotsUnavailableError(RuntimeError):
 def available() -> bool:
     """Whether matplotlib can be imported, so that figures can be drawn."""
     return importlib.util.find_spec("matplotlib") is not None
+
+
+def _every_script(draw: Callable[..., Path]) -> Callable[..., Path]:
+    """Draws with the installed `FALLBACK_FONTS` after the default font, and turns
+    matplotlib's warning per missing character (twenty lines for one Chinese sentence) into one
+    UserWarning that names them: they are drawn as boxes."""
+
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs) -> Path:
+        _pyplot()  # PlotsUnavailableError without matplotlib
+        import matplotlib
+        from matplotlib import font_manager
+
+        installed = {font.name for font in font_manager.fontManager.ttflist}
+        families = ["sans-serif", *(name for name in FALLBACK_FONTS if name in installed)]
+        with matplotlib.rc_context({"font.family": families}), _quiet_font_search(), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            path = draw(*args, **kwargs)
+        missing = []
+        for warning in caught:
+            glyph = _MISSING_GLYPH.search(str(warning.message))
+            if glyph is None:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                       warning.lineno)
+            elif chr(int(glyph.group(1))) not in missing:
+                missing.append(chr(int(glyph.group(1))))
+        if missing:
+            warnings.warn(f"No installed font has {len(missing)} character(s) of the labels, "
+                          f"drawn as boxes in {path}: {' '.join(missing[:12])}"
+                          f"{' ...' if len(missing) > 12 else ''}. Install a font that has "
+                          "them (for Chinese, Japanese and Korean: apt-get install "
+                          "fonts-noto-cjk), then delete matplotlib's font cache "
+                          "(~/.cache/matplotlib).",
+                          UserWarning, stacklevel=2)
+        return path
+
+    return drawn
+
+
+@contextlib.contextmanager
+def _quiet_font_search():
+    """matplotlib logs "findfont: Failed to find font weight normal for <font>" for a fallback
+    font that has one weight only, and then uses it: not for the user."""
+    logger = logging.getLogger("matplotlib.font_manager")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _pyplot():
@@ -34,6 +97,7 @@ def _pyplot():
     return plt
 
 
+@_every_script
 def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
                    title: str = "") -> Path:
     """Draws one head's attention weights `[n, n]`: row = the word that looks, column = the
@@ -54,6 +118,7 @@ def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
     return _save(figure, path)
 
 
+@_every_script
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Path,
                          metrics: tuple[str, str] = ("loss", "accuracy")) -> Path:
     """Draws two metrics per epoch (loss and accuracy; a language model: loss and
@@ -73,6 +138,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | Pat
     return _save(figure, path)
 
 
+@_every_script
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: str | Path,
                           title: str = "") -> Path:
     """Draws a confusion matrix `[classes, classes]` (row = actual, column = predicted), each
