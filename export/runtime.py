@@ -169,16 +169,23 @@ def onnx_path_of(path: str | os.PathLike, variant: str = "optimized") -> Path:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}. "
                          f"Received: variant={variant!r}")
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / name for name in VARIANTS[variant]]
-        path = next((file for file in candidates if file.is_file()), candidates[-1])
-    if not path.is_file() or path.suffix != ".onnx":
-        raise FileNotFoundError(
-            f"Expected an exported version folder holding {VARIANTS[variant][-1]} (variant "
-            f"{variant!r}), or an .onnx file. Received: {str(path)!r}, which is not one"
-        )
-    return path
+    given = Path(path)
+    if given.is_dir():
+        found = [given / name for name in VARIANTS[variant] if (given / name).is_file()]
+        if found:
+            return found[0]
+        what = f"a folder without {VARIANTS[variant][-1]}"
+    elif given.is_file():
+        if given.suffix == ".onnx":
+            return given
+        what = "a file that is not .onnx"
+    else:
+        what = "which does not exist"
+    # The path as given, not the file looked for in it: that is the one the user typed.
+    raise FileNotFoundError(
+        f"Expected an exported version folder holding {VARIANTS[variant][-1]} (variant "
+        f"{variant!r}), or an .onnx file. Received: {str(path)!r}, {what}"
+    )
 
 
 def load(path: str | os.PathLike, optimization: str = "all", threads: int = 1,

@@ -53,6 +53,28 @@ def _required(texts: list[str]) -> list[str]:
     return texts
 
 
+def check_version_folder(path: Path, command: str, expected: str) -> None:
+    """Refuses a model folder (numbered versions inside) or a training run folder where
+    `command` takes one export version folder (`expected` says what it takes).
+
+    Raises:
+        UsageError: naming `path`, what it is, and the folder to give instead.
+    """
+    from export.versions import existing_versions
+    from keras_attn.init_from import RUN_FILE
+
+    versions = existing_versions(path)
+    if versions:
+        raise UsageError(f"{path} is a model folder holding versions {versions}; {command} "
+                         f"takes {expected}, such as {path / str(versions[-1])} (the latest). "
+                         f"Received: {path}")
+    if (path / RUN_FILE).is_file():
+        raise UsageError(f"{path} is a training run folder; {command} takes {expected}. "
+                         f"Export the finished run first (keras-attn export {path}) and "
+                         f"give the version folder it writes. "
+                         f"Received: {path}")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -60,16 +82,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from export.tokenizer import load_tokenizer
     from keras_attn.data import encode_texts
 
+    check_version_folder(Path(args.model_dir), "predict",
+                         "an export version folder, or an .onnx file in one")
     predictor = runtime.load(args.model_dir)
     if predictor.task != "classifier":
         raise UsageError(f"predict classifies texts, and {args.model_dir} holds a "
                          f"{predictor.task}. Expected a classifier export. "
                          f"Received: {args.model_dir}")
-    tokenizer_path = Path(args.model_dir) / TOKENIZER_FILENAME
+    # A version folder, or the version folder of the .onnx file given: its tokenizer.
+    tokenizer_path = predictor.path.parent / TOKENIZER_FILENAME
     if not tokenizer_path.is_file():
-        raise UsageError(f"{args.model_dir} has no {TOKENIZER_FILENAME} to turn text into ids. "
-                         f"Expected an export folder made by keras-attn. Received: "
-                         f"{args.model_dir}")
+        raise UsageError(f"{tokenizer_path.parent} has no {TOKENIZER_FILENAME} to turn text "
+                         f"into ids. Expected an export version folder made by keras-attn "
+                         f"(or an .onnx file in one). Received: {args.model_dir}")
     texts = _read_texts(args)
     ids = encode_texts(load_tokenizer(tokenizer_path), texts, predictor.max_len)
     logits = predictor.predict_by_length(ids)  # many texts: batches of similar length

@@ -440,3 +440,46 @@ def test_predict_refuses_a_language_model(capsys):
     _, result = exported(LANGUAGE_MODEL)
     assert main(["predict", str(result.path), "hello"]) == 2
     assert "holds a language_model" in capsys.readouterr().err
+
+
+def test_predict_takes_an_onnx_file_with_the_tokenizer_of_its_version_folder(trained, capsys):
+    version = trained / "saved_models" / "task" / "1"
+    text = "the dog hit a box, it was hungry."
+    assert main(["predict", str(version), "--json", text]) == 0
+    from_folder = json.loads(capsys.readouterr().out)
+    for name in ("model.onnx", "model.optimized.onnx"):
+        assert main(["predict", str(version / name), "--json", text]) == 0
+        assert json.loads(capsys.readouterr().out) == from_folder
+
+
+def test_predict_and_verify_name_the_folder_to_give_instead(trained, tmp_path, capsys):
+    from export.versions import existing_versions
+
+    model_folder = trained / "saved_models" / "task"
+    versions = existing_versions(model_folder)
+    interrupted = tmp_path / "int4"  # a run stopped before it wrote a model
+    interrupted.mkdir()
+    (interrupted / "run.json").write_text("{}", encoding="utf-8")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    expected = {
+        model_folder: f"{model_folder} is a model folder holding versions {versions}; {{}} "
+                      f"takes an export version folder{{}}, such as "
+                      f"{model_folder / str(versions[-1])} (the latest). "
+                      f"Received: {model_folder}",
+        trained / "run": f"{trained / 'run'} is a training run folder; {{}} takes an export "
+                         f"version folder{{}}. Export the finished run first (keras-attn "
+                         f"export {trained / 'run'}) and give the version folder it writes. "
+                         f"Received: {trained / 'run'}",
+        interrupted: f"{interrupted} is a training run folder;",
+        plain: f"Received: '{plain}', a folder without model.onnx",
+    }
+    for path, words in expected.items():
+        for command, takes in (("predict", ", or an .onnx file in one"), ("verify", "")):
+            if command == "verify" and path == plain:
+                continue  # a version folder without its files: verify's own check, exit 1
+            assert main([command, str(path), *(["a text"] if command == "predict" else [])]) \
+                == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "model.onnx'" not in err, err
+            assert words.format(command, takes) in err, err

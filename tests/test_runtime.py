@@ -1,6 +1,7 @@
 """export/runtime.py: onnxruntime inference with checked inputs, never importing TensorFlow."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -84,10 +85,15 @@ def test_load_takes_a_folder_or_an_onnx_file():
     _, result = exported(CLASSIFIER)
     assert runtime.load(result.onnx_path).path == result.onnx_path  # a file is taken as is
     assert runtime.load(result.optimized_path).path == result.optimized_path
-    with pytest.raises(FileNotFoundError, match="model.onnx"):
-        runtime.load(result.path.parent)  # the model folder, not a version folder
-    with pytest.raises(FileNotFoundError, match="an .onnx file"):
+    # The message names the path given, not the file looked for inside it.
+    model_folder = str(result.path.parent)  # the model folder, not a version folder
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"Received: {model_folder!r}, a folder without model.onnx")):
+        runtime.load(model_folder)
+    with pytest.raises(FileNotFoundError, match="a file that is not .onnx"):
         runtime.load(result.keras_path)
+    with pytest.raises(FileNotFoundError, match="which does not exist"):
+        runtime.load(result.path / "nope.onnx")
 
 
 def test_a_folder_is_served_from_the_optimized_file_unless_told_otherwise():
