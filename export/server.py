@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import importlib.metadata
 import json
 import os
+import socket
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -194,21 +196,76 @@ def check(options: ServeOptions) -> ModelRoot:
     return ModelRoot(options.root, options.settings(), options.name)
 
 
-def serve(options: ServeOptions, root: ModelRoot | None = None) -> None:
+def listen(options: ServeOptions) -> socket.socket:
+    """The socket `serve` accepts connections on, bound to `options.host` and `options.port`
+    before anything is printed or started, so that a taken port is one clear error.
+
+    Bound as uvicorn binds (SO_REUSEADDR, IPv6 for a host with a colon) and handed to it, to
+    its one process or to each of its `--workers` processes.
+
+    Raises:
+        ValueError: the port is in use, needs privileges, or the host is not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    received = f"Received: --host {options.host} --port {options.port}"
+    try:
+        sock.bind((options.host, options.port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise ValueError(f"Port {options.port} on {options.host} is already in use (another "
+                             f"server?). Choose another --port. {received}") from None
+        if error.errno == errno.EACCES:
+            raise ValueError(f"Listening on port {options.port} needs privileges this process "
+                             f"lacks. Choose a --port from 1024 up. {received}") from None
+        raise ValueError(f"Cannot listen on {options.host}:{options.port} "
+                         f"({error.strerror or error}). Expected --host to be an address of "
+                         f"this machine, e.g. 127.0.0.1 or 0.0.0.0. {received}") from None
+    sock.set_inheritable(True)  # as uvicorn's own: `--workers` processes share it
+    return sock
+
+
+def serve(options: ServeOptions, root: ModelRoot | None = None,
+          sock: socket.socket | None = None) -> None:
     """Serves until SIGINT/SIGTERM; requests in flight finish first (up to 30 s).
 
     Args:
         options: what to serve and how.
         root: `check(options)`, when the caller has it already.
+        sock: `listen(options)`, when the caller has it already; closed on return.
+
+    Raises:
+        ValueError: as `check` and `listen`.
+        RuntimeError: the server stopped while starting (e.g. the latest version failed to
+            load); uvicorn has logged why.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     root = root or check(options)
+    sock = sock or listen(options)
     common = {"host": options.host, "port": options.port, "log_level": "warning",
               "access_log": False, "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S}
-    if options.workers == 1:
-        uvicorn.run(create_app(root), **common)
-        return
-    os.environ[SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(options))
-    uvicorn.run("export.server:app_from_environment", factory=True, workers=options.workers,
-                **common)
+    # What uvicorn.run does, on our socket: it would bind its own and exit with code 3 when
+    # the port is taken.
+    with sock:
+        try:
+            if options.workers == 1:
+                server = uvicorn.Server(uvicorn.Config(create_app(root), **common))
+                server.run(sockets=[sock])
+                started = server.started
+            else:
+                os.environ[SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(options))
+                config = uvicorn.Config("export.server:app_from_environment", factory=True,
+                                        workers=options.workers, **common)
+                Multiprocess(config, sockets=[sock]).run()
+                started = True
+        except KeyboardInterrupt:  # Ctrl-C, after the requests in flight finished
+            return
+        except SystemExit as error:  # uvicorn's way to give up at startup
+            started = not error.code
+    if not started:
+        raise RuntimeError(f"The server for {str(root.root)!r} stopped while starting; "
+                           f"see the error above")

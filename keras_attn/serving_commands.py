@@ -125,7 +125,7 @@ def _one_line(text: str) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from export.server import ServeOptions, check, serve
+        from export.server import ServeOptions, check, listen, serve
     except ImportError as error:
         raise UsageError(f"serve needs the serve extra: pip install 'keras-attn[serve]'. "
                          f"Received: {error}") from None
@@ -134,11 +134,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            args.max_batch_size, args.max_queue_delay_ms, args.threads,
                            args.name)
     root = check(options)
+    sock = listen(options)  # a port in use is an error before the banner, not after it
     _print(f"serving {root.name!r} from {root.root} (versions {root.versions()}; the latest "
            f"by default) at http://{args.host}:{args.port}")
     _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
     _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
-    serve(options, root)
+    serve(options, root, sock)
     return EXIT_OK
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -26,7 +29,7 @@ import export
 from export import runtime
 from export.parity import TOLERANCE
 from export.tokenizer import train_tokenizer
-from tests.export_cases import CLASSIFIER, build_model
+from tests.export_cases import CLASSIFIER, REPO_ROOT, build_model
 from tests.serving_cases import ServerProcess
 
 NAME = "tiny"
@@ -345,3 +348,34 @@ def test_sigterm_lets_requests_in_flight_finish(model_root, predictor):
     assert status == 200, answer
     assert_close(np.asarray(answer["predictions"], np.float32),
                                   predictor.predict([[5, 6, 7]]))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_bad_input_before_the_banner(tmp_path, workers):
+    from tests.serving_cases import HOST
+
+    (tmp_path / NAME / "1").mkdir(parents=True)  # `check` only looks for a numbered version
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_attn.cli", "serve", str(tmp_path / NAME), "--host",
+             HOST, "--port", str(port), "--workers", workers],
+            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"keras-attn serve: error: Port {port} on {HOST} is already in use (another server?). "
+        f"Choose another --port. Received: --host {HOST} --port {port}")
+
+
+def test_two_workers_serve_on_the_socket_bound_before_them(model_root, predictor):
+    process = ServerProcess(model_root, "--workers", "2", "--threads", "1")
+    try:
+        status, answer = post(process, f"/v1/models/{NAME}:predict",
+                              {"instances": [[5, 6, 7]]})
+    finally:
+        code, output = process.stop()
+    assert status == 200, answer
+    assert_close(np.asarray(answer["predictions"], np.float32), predictor.predict([[5, 6, 7]]))
+    assert "Traceback" not in output, output
