@@ -347,6 +347,11 @@ def bad_inputs(tmp_path):
         "non-UTF-8 CSV": (["--data", str(tmp_path / "latin1.csv")], "latin1.csv"),
         "foreign output folder": (["--data", str(tmp_path / "ok.csv"), "--out",
                                    str(tmp_path / "other")], "not a keras-attn run"),
+        # refused before training: the export's [Errno 17] came after a whole run
+        "output folder is a file": (["--data", str(tmp_path / "ok.csv"), "--out",
+                                     str(tmp_path / "ok.csv")], "--out must name a folder"),
+        "export folder is a file": (["--data", str(tmp_path / "ok.csv"), "--export",
+                                     str(tmp_path / "ok.csv")], "--export must name a folder"),
     }
 
 
@@ -355,7 +360,7 @@ CASES = ["missing folder", "empty folder", "single class", "non-UTF-8 file",
          "vocab size < 3",
          "batch size < 1", "learning rate <= 0", "attention dropout 1",
          "attention dropout < 0", "unknown class", "non-UTF-8 CSV",
-         "foreign output folder"]
+         "foreign output folder", "output folder is a file", "export folder is a file"]
 
 
 @pytest.mark.parametrize("case", CASES)
