@@ -79,6 +79,34 @@ def _words(text: str) -> list[tuple[str, tuple[int, int]]]:
     return pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
 
 
+@functools.cache
+def _word_counter() -> tokenizers.Tokenizer:
+    """A tokenizer with every model's normalizer and pre-tokenizer, and a one-entry vocabulary:
+    one id per word, so an encoding's length is the text's number of words."""
+    counter = tokenizers.Tokenizer(models.WordLevel({UNK: 0}, unk_token=UNK))
+    counter.normalizer, counter.pre_tokenizer = _word_steps()
+    return counter
+
+
+def texts_without_tokens(texts: Sequence[str]) -> list[int]:
+    """The indices of the texts that no tokenizer of this module turns into any token: empty,
+    whitespace or invisible characters only. Every model makes at least one id per word
+    (``"[UNK]"``, or bytes with ``"bpe"``), so this holds for all of them, before training one.
+
+    Args:
+        texts: a list of texts (not a single str).
+
+    Returns:
+        Ascending indices into ``texts``.
+
+    Raises:
+        TypeError: ``texts`` is not a list of str.
+    """
+    texts = _check_texts(texts, "texts_without_tokens")
+    encodings = _word_counter().encode_batch_fast(texts, add_special_tokens=False)
+    return [index for index, encoding in enumerate(encodings) if not encoding.ids]
+
+
 def _model_and_trainer(model: str, vocab_size: int,
                        texts: list[str]) -> tuple[models.Model, trainers.Trainer]:
     specials, quiet = [PAD, UNK], {"show_progress": False}

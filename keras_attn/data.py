@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.tokenizer import texts_without_tokens
+
 ACCEPTED = "a folder with one sub-folder of .txt files per class, a .csv file or a .jsonl file"
 
 
@@ -99,15 +101,15 @@ def load_texts(
         raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
                         f"Received: path='{path}'")
     if path.is_dir():
-        texts, labels = _read_folder(path, wanted)
+        texts, labels, wheres = _read_folder(path, wanted)
     elif path.suffix.lower() == ".csv":
-        texts, labels = _read_csv(path, text_column, label_column)
+        texts, labels, wheres = _read_csv(path, text_column, label_column)
     elif path.suffix.lower() == ".jsonl":
-        texts, labels = _read_jsonl(path, text_column, label_column)
+        texts, labels, wheres = _read_jsonl(path, text_column, label_column)
     else:
         raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {ACCEPTED}. "
                         f"Received: path='{path}'")
-    return _to_dataset(texts, labels, wanted, path)
+    return _to_dataset(texts, labels, wheres, wanted, path)
 
 
 def split_train_validation(
@@ -198,12 +200,18 @@ def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[
     return classes
 
 
-def _read_folder(path: Path, wanted: list[str] | None) -> tuple[list[str], list[str]]:
-    texts, labels = [], []
+# Each reader returns (texts, labels, where each text stands: "line N of 'path'" or
+# "path='file'"), so that a text refused later is named where the user can find it.
+Read = tuple[list[str], list[str], list[str]]
+
+
+def _read_folder(path: Path, wanted: list[str] | None) -> Read:
+    texts, labels, wheres = [], [], []
     for name, files in class_folders(path, wanted):
         texts.extend(_read_text(file) for file in files)
         labels.extend([name] * len(files))
-    return texts, labels
+        wheres.extend(f"path='{file}'" for file in files)
+    return texts, labels, wheres
 
 
 def _check_columns(found: Sequence[str], text_column: str, label_column: str, where: str) -> None:
@@ -213,7 +221,7 @@ def _check_columns(found: Sequence[str], text_column: str, label_column: str, wh
                         f"the right names). Columns found: {list(found)}. Received: {where}")
 
 
-def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
+def _read_csv(path: Path, text_column: str, label_column: str) -> Read:
     reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
     try:
         _check_columns(reader.fieldnames or [], text_column, label_column, f"path='{path}'")
@@ -225,8 +233,10 @@ def _read_csv(path: Path, text_column: str, label_column: str) -> tuple[list[str
         if text is None or label is None:
             raise DataError(f"Line {line} has fewer fields than the header. "
                             f"Received: path='{path}'")
-    return [text for text, _, _ in rows], [_label_name(label, f"line {line} of '{path}'")
-                                           for _, label, line in rows]
+    wheres = [f"line {line} of '{path}'" for _, _, line in rows]
+    return ([text for text, _, _ in rows],
+            [_label_name(label, where) for (_, label, _), where in zip(rows, wheres, strict=True)],
+            wheres)
 
 
 # A line ends at "\n" or "\r\n" and nowhere else. `str.splitlines` also breaks at U+2028,
@@ -301,10 +311,14 @@ def text_and_label(record: dict, text_column: str, label_column: str,
     return record[text_column], _label_name(record[label_column], where)
 
 
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> tuple[list[str], list[str]]:
-    pairs = [text_and_label(record, text_column, label_column, where)
-             for record, where in jsonl_records(path)]
-    return [text for text, _ in pairs], [label for _, label in pairs]
+def _read_jsonl(path: Path, text_column: str, label_column: str) -> Read:
+    texts, labels, wheres = [], [], []
+    for record, where in jsonl_records(path):
+        text, label = text_and_label(record, text_column, label_column, where)
+        texts.append(text)
+        labels.append(label)
+        wheres.append(where)
+    return texts, labels, wheres
 
 
 def _label_name(label: object, where: str) -> str:
@@ -314,8 +328,8 @@ def _label_name(label: object, where: str) -> str:
     return str(label).strip()
 
 
-def _to_dataset(texts: list[str], labels: list[str], wanted: list[str] | None,
-                path: Path) -> TextDataset:
+def _to_dataset(texts: list[str], labels: list[str], wheres: list[str],
+                wanted: list[str] | None, path: Path) -> TextDataset:
     found = sorted_class_names(set(labels))
     if wanted is not None:
         missing = [name for name in wanted if name not in found]
@@ -323,7 +337,13 @@ def _to_dataset(texts: list[str], labels: list[str], wanted: list[str] | None,
             raise DataError(f"No examples of the classes {missing} given in class_names; the "
                             f"labels found are {found}. Received: path='{path}'")
         keep = [index for index, label in enumerate(labels) if label in wanted]
-        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+        texts, labels, wheres = ([texts[i] for i in keep], [labels[i] for i in keep],
+                                 [wheres[i] for i in keep])
+    empty = texts_without_tokens(texts)
+    if empty:
+        raise DataError(f"{len(empty)} text(s) contain no words or symbols (empty, whitespace or "
+                        f"invisible characters only); every text needs at least one token. "
+                        f"Received: {texts[empty[0]]!r} at {wheres[empty[0]]}")
     class_names = wanted or found
     if len(class_names) < 2:
         raise DataError(f"A classifier needs examples of at least two classes. Received: "

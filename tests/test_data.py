@@ -161,12 +161,12 @@ def test_csv_errors_are_clear(tmp_path, content, message):
 def test_jsonl_with_integer_labels_blank_lines_and_unicode(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [
         {"text": "我爱你 👍", "label": 1}, {"text": "line\u2028separator", "label": 0},
-        {"text": "", "label": 1, "extra": True},
+        {"text": "x", "label": 1, "extra": True},
     ])
     path.write_text(path.read_text(encoding="utf-8") + "\n\n   \n", encoding="utf-8")
     dataset = load_texts(path)
     assert dataset.class_names == ["0", "1"]
-    assert dataset.texts == ["我爱你 👍", "line\u2028separator", ""]
+    assert dataset.texts == ["我爱你 👍", "line\u2028separator", "x"]
     assert dataset.labels.tolist() == [1, 0, 1]
 
 
@@ -307,3 +307,20 @@ def test_data_module_imports_only_stdlib_and_numpy():
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & {"keras", "tensorflow", "keras_attn"}
+
+
+def test_a_text_without_tokens_is_refused_naming_where_it_stands(tmp_path):
+    """Named by its line or file, before any split shuffles it (train named it "text #19")."""
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "fine", "label": "a"}\n\n{"text": "\\u200b ", "label": "b"}\n'
+                     '{"text": "", "label": "c"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"^2 text\(s\) contain no words.*'\\u200b ' at line 3 "):
+        load_texts(jsonl)
+    with pytest.raises(DataError, match=r"^1 text\(s\).*'' at line 4 "):
+        load_texts(jsonl, class_names=["a", "c"])  # a class left out is not checked
+    folder = tmp_path / "folder"
+    for name, text in (("x", "one"), ("y", "\t \n")):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "1.txt").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=r"at path='.*y.1\.txt'"):
+        load_texts(folder)

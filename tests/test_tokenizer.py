@@ -20,6 +20,7 @@ from export.tokenizer import (
     PAD_ID,
     Tokenizer,
     load_tokenizer,
+    texts_without_tokens,
     train_tokenizer,
 )
 
@@ -326,3 +327,13 @@ def test_same_ids_in_a_process_that_cannot_import_tensorflow_or_keras(trained, t
     serving = json.loads(result.stdout)
     for model in MODELS:
         assert serving[model] == trained[model].encode_batch(texts, 64).tolist(), model
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_texts_without_tokens_are_the_rows_of_padding_of_every_model(model):
+    """Found before any tokenizer is trained (data loading), they are exactly the texts every
+    model encodes to no id at all."""
+    texts = ["a", "", " \t\n", "\u200b\u00ad", "[PAD]", "🎉", "\ufe0f", "İ"]
+    assert texts_without_tokens(texts) == [1, 2, 3, 6]
+    rows = train_tokenizer(CORPUS, model=model, vocab_size=300).encode_batch(texts)
+    assert np.flatnonzero(~rows.any(axis=1)).tolist() == [1, 2, 3, 6]
