@@ -56,8 +56,10 @@ def native_stderr_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            kept = [line for line in held.read().decode("utf-8", "replace").splitlines(True)
-                    if not is_noise(line.rstrip("\r\n"))]
+            # A line ends at "\n" only: str.splitlines would also break at "\r", form feed
+            # and U+2028, and drop start-up text found between them inside a real line.
+            lines = re.split(r"(?<=\n)", held.read().decode("utf-8", "replace"))
+            kept = [line for line in lines if line and not is_noise(line.rstrip("\r\n"))]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

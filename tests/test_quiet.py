@@ -51,3 +51,12 @@ def test_an_error_inside_the_block_still_writes_back_and_restores_stderr(capfd):
         raise ValueError("boom")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "before the error\nafter\n"
+
+
+def test_a_line_ends_at_newline_only(capfd):
+    """A line is what ends at "\\n": str.splitlines also breaks at "\\r", form feed and U+2028,
+    and dropped the start-up text behind a "\\r" in the middle of a program's own line."""
+    own = f"progress 10%\r{STARTUP[0]}\rdone\x0cstill\u2028one line"
+    with quiet.native_stderr_filtered():
+        os.write(2, f"{STARTUP[1]}\n{own}\n".encode())
+    assert capfd.readouterr().err == own + "\n"
