@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from export.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
-from keras_attn.commands import EXIT_OK, UsageError, _print
+from keras_attn.commands import EXIT_OK, UsageError, _print, check_version_folder
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
@@ -51,28 +51,6 @@ def _required(texts: list[str]) -> list[str]:
         raise UsageError("No text to read. Pass texts as arguments, or --file FILE "
                          "(one text per line; - for stdin). Received: nothing")
     return texts
-
-
-def check_version_folder(path: Path, command: str, expected: str) -> None:
-    """Refuses a model folder (numbered versions inside) or a training run folder where
-    `command` takes one export version folder (`expected` says what it takes).
-
-    Raises:
-        UsageError: naming `path`, what it is, and the folder to give instead.
-    """
-    from export.versions import existing_versions
-    from keras_attn.init_from import RUN_FILE
-
-    versions = existing_versions(path)
-    if versions:
-        raise UsageError(f"{path} is a model folder holding versions {versions}; {command} "
-                         f"takes {expected}, such as {path / str(versions[-1])} (the latest). "
-                         f"Received: {path}")
-    if (path / RUN_FILE).is_file():
-        raise UsageError(f"{path} is a training run folder; {command} takes {expected}. "
-                         f"Export the finished run first (keras-attn export {path}) and "
-                         f"give the version folder it writes. "
-                         f"Received: {path}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from export.manifest import read_manifest
 from export.versions import check_folder_path
-from keras_attn.commands import EXIT_FAILURE, EXIT_OK, UsageError, _print
+from keras_attn.commands import EXIT_FAILURE, EXIT_OK, UsageError, _print, check_version_folder
 
 
 def check_output_folders(args: argparse.Namespace) -> None:
@@ -282,7 +282,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     import export
-    from keras_attn.serving_commands import check_version_folder
 
     if not Path(args.version_dir).is_dir():
         raise UsageError(f"No such folder. Expected an export version folder such as "
