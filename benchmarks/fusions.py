@@ -1,8 +1,8 @@
 """Graph rewrites measured by the benchmark but not shipped: each is timed on top of the shipped
-`model.optimized.onnx`, and would move to `export.fusion_rules` if it paid.
+`model.optimized.onnx`, and would move to `export.formats.fusion_rules` if it paid.
 
 The shipped rewrites (Tensordot -> MatMul, LayerNormalization, com.microsoft.Attention) live
-in `export.fusion_rules` and are applied by `export.optimize`; these add
+in `export.formats.fusion_rules` and are applied by `export.formats.optimize`; these add
 
     skip_layer_norm  MatMul -> +bias -> +residual -> LayerNorm  ->  com.microsoft.SkipLayerNorm...
     ffn_gemm         relu(x W1 + b1) W2 + b2 on [b, n, d]       ->  two Gemms on [b * n, d]
@@ -18,7 +18,7 @@ from __future__ import annotations
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
-from export.fusion_rules import MS_DOMAIN, constant
+from export.formats.fusion_rules import MS_DOMAIN, constant
 
 
 class SkipLayerNorm(pattern.RewriteRuleClassBase):
@@ -92,7 +92,7 @@ def _flatten(op, x: ir.Value, kernel: ir.Value) -> ir.Value:
     return op.Reshape(x, op.Constant(value_ints=[-1, constant(kernel).shape[0]]))  # [b * n, d]
 
 
-# Stages on top of `export.optimize.STAGES`, applied after them in this order.
+# Stages on top of `export.formats.optimize.STAGES`, applied after them in this order.
 STAGES = {
     "skip_layer_norm": (SkipLayerNorm,),
     "ffn_gemm": (FeedForwardGemm,),

@@ -5,17 +5,17 @@
 A language model with random weights decodes greedily 128 new tokens after a 16-token prompt
 (no end-of-text: every run makes exactly 128 tokens), five ways:
 
-- Keras, cached: `keras_attn.generation.CachedDecoder` (one traced graph per step);
+- Keras, cached: `keras_attn.models.cached_decoder.CachedDecoder` (one traced graph per step);
 - Keras, recompute: the whole model (one traced graph) on the whole sequence at every step;
-- onnxruntime, cached: the export's `decoder.onnx` (`export.decoder.CachedStep`);
+- onnxruntime, cached: the export's `decoder.onnx` (`export.runtime.decoder_step.CachedStep`);
 - onnxruntime, cached optimized: the export's `decoder.optimized.onnx` (what `generate` on an
-  export loads; `export.decoder_parity`);
+  export loads; `export.verification.decoder_parity`);
 - onnxruntime, recompute: the export's `model.onnx` on the whole sequence at every step
-  (`export.generation_runtime.RecomputeStep`).
+  (`export.runtime.generation.RecomputeStep`).
 
 Each is timed in interleaved rounds, best round kept (`benchmarks.timing`). Time to first
 token: the prompt's step (prefill) and the choice of the first token. onnxruntime runs with 1
-intra-op thread, as `export.runtime` does by default.
+intra-op thread, as `export.runtime.predictor` does by default.
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
     import tensorflow as tf
 
     from export import runtime
-    from export.decoder import CachedStep, convert_decoder
-    from export.generation_runtime import RecomputeStep
-    from export.metadata import encode_metadata
-    from export.onnx import convert_to_onnx, save_onnx
-    from export.optimize import rewrite
-    from keras_attn.generation import CachedDecoder
+    from export.artifact.metadata import encode_metadata
+    from export.formats.onnx import convert_to_onnx, save_onnx
+    from export.formats.optimize import rewrite
+    from export.runtime.decoder_step import CachedStep, convert_decoder
+    from export.runtime.generation import RecomputeStep
+    from keras_attn.models.cached_decoder import CachedDecoder
 
     keras.utils.set_random_seed(0)
     model = ka.build_language_model(config)
@@ -95,7 +95,7 @@ def measure_generation_speed(quick: bool = False, config: ka.ModelConfig | None 
         {"setup": ..., "paths": {name: {"tokens_per_s", "time_to_first_token_ms",
         "seconds_per_generation"}}, "ratios": {...}, "goals": {...}, "same_tokens": bool}.
     """
-    from export.generation import generate_ids
+    from export.runtime.sampling import generate_ids
 
     config = config or (QUICK_CONFIG if quick else CONFIG)
     prompt = np.random.default_rng(0).integers(1, config.vocab_size, PROMPT_TOKENS).tolist()

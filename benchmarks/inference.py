@@ -19,9 +19,9 @@ import numpy as np
 from benchmarks import onnx_paths
 from benchmarks.onnx_paths import Setting
 from benchmarks.timing import interleaved_best, tokens_per_second
-from export.endpoint import keras_runtime
-from export.savedmodel import savedmodel_runtime
-from export.verifier import check_parity
+from export.formats.savedmodel import savedmodel_runtime
+from export.formats.tf_function import keras_runtime
+from export.verification.verifier import check_parity
 
 ORT = "ORT"
 

@@ -19,9 +19,9 @@ import keras
 import keras_attn as ka
 from benchmarks import onnx_paths
 from export import export_model
-from export.manifest import INT8_FILENAME
-from export.tokenizer import train_tokenizer
-from keras_attn.tasks import make_reference_task
+from export.artifact.manifest import INT8_FILENAME
+from export.artifact.tokenizer import train_tokenizer
+from keras_attn.data.reference_task import make_reference_task
 
 DEMO = {"max_len": 32, "d_model": 32, "num_heads": 2, "ff_dim": 64, "num_layers": 2}
 

@@ -1,13 +1,13 @@
 """Training and prediction on text of real lengths: batches by length against pad-to-longest.
 
-Texts come from Debian's fortune packages (`keras_attn.corpora.fortune_languages`: short
+Texts come from Debian's fortune packages (`keras_attn.data.corpora.fortune_languages`: short
 quotations in 12 languages), or under --quick from the sample of them in tests/fixtures/.
 The model is the CLI's (`TrainSettings()`: d_model 64, 2 heads, ff 128, 2 layers, dropout 0.1,
 jit on; the report names it from the settings).
 
 - Real tokens/s of steady `fit` epochs at max_len 256 (and 64): the pipeline before this
   change (every text padded to the dataset's longest, NumPy arrays to `fit`) against
-  `keras_attn.buckets.LengthBatches`. Only real tokens are counted.
+  `keras_attn.data.buckets.LengthBatches`. Only real tokens are counted.
 - The wall time of `train_classifier` (what `keras-attn train` runs) at max_len 256 over 64.
 - Time to validation accuracy >= 0.99 on the reference task (`time_to_accuracy.py`, which
   uses this module's `layout_before`, `compiled_classifier` and `fit_timed`).
@@ -27,13 +27,13 @@ from unittest import mock
 import keras
 import numpy as np
 
-import keras_attn.block
-from export.tokenizer import train_tokenizer
-from keras_attn.buckets import LengthBatches, token_lengths
+import keras_attn.layers.block
+from export.artifact.tokenizer import train_tokenizer
 from keras_attn.config import TrainSettings
-from keras_attn.data import TextDataset, encode_texts, load_texts, split_train_validation
-from keras_attn.feed_forward import FeedForward
-from keras_attn.models import build_classifier
+from keras_attn.data.buckets import LengthBatches, token_lengths
+from keras_attn.data.records import TextDataset, encode_texts, load_texts, split_train_validation
+from keras_attn.layers.feed_forward import FeedForward
+from keras_attn.models.builders import build_classifier
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fortune_languages.jsonl"
 
@@ -42,7 +42,7 @@ def real_corpus(quick: bool) -> TextDataset:
     """The fixture's 480 texts under --quick, else 100 texts per language from the packages."""
     if quick:
         return load_texts(FIXTURE)
-    from keras_attn.corpora import fortune_languages
+    from keras_attn.data.corpora import fortune_languages
 
     return fortune_languages(max_per_class=100)
 
@@ -51,15 +51,15 @@ def real_corpus(quick: bool) -> TextDataset:
 def layout_before():
     """Blocks built inside drop what they dropped before this change: the attention weights
     and the feed-forward hidden units too (each at the config's dropout)."""
-    original = keras_attn.block.TransformerBlock.__init__
+    original = keras_attn.layers.block.TransformerBlock.__init__
 
     def init(self, num_heads, ff_dim, dropout=0.0, *args, **kwargs):
         kwargs["attention_dropout"] = dropout
-        with mock.patch.object(keras_attn.block, "FeedForward",
+        with mock.patch.object(keras_attn.layers.block, "FeedForward",
                                functools.partial(FeedForward, dropout=dropout)):
             original(self, num_heads, ff_dim, dropout, *args, **kwargs)
 
-    with mock.patch.object(keras_attn.block.TransformerBlock, "__init__", init):
+    with mock.patch.object(keras_attn.layers.block.TransformerBlock, "__init__", init):
         yield
 
 
@@ -164,7 +164,7 @@ def training_tokens_per_second(data: TextDataset, tokenizer, epochs: int) -> dic
 
 def train_wall_time(data: TextDataset, epochs: int) -> dict:
     """Seconds of `train_classifier` (what `keras-attn train` runs) at max_len 64 and 256."""
-    from keras_attn.training import train_classifier
+    from keras_attn.training.classifier import train_classifier
 
     train, validation = split_train_validation(data, 0.2, seed=0)
     seconds = {}

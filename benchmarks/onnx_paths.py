@@ -3,7 +3,7 @@
 A *path* is a graph run under session settings (threads, graph optimization level, spinning,
 or a model optimized offline and loaded with optimizations off). The graphs are the files an
 export ships (`model.onnx`, `model.optimized.onnx`, `model.int8.onnx`), timed as shipped,
-and variants rewritten here with a subset of the shipped rules (`export.optimize`) or with
+and variants rewritten here with a subset of the shipped rules (`export.formats.optimize`) or with
 more rules on top (`benchmarks.fusions`), to show what each rewrite is worth.
 """
 
@@ -20,9 +20,9 @@ import onnx
 import onnxruntime as ort
 
 from benchmarks import fusions
-from export import optimize
-from export.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME, read_manifest
-from export.verifier import load_representative_ids
+from export.artifact.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME, read_manifest
+from export.formats import optimize
+from export.verification.verifier import load_representative_ids
 
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -36,7 +36,7 @@ LEVELS = {
 # keeps the dense layers as MatMul (what quantize_dynamic quantizes best); "+gemm" turns them
 # into Gemms; "+skip_ln" adds SkipLayerNormalization. The benchmark keeps the fastest.
 # Each is quantized to int8 the way the export quantizes model.int8.onnx
-# (`export.optimize.quantize_int8`: static activation scales, calibrated).
+# (`export.formats.optimize.quantize_int8`: static activation scales, calibrated).
 STAGES = {**optimize.STAGES, **fusions.STAGES}
 GRAPHS = {
     "portable": (),
@@ -151,7 +151,8 @@ def int8_graphs(version_dir: Path, graphs: dict[str, dict], folder: Path,
 
     "optimized" is the export's own model.int8.onnx when it shipped one (it passed its
     accuracy bound and its row-independence check); otherwise it, and every other, is
-    quantized here the same way (`export.optimize.quantize_int8`), calibrated on the data the
+    quantized here the same way (`export.formats.optimize.quantize_int8`), calibrated on the data
+    the
     export used (its representative_ids.npy, else the parity battery's ids), and "shipped"
     is False.
     """

@@ -1,6 +1,6 @@
 """Does pre-training pay off for a classifier with few labels? (README "Pre-training a classifier")
 
-The corpus: English topic classification (`keras_attn.corpora.fortune_topics`, 8 topics of
+The corpus: English topic classification (`keras_attn.data.corpora.fortune_topics`, 8 topics of
 Debian's `fortunes` package), 120 texts per topic in `labelled.jsonl`; `keras-attn train
 --validation-split 0.75` leaves 30 labelled texts per topic to train on and 90 to validate on.
 The unlabelled texts are every other English fortune cookie (`corpora.LANGUAGES["en"]`'s
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from keras_attn.cli import main as keras_attn
-from keras_attn.corpora import (
+from keras_attn.data.corpora import (
     FORTUNES_DIR,
     LANGUAGES,
     _files,

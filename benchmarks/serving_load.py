@@ -68,7 +68,7 @@ def export_model(folder: Path, model: str = "small") -> Path:
 
     import export
     import keras_attn as ka
-    from export.tokenizer import train_tokenizer
+    from export.artifact.tokenizer import train_tokenizer
 
     corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))]
     tokenizer = train_tokenizer(corpus, model="word", vocab_size=len(WORDS) + 2)

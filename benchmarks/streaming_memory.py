@@ -1,6 +1,6 @@
 """Peak memory of the training data pipeline as the data grows: in memory against streamed.
 
-A .jsonl file of N texts is made by repeating a real corpus (`keras_attn.corpora.
+A .jsonl file of N texts is made by repeating a real corpus (`keras_attn.data.corpora.
 fortune_languages`: 12 languages; under --quick the fixture's sample) until N lines. For each N
 and pipeline, a child process runs what `keras-attn train` does with its data before and
 during one epoch, without the model (whose memory does not grow with the data), and reports
@@ -51,12 +51,12 @@ def write_corpus(path: Path, texts: int, quick: bool) -> Path:
 
 def run_pipeline(pipeline: str, path: Path) -> dict:
     """One epoch of `pipeline`'s batches over the file; texts, batches and seconds."""
-    from export.tokenizer import train_tokenizer
+    from export.artifact.tokenizer import train_tokenizer
 
     start = time.perf_counter()
     if pipeline == "in memory":
-        from keras_attn.buckets import LengthBatches
-        from keras_attn.data import encode_texts, load_texts, split_train_validation
+        from keras_attn.data.buckets import LengthBatches
+        from keras_attn.data.records import encode_texts, load_texts, split_train_validation
 
         train, validation = split_train_validation(load_texts(path), 0.2, seed=0)
         tokenizer = train_tokenizer(train.texts, vocab_size=VOCAB)
@@ -65,7 +65,7 @@ def run_pipeline(pipeline: str, path: Path) -> dict:
                                 BATCH).dataset()  # what train_classifier gives `fit`
         texts = len(train)
     else:
-        from keras_attn.streaming import TextStream, sample_texts, scan_stream
+        from keras_attn.data.streaming import TextStream, sample_texts, scan_stream
 
         data = scan_stream(path, validation_fraction=0.2, seed=0)
         tokenizer = train_tokenizer(sample_texts(data), vocab_size=VOCAB)

@@ -1,9 +1,10 @@
 """Time to validation accuracy >= 0.99 on the reference task: today's pipeline against the
 pipeline before issue 10, median of 3 seeds.
 
-The reference task is the demo's (`keras_attn.tasks.make_reference_task`: 5,000 sentences, 20%
+The reference task is the demo's (`keras_attn.data.reference_task.make_reference_task`: 5,000
+sentences, 20%
 held out for validation, as `keras-attn demo` makes them), at the demo's model and optimizer
-(`keras_attn.demo.DEMO_SETTINGS`: word tokenizer, d_model 32, 2 blocks, AdamW at a constant
+(`keras_attn.cli.demo.DEMO_SETTINGS`: word tokenizer, d_model 32, 2 blocks, AdamW at a constant
 3e-3, batch 64, jit on) with the CLI's dropout 0.1. The two pipelines differ only in what
 issue 10 changed:
 
@@ -11,7 +12,7 @@ issue 10 changed:
   shuffles them), and dropout at every site the blocks had then: embeddings, attention weights,
   feed-forward hidden units and both sub-layer outputs (`benchmarks.lengths.layout_before`,
   which patches today's layers back to that layout; the layer code is otherwise unchanged);
-- now: `keras_attn.buckets.LengthBatches` (batches by length) and dropout on the embeddings and
+- now: `keras_attn.data.buckets.LengthBatches` (batches by length) and dropout on the embeddings and
   the sub-layer outputs only (`attention_dropout` 0.0, `ModelConfig`'s default).
 
 For each seed the same data, tokenizer and initial seed go to both, one after the other in one
@@ -67,10 +68,10 @@ def measure(quick: bool) -> dict:
     import keras  # here: benchmarks.report imports `judge` without TensorFlow
 
     from benchmarks.lengths import compiled_classifier, fit_timed
-    from export.tokenizer import train_tokenizer
-    from keras_attn.data import encode_texts, split_train_validation
-    from keras_attn.demo import DEMO_SETTINGS
-    from keras_attn.tasks import make_reference_task
+    from export.artifact.tokenizer import train_tokenizer
+    from keras_attn.cli.demo import DEMO_SETTINGS
+    from keras_attn.data.records import encode_texts, split_train_validation
+    from keras_attn.data.reference_task import make_reference_task
 
     budget = BUDGETS["quick" if quick else "full"]
     settings = dataclasses.replace(DEMO_SETTINGS, dropout=0.1, epochs=budget.epochs,

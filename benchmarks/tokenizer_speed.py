@@ -1,4 +1,5 @@
-"""Tokenizer throughput on real text: Hugging Face `tokenizers` (export/tokenizer.py) beside the
+"""Tokenizer throughput on real text: Hugging Face `tokenizers` (export/artifact/tokenizer.py)
+beside the
 hand-written word tokenizer that keras-attn 0.1.0 shipped (kept here, and only here, as the
 reference).
 
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import tokenizers
 
-from export.tokenizer import MODELS, Tokenizer, train_tokenizer
-from keras_attn.data import split_lines
+from export.artifact.tokenizer import MODELS, Tokenizer, train_tokenizer
+from keras_attn.data.records import split_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 CORPORA = ("fortune_languages.jsonl", "fortune_topics.jsonl")

@@ -5,21 +5,33 @@ parity against Keras proven at export time and re-checkable later.
     verify(version_dir)            -> VerifyReport   integrity + parity of such a folder
     runtime.load(version_dir)      -> Predictor      onnxruntime inference, no TensorFlow
 
-Importing this package imports neither TensorFlow nor Keras: they are imported inside the
-functions that export or verify, so the serving side (`export.runtime`, `export.inputs`,
-`export.tokenizer`) stays free of them.
+Lazy: importing this package imports nothing else. Each name imports its module on first use,
+so the serving side (`export.runtime`, `export.serving`, `export.artifact`) never loads the
+exporter, TensorFlow or Keras (the import rules are in pyproject.toml, `[tool.importlinter]`).
 """
 
-from export.exporter import ExportResult, ParityError, export_model
-from export.parity import PairResult, ParityReport
-from export.verifier import VerifyReport, verify
+import importlib
 
-__all__ = [
-    "ExportResult",
-    "PairResult",
-    "ParityError",
-    "ParityReport",
-    "VerifyReport",
-    "export_model",
-    "verify",
-]
+_LAZY = {
+    "ExportResult": "export.exporter",
+    "ParityError": "export.exporter",
+    "export_model": "export.exporter",
+    "PairResult": "export.verification.parity",
+    "ParityReport": "export.verification.parity",
+    "VerifyReport": "export.verification.verifier",
+    "verify": "export.verification.verifier",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

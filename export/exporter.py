@@ -5,18 +5,20 @@ or an auditor needs beside the SavedModel:
 
     saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (TF Serving)
     model.onnx        the same endpoint for onnxruntime, standard ONNX ops only
-    model.optimized.onnx, model.int8.onnx   onnxruntime-only rewrites of it (`export.optimize`),
+    model.optimized.onnx, model.int8.onnx   onnxruntime-only rewrites of it
+    (`export.formats.optimize`),
                       each shipped only when it passed its check, else the manifest says why
     model.keras       the model itself, so `verify` can rerun the parity battery later
     decoder.onnx, decoder.optimized.onnx   language models: one cached decoding step, checked at
-                      every step (`export.decoder_parity`); the SavedModel then also has a
+                      every step (`export.verification.decoder_parity`); the SavedModel then also
+                      has a
                       `decoder_step` signature
     tokenizer.json    when a tokenizer was given
     parity.json       the battery's measured differences
     manifest.json     sha256 and size of every file, library versions, config, creation time
 
 It is built in a temporary folder beside the target and renamed into place only once the parity
-battery passed there (see `export.versions`).
+battery passed there (see `export.artifact.versions`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from export.manifest import (
+from export.artifact.manifest import (
     INT8_FILENAME,
     KERAS_FILENAME,
     MANIFEST_FILENAME,
@@ -38,10 +40,10 @@ from export.manifest import (
     TOKENIZER_FILENAME,
     write_manifest,
 )
-from export.parity import TOLERANCE, ParityReport
-from export.parity_cases import check_representative_ids
-from export.verifier import check_parity, load_quantized, load_runtimes
-from export.versions import next_version, staged_version
+from export.artifact.versions import next_version, staged_version
+from export.verification.cases import check_representative_ids
+from export.verification.parity import TOLERANCE, ParityReport
+from export.verification.verifier import check_parity, load_quantized, load_runtimes
 
 
 class ParityError(RuntimeError):
@@ -120,19 +122,19 @@ def export_model(
             written.
         ParityError: the SavedModel or model.onnx disagrees with Keras; nothing is left
             behind. (An onnxruntime-only file that fails its check is left out instead, with
-            a RuntimeWarning and the reason in the manifest; see `export.optimize`.)
+            a RuntimeWarning and the reason in the manifest; see `export.formats.optimize`.)
 
     Example:
         >>> result = export_model(model, "saved_models/sentiment")       # doctest: +SKIP
         >>> print(result.path, result.parity.table())                     # doctest: +SKIP
     """
     import keras_attn as ka
-    from export.decoder_parity import write_decoder
-    from export.endpoint import keras_runtime
-    from export.metadata import encode_metadata
-    from export.onnx import OPSET, convert_to_onnx, save_onnx
-    from export.optimize import drop_failed, warn_not_shipped, write_onnxruntime_files
-    from export.savedmodel import write_savedmodel
+    from export.artifact.metadata import encode_metadata
+    from export.formats.onnx import OPSET, convert_to_onnx, save_onnx
+    from export.formats.optimize import drop_failed, warn_not_shipped, write_onnxruntime_files
+    from export.formats.savedmodel import write_savedmodel
+    from export.formats.tf_function import keras_runtime
+    from export.verification.decoder_parity import write_decoder
 
     config = ka.config_from_model(model)
     task = ka.model_task(model)
@@ -158,7 +160,7 @@ def export_model(
         save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
         onnxruntime_files = write_onnxruntime_files(folder, representative_ids)
         # A language model also ships its decoder step with a key/value cache, checked at
-        # every decoding step against a full recompute (export.decoder).
+        # every decoding step against a full recompute (export.runtime.decoder_step).
         decoder = write_decoder(model, folder, metadata, opset, tolerance) \
             if task == "language_model" else None
         model.save(folder / KERAS_FILENAME)
@@ -215,7 +217,8 @@ def _check_class_names(class_names: Sequence[str] | None, task: str,
 def _check_tokenizer(tokenizer: Any, vocab_size: int, task: str) -> None:
     """The tokenizer must make exactly the ids the model embeds: with fewer, some embeddings
     are never reached; with more, served text produces ids the model refuses. A language model
-    from train-lm has one id more than its tokenizer: the end-of-text id (export.generation)."""
+    from train-lm has one id more than its tokenizer: the end-of-text id
+    (export.runtime.sampling)."""
     if tokenizer is None:
         return
     tokenizer_size = getattr(tokenizer, "vocab_size", None)
@@ -235,8 +238,8 @@ def _logits_dims(task: str) -> str:
 
 def _signatures(model: Any, task: str) -> dict[str, Any]:
     """Each SavedModel signature's input and output, dtypes read from the specs and the model."""
-    from export.savedmodel import SIGNATURES
-    from export.savedmodel_decoder import DECODER_SIGNATURE_NAME, decoder_step_io
+    from export.formats.savedmodel import SIGNATURES
+    from export.formats.savedmodel_decoder import DECODER_SIGNATURE_NAME, decoder_step_io
 
     logits = f"{model.outputs[0].dtype} {_logits_dims(task)}"
     signatures = {name: {"inputs": {spec.name: f"{spec.dtype.name} [batch, sequence]"},

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from export.tokenizer import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
-from export.tokenizer import MODELS as TOKENIZER_MODELS
+from export.artifact.tokenizer import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
+from export.artifact.tokenizer import MODELS as TOKENIZER_MODELS
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 # "balanced": each class weighs n / (classes * count), as scikit-learn's class_weight="balanced".
@@ -137,7 +137,7 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
-    """Hyperparameters of a training run (`keras_attn.training.train_classifier`).
+    """Hyperparameters of a training run (`keras_attn.training.classifier.train_classifier`).
 
     The model's shape comes from here and from the data (vocabulary size, class count).
     """

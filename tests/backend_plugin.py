@@ -1,4 +1,4 @@
-"""pytest plugin for the per-backend runs of tests/test_backends.py (`-p backend_plugin`).
+"""pytest plugin for the per-backend runs of tests/training/test_backends.py (`-p backend_plugin`).
 
 - The reference tests compare layer outputs with NumPy through `np.asarray`. A torch tensor
   that takes part in autograd refuses `__array__` ("Can't call numpy() on Tensor that requires

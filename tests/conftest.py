@@ -33,7 +33,7 @@ def pytest_xdist_auto_num_workers(config):
 # at the end while the others idle. pytest-xdist would otherwise hand out the files with the
 # most tests first, which puts these (1 to 12 tests each) last: pyproject.toml's addopts say
 # --no-loadscope-reorder, so the order below is the order the workers get the files.
-SLOW_FIRST = ("test_backends.py", "test_benchmarks.py", "test_distribution.py")
+SLOW_FIRST = ("test_backends.py", "test_run_quick.py", "test_distribution.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -1,13 +1,13 @@
 """Fits a tiny classifier for a few steps on N devices and prints its losses as JSON:
-tests/test_distribution.py runs it once per device count, each in a fresh process (a process
-picks its backend and its devices once). Usage: python distributed_fit.py BACKEND DEVICES"""
+tests/training/test_distribution.py runs it once per device count, each in a fresh process (a
+process picks its backend and its devices once). Usage: python distributed_fit.py BACKEND DEVICES"""
 
 import json
 import sys
 
 import numpy as np
 
-from keras_attn.backends import select_backend
+from keras_attn.training.backends import select_backend
 
 
 def replicas(keras, backend, model) -> int:
@@ -23,7 +23,7 @@ def main(backend: str, devices: int) -> dict:
     import keras
 
     import keras_attn as ka
-    from keras_attn.distribution import data_parallel
+    from keras_attn.training.distribution import data_parallel
 
     keras.utils.set_random_seed(0)
     config = ka.ModelConfig(vocab_size=30, max_len=8, d_model=8, num_heads=2, ff_dim=16,

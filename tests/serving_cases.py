@@ -19,7 +19,7 @@ from tests.export_cases import BLOCK_IMPORTS, REPO_ROOT
 
 HOST = "127.0.0.1"  # loopback only: the tests never listen on another address
 EXPORT_SIDE = "tensorflow,keras,onnx,onnxscript,onnx_ir,tf2onnx,matplotlib"
-SERVE = BLOCK_IMPORTS + "from keras_attn.cli import main\nsys.exit(main(sys.argv[2:]))\n"
+SERVE = BLOCK_IMPORTS + "from keras_attn.cli.main import main\nsys.exit(main(sys.argv[2:]))\n"
 
 
 def free_port() -> int:

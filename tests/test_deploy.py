@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from export.model_root import ModelRoot
-from export.server import create_app
-from keras_attn.cli import build_parser
+from export.serving.app import create_app
+from export.serving.repository import ModelRoot
+from keras_attn.cli.main import build_parser
 
 try:
     import tomllib

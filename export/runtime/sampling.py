@@ -1,0 +1,264 @@
+"""Decoding a causal language model one token at a time: the loop and the samplers, NumPy only.
+
+The loop is nanoGPT's `generate()` with a key/value cache, as KerasHub's samplers keep it:
+
+    logits, cache = step(prompt)               # the prompt in one step (prefill)
+    repeat: next = sample(logits[last]); logits, cache = step([next])
+
+`step` is whatever runs the model: `keras_attn.models.cached_decoder` (Keras layers with a cache) or
+`export.runtime.decoder_step` (the exported ONNX decoder step on onnxruntime). Both share this
+module, so the
+choice of the next token (greedy, temperature, top-k, top-p, seeded) is the same code.
+
+The end-of-text id: a language model trained by `keras-attn train-lm` has one id more than its
+tokenizer, ``end_of_text_id = tokenizer.vocab_size``, the separator put between packed texts.
+A prompt is preceded by it (every training text but the first followed one), and generation
+stops when the model produces it.
+
+At `max_len` (the model's number of position vectors) generation stops: there is no position
+vector for one more token, and sliding the window would change what the model conditions on
+without saying so. The result says why it stopped (`stop_reason`).
+
+This module imports NumPy and the standard library only: the serving side uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from export.artifact.tokenizer import PAD_ID
+
+MAX_NEW_TOKENS = "max_new_tokens"
+MAX_LEN = "max_len"
+END_OF_TEXT = "end_of_text"
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    """What `generate_ids` produced.
+
+    Attributes:
+        prompt_ids: the prompt's token ids (without the leading end-of-text id).
+        new_ids: the generated ids, the end-of-text id excluded.
+        stop_reason: "max_new_tokens", "max_len" or "end_of_text".
+        message: one readable sentence on why generation stopped.
+    """
+
+    prompt_ids: list[int]
+    new_ids: list[int]
+    stop_reason: str
+    message: str
+
+
+def check_sampling(max_new_tokens, temperature, top_k, top_p, seed) -> None:
+    """Raises ValueError naming the bad argument, what is allowed and what was received."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+            or max_new_tokens < 0:
+        raise ValueError("max_new_tokens must be an integer >= 0. Received: "
+                         f"max_new_tokens={max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not np.isfinite(temperature) or temperature < 0:
+        raise ValueError("temperature must be a finite number >= 0 (0 = greedy). Received: "
+                         f"temperature={temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                              or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None. Received: top_k={top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be a number in (0, 1] or None. Received: top_p={top_p!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be an integer >= 0 or None. Received: seed={seed!r}")
+    if temperature == 0 and (top_k is not None or top_p is not None):
+        raise ValueError("top_k and top_p filter a sampling distribution; with temperature=0 "
+                         "(greedy) they would be ignored. Received: temperature=0, "
+                         f"top_k={top_k!r}, top_p={top_p!r}")
+
+
+def filter_logits(logits: np.ndarray, top_k: int | None = None,
+                  top_p: float | None = None) -> np.ndarray:
+    """Keeps the top-k ids and then the smallest set of ids whose probability reaches top_p.
+
+    Args:
+        logits: float `[vocab]` (already divided by the temperature).
+        top_k: keep the k largest logits (ties at the k-th value are all kept); None keeps all.
+        top_p: nucleus: keep the most likely ids, in order, until their probability sum
+            reaches top_p (the most likely id is always kept); None keeps all.
+
+    Returns:
+        float64 `[vocab]`: the kept logits, -inf elsewhere.
+    """
+    logits = np.asarray(logits, dtype=np.float64).copy()
+    if top_k is not None and top_k < logits.size:
+        kth = np.sort(logits)[-top_k]
+        logits[logits < kth] = -np.inf
+    if top_p is not None and top_p < 1:
+        order = np.argsort(-logits, kind="stable")
+        probabilities = softmax(logits[order])
+        # An id is kept when the ids more likely than it sum to less than top_p.
+        before = np.cumsum(probabilities) - probabilities
+        logits[order[before >= top_p]] = -np.inf
+    return logits
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """softmax over the last axis in float64; -inf logits get probability 0."""
+    logits = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    return shifted / np.sum(shifted, axis=-1, keepdims=True)
+
+
+def next_token(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
+               rng: np.random.Generator) -> int:
+    """One id from the last position's logits `[vocab]`: argmax when temperature is 0, else
+    a draw from softmax(logits / temperature) after top-k/top-p. The padding id is never
+    chosen."""
+    logits = np.asarray(logits, dtype=np.float64).copy()
+    logits[PAD_ID] = -np.inf
+    if temperature == 0:
+        return int(np.argmax(logits))
+    probabilities = softmax(filter_logits(logits / temperature, top_k, top_p))
+    return int(rng.choice(probabilities.size, p=probabilities))
+
+
+Step = Callable[[np.ndarray, np.ndarray, object], tuple[np.ndarray, object]]
+
+
+def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: int,
+                 end_of_text_id: int | None, max_new_tokens: int, temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None) -> Generation:
+    """Decodes up to `max_new_tokens` ids after a prompt, with a key/value cache.
+
+    Args:
+        step: `(token_ids int64 [1, new], position_ids int64 [1, new], cache) -> (logits
+            float [1, new, vocab], cache)`: runs the model on new tokens after the cached ones.
+        cache: the empty cache `step` starts from.
+        prompt_ids: the prompt's ids (no padding).
+        max_len: the model's number of position vectors: the longest sequence.
+        end_of_text_id: put before the prompt, and generation stops when it is produced; None
+            for a model without one.
+        max_new_tokens, temperature, top_k, top_p, seed: see `check_sampling`; the same seed
+            gives the same tokens.
+
+    Returns:
+        A `Generation`.
+
+    Raises:
+        ValueError: bad sampling arguments, or a prompt that does not fit in `max_len`.
+    """
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
+    prompt_ids = [int(token_id) for token_id in prompt_ids]
+    ids = ([] if end_of_text_id is None else [end_of_text_id]) + prompt_ids
+    if not ids:
+        raise ValueError("The prompt has no token, and the model has no end-of-text id to "
+                         "start from. Received: an empty prompt")
+    if len(ids) > max_len:
+        raise ValueError(f"The prompt does not fit: the model reads at most max_len={max_len} "
+                         f"tokens. Received: {len(ids)} tokens"
+                         + (" (the end-of-text id included)" if end_of_text_id is not None
+                            else ""))
+    rng = np.random.default_rng(seed)
+    new_ids: list[int] = []
+    pending = ids  # tokens the model has not read yet
+    reason, message = MAX_NEW_TOKENS, f"stopped after max_new_tokens={max_new_tokens}"
+    while len(new_ids) < max_new_tokens:
+        start = len(ids) - len(pending)
+        positions = np.arange(start, len(ids), dtype=np.int64)[None, :]
+        logits, cache = step(np.asarray([pending], dtype=np.int64), positions, cache)
+        token = next_token(np.asarray(logits)[0, -1], temperature, top_k, top_p, rng)
+        if token == end_of_text_id:
+            reason, message = END_OF_TEXT, "stopped at the end-of-text token"
+            break
+        new_ids.append(token)
+        ids.append(token)
+        if len(ids) > max_len and len(new_ids) < max_new_tokens:
+            # The token just chosen was predicted from max_len tokens; the model has no
+            # position vector to read it, so it cannot predict one more.
+            reason = MAX_LEN
+            message = f"stopped at max_len={max_len}: the model reads at most {max_len} tokens"
+            break
+        pending = [token]
+    return Generation(prompt_ids, new_ids, reason, message)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedText:
+    """A prompt and its continuation, as text and as ids.
+
+    Attributes:
+        text: the prompt as given, followed by the continuation.
+        continuation: the generated text alone (the tokenizer's normalization applies to it:
+            lowercase with the standard tokenizers).
+        prompt_ids, new_ids, stop_reason, message: as in `Generation`.
+    """
+
+    text: str
+    continuation: str
+    prompt_ids: list[int]
+    new_ids: list[int]
+    stop_reason: str
+    message: str
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def end_of_text_id(model_vocab_size: int, tokenizer_vocab_size: int) -> int | None:
+    """The end-of-text id of a language model: `tokenizer_vocab_size` when the model has one id
+    more than its tokenizer (as `keras-attn train-lm` makes it), None when both are equal.
+
+    Raises:
+        ValueError: any other pair: the model was not trained with this tokenizer.
+    """
+    if model_vocab_size == tokenizer_vocab_size + 1:
+        return tokenizer_vocab_size
+    if model_vocab_size == tokenizer_vocab_size:
+        return None
+    raise ValueError("The model and tokenizer do not match: a language model predicts the "
+                     "tokenizer's ids, plus one end-of-text id when trained by train-lm. "
+                     f"Received: model vocab_size={model_vocab_size}, tokenizer vocab_size="
+                     f"{tokenizer_vocab_size}")
+
+
+def generate_text(step: Step, cache: object, tokenizer, prompt: str, max_len: int,
+                  model_vocab_size: int, max_new_tokens: int, temperature: float = 0.0,
+                  top_k: int | None = None, top_p: float | None = None,
+                  seed: int | None = None) -> GeneratedText:
+    """Tokenizes `prompt`, runs `generate_ids` and decodes the new ids into text.
+
+    Args:
+        step, cache, max_len: see `generate_ids`.
+        tokenizer: an `export.artifact.tokenizer.Tokenizer`.
+        prompt: the text to continue (str).
+        model_vocab_size: the model's output width (tokenizer.vocab_size or one more).
+        max_new_tokens, temperature, top_k, top_p, seed: see `check_sampling`.
+
+    Returns:
+        A `GeneratedText`.
+
+    Raises:
+        TypeError: `prompt` is not a str.
+        ValueError: bad sampling arguments, a prompt longer than `max_len` tokens, or a
+            tokenizer that does not match the model.
+    """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str. Received: {type(prompt).__name__} {prompt!r:.80}")
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
+    eot = end_of_text_id(model_vocab_size, tokenizer.vocab_size)
+    row = tokenizer.encode_batch([prompt])[0]
+    prompt_ids = [int(token_id) for token_id in row if token_id != PAD_ID]
+    result = generate_ids(step, cache, prompt_ids, max_len, eot, max_new_tokens, temperature,
+                          top_k, top_p, seed)
+    # Decoded together, so that a word piece continuing the prompt's last word joins it.
+    before = tokenizer.backend.decode(prompt_ids)
+    after = tokenizer.backend.decode(prompt_ids + result.new_ids)
+    if after.startswith(before):
+        continuation = after[len(before):]
+    else:  # a normalizer that rewrote the prompt's tail: decode the new ids on their own
+        continuation = " " + tokenizer.backend.decode(result.new_ids)
+    return GeneratedText(prompt + continuation, continuation, result.prompt_ids, result.new_ids,
+                         result.stop_reason, result.message)

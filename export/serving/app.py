@@ -1,0 +1,274 @@
+"""`keras-attn serve`: one model folder over HTTP, in TF Serving's REST API (v1) and the Open
+Inference Protocol (KServe v2 / Triton), on onnxruntime. FastAPI routes, uvicorn serves.
+
+    /v1/models/NAME[/versions/N]:predict      POST   TF Serving predict
+    (`export.serving.protocol_v1`)
+    /v1/models/NAME[/versions/N][/metadata]   GET    version status, signature metadata
+    /v2/health/live, /v2/health/ready         GET    liveness, readiness
+    /v2/models/NAME[/versions/N][/ready]      GET    model metadata, model readiness
+    /v2/models/NAME[/versions/N]/infer        POST   Open Inference Protocol (v2)
+
+Errors are `{"error": message}`: 400 for a request the server cannot use (malformed JSON, a
+missing field, ids that `export.artifact.token_ids` refuses, with its message), 404 for an unknown
+model or
+version. A bad request never stops the server. Requests run through each version's
+`DynamicBatcher`; on SIGTERM or Ctrl-C uvicorn stops accepting connections and the requests in
+flight finish before the process exits.
+
+NumPy, onnxruntime, `tokenizers`, FastAPI/uvicorn and the standard library only: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import importlib.metadata
+import json
+import os
+import socket
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from export.serving import protocol_v1 as tf_serving_rest
+from export.serving import protocol_v2 as open_inference
+from export.serving.repository import BadRequestError, BatchSettings, ModelRoot, NotFoundError
+
+# Where `--workers N` hands the settings to each uvicorn worker process.
+SETTINGS_VARIABLE = "KERAS_ATTN_SERVE"
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def create_app(root: ModelRoot) -> FastAPI:
+    """The FastAPI application serving `root`'s versions in both protocols."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        root.get(root.name)  # the latest version is loaded before the server says ready
+        yield
+        await root.close()  # uvicorn has drained the connections: finish what is queued
+
+    app = FastAPI(title=f"keras-attn serve {root.name}", lifespan=lifespan)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=404)
+
+    @app.exception_handler(BadRequestError)
+    async def bad_request(request: Request, error: BadRequestError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=400)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{error.detail}: {request.method} {request.url.path}"},
+                            status_code=error.status_code)
+
+    # TF Serving REST API (v1)
+    @app.get("/v1/models/{name}")
+    @app.get("/v1/models/{name}/versions/{version}")
+    async def v1_status(name: str, version: str | None = None) -> dict[str, Any]:
+        served = root.get(name, version)
+        return tf_serving_rest.version_status(
+            name, root.versions() if version is None else [served.version])
+
+    @app.get("/v1/models/{name}/metadata")
+    @app.get("/v1/models/{name}/versions/{version}/metadata")
+    async def v1_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        return tf_serving_rest.model_metadata(name, root.get(name, version))
+
+    @app.post("/v1/models/{name}:predict")
+    @app.post("/v1/models/{name}/versions/{version}:predict")
+    async def v1_predict(request: Request, name: str, version: str | None = None) -> Response:
+        served = root.get(name, version)
+        inputs, format_ = tf_serving_rest.parse_predict(await request.body(), served.input_names)
+        outputs = await served.infer(inputs)
+        return _json(tf_serving_rest.predict_response(outputs["logits"], format_))
+
+    # Open Inference Protocol (v2)
+    @app.get("/v2")
+    async def v2_server() -> dict[str, Any]:
+        return {"name": "keras-attn", "version": _package_version(),
+                "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/health/live")
+    async def v2_live() -> dict[str, bool]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def v2_ready() -> dict[str, bool]:
+        return {"ready": True}  # the lifespan loaded the latest version before serving
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def v2_model_ready(name: str, version: str | None = None) -> dict[str, Any]:
+        served = root.get(name, version)
+        return {"name": name, "version": str(served.version), "ready": True}
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def v2_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        return _v2_metadata(name, root.versions(), root.get(name, version))
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
+        served = root.get(name, version)
+        parsed = open_inference.parse_infer_request(
+            await request.body(), request.headers.get(open_inference.HEADER_LENGTH))
+        outputs = await served.infer(parsed.inputs)
+        body, headers = open_inference.infer_response(name, served.version, parsed, outputs)
+        return Response(body, headers=headers)
+
+    return app
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("keras-attn")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _json(document: Any) -> Response:
+    return Response(json.dumps(document), media_type="application/json")
+
+
+def _v2_metadata(name: str, versions: list[int], served: Any) -> dict[str, Any]:
+    predictor = served.predictor
+    if predictor.task == "classifier":
+        classes = predictor.metadata["config"]["num_classes"]
+        outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]},
+                   {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                   {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]}]
+    else:
+        outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, -1,
+                                                                    predictor.vocab_size]}]
+    inputs = [{"name": "token_ids", "datatype": "INT32", "shape": [-1, -1]}]
+    if served.tokenizer is not None:
+        inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+    return {"name": name, "versions": [str(v) for v in versions], "platform": "onnxruntime_onnx",
+            "inputs": inputs, "outputs": outputs,
+            "parameters": {"version": str(served.version), "task": predictor.task,
+                           "max_len": predictor.max_len, "vocab_size": predictor.vocab_size,
+                           "class_names": served.class_names if predictor.task == "classifier"
+                           else None}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeOptions:
+    """What `keras-attn serve` was asked for."""
+
+    root: str
+    host: str = "127.0.0.1"
+    port: int = 8501
+    workers: int = 1
+    max_batch_size: int = 32
+    max_queue_delay_ms: float = 0.0
+    threads: int | None = None  # batches run at once per worker; default: cores / workers
+    name: str | None = None  # the model's name in URLs; default: the folder's name
+
+    def settings(self) -> BatchSettings:
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return BatchSettings(self.max_batch_size, self.max_queue_delay_ms, threads)
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `--workers` process, built from `SETTINGS_VARIABLE` (uvicorn factory)."""
+    options = ServeOptions(**json.loads(os.environ[SETTINGS_VARIABLE]))
+    return create_app(ModelRoot(options.root, options.settings(), options.name))
+
+
+def check(options: ServeOptions) -> ModelRoot:
+    """The model root `options` names, checked before anything starts.
+
+    Raises:
+        FileNotFoundError: the folder holds no numbered version.
+        ValueError: a non-positive port, worker count or batch size, or a negative delay.
+    """
+    for name in ("port", "workers", "max_batch_size"):
+        value = getattr(options, name)
+        if not 0 < value < (65536 if name == "port" else 1 << 31):
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer"
+                             f"{' below 65536' if name == 'port' else ''}. Received: {value}")
+    if options.max_queue_delay_ms < 0:
+        raise ValueError(f"--max-queue-delay-ms must be >= 0. Received: "
+                         f"{options.max_queue_delay_ms}")
+    return ModelRoot(options.root, options.settings(), options.name)
+
+
+def listen(options: ServeOptions) -> socket.socket:
+    """The socket `serve` accepts connections on, bound to `options.host` and `options.port`
+    before anything is printed or started, so that a taken port is one clear error.
+
+    Bound as uvicorn binds (SO_REUSEADDR, IPv6 for a host with a colon) and handed to it, to
+    its one process or to each of its `--workers` processes.
+
+    Raises:
+        ValueError: the port is in use, needs privileges, or the host is not this machine's.
+    """
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    received = f"Received: --host {options.host} --port {options.port}"
+    try:
+        sock.bind((options.host, options.port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise ValueError(f"Port {options.port} on {options.host} is already in use (another "
+                             f"server?). Choose another --port. {received}") from None
+        if error.errno == errno.EACCES:
+            raise ValueError(f"Listening on port {options.port} needs privileges this process "
+                             f"lacks. Choose a --port from 1024 up. {received}") from None
+        raise ValueError(f"Cannot listen on {options.host}:{options.port} "
+                         f"({error.strerror or error}). Expected --host to be an address of "
+                         f"this machine, e.g. 127.0.0.1 or 0.0.0.0. {received}") from None
+    sock.set_inheritable(True)  # as uvicorn's own: `--workers` processes share it
+    return sock
+
+
+def serve(options: ServeOptions, root: ModelRoot | None = None,
+          sock: socket.socket | None = None) -> None:
+    """Serves until SIGINT/SIGTERM; requests in flight finish first (up to 30 s).
+
+    Args:
+        options: what to serve and how.
+        root: `check(options)`, when the caller has it already.
+        sock: `listen(options)`, when the caller has it already; closed on return.
+
+    Raises:
+        ValueError: as `check` and `listen`.
+        RuntimeError: the server stopped while starting (e.g. the latest version failed to
+            load); uvicorn has logged why.
+    """
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    root = root or check(options)
+    sock = sock or listen(options)
+    common = {"host": options.host, "port": options.port, "log_level": "warning",
+              "access_log": False, "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S}
+    # What uvicorn.run does, on our socket: it would bind its own and exit with code 3 when
+    # the port is taken.
+    with sock:
+        try:
+            if options.workers == 1:
+                server = uvicorn.Server(uvicorn.Config(create_app(root), **common))
+                server.run(sockets=[sock])
+                started = server.started
+            else:
+                os.environ[SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(options))
+                config = uvicorn.Config("export.serving.app:app_from_environment", factory=True,
+                                        workers=options.workers, **common)
+                Multiprocess(config, sockets=[sock]).run()
+                started = True
+        except KeyboardInterrupt:  # Ctrl-C, after the requests in flight finished
+            return
+        except SystemExit as error:  # uvicorn's way to give up at startup
+            started = not error.code
+    if not started:
+        raise RuntimeError(f"The server for {str(root.root)!r} stopped while starting; "
+                           f"see the error above")

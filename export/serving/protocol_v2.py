@@ -1,0 +1,259 @@
+"""The Open Inference Protocol (KServe v2, Triton's HTTP API): request and response bodies.
+
+An infer request is JSON, optionally followed by binary tensor data (the binary-data extension
+`tritonclient` uses by default): the header `Inference-Header-Content-Length` says where the
+JSON ends, and each input with `parameters.binary_data_size` takes that many bytes, in input
+order. Numbers are little-endian; a BYTES tensor is each element's length as a 4-byte
+little-endian integer followed by its bytes. Outputs go back the same way when the request asks
+(`parameters.binary_data_output`, or `parameters.binary_data` on a requested output).
+
+This module turns bodies into NumPy arrays and back; `export.serving.app` routes them. Standard
+library and NumPy only.
+
+Reference: https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol
+and Triton's binary_data extension (docs/protocol/extension_binary_data.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+from export.serving.repository import BadRequestError
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+DATATYPES = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+_NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
+
+
+@dataclasses.dataclass
+class InferRequest:
+    """A parsed infer request.
+
+    Attributes:
+        id: the request's "id", echoed in the response ("" when absent).
+        inputs: name -> value: a NumPy array for numbers, a list of str for BYTES.
+        outputs: the requested outputs as name -> binary?, or None for all.
+        binary_output: whether unrequested-format outputs go back as binary data.
+    """
+
+    id: str
+    inputs: dict[str, Any]
+    outputs: dict[str, bool] | None
+    binary_output: bool
+
+
+def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
+    """Parses an infer request body (JSON, or JSON + binary data).
+
+    Args:
+        body: the raw request body.
+        header_length: the `Inference-Header-Content-Length` header, or None (JSON only).
+
+    Raises:
+        BadRequestError: malformed JSON, a missing field, a shape that does not match the
+            data, an unknown datatype, or binary data of the wrong size; each names the input.
+    """
+    if header_length is None:
+        header, binary = body, b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise BadRequestError(f"{HEADER_LENGTH} must be the length of the JSON part, at "
+                                  f"most the body's {len(body)} bytes. Received: {header_length!r}")
+        header, binary = body[: int(header_length)], body[int(header_length):]
+    document = _json_object(header)
+    specs = document.get("inputs")
+    if not isinstance(specs, list) or not specs:
+        raise BadRequestError("An infer request needs \"inputs\": a non-empty list of tensors. "
+                              f"Received: {_short(specs)}")
+    inputs, offset = {}, 0
+    for spec in specs:
+        name, value, offset = _read_input(spec, binary, offset)
+        inputs[name] = value
+    if offset != len(binary):
+        raise BadRequestError(f"The inputs' binary_data_size add up to {offset} bytes, but "
+                              f"{len(binary)} bytes of binary data follow the JSON")
+    parameters = _parameters(document, "the request")
+    outputs = None
+    if document.get("outputs") is not None:
+        if not isinstance(document["outputs"], list):
+            raise BadRequestError(f"\"outputs\" must be a list of {{\"name\": ...}} objects. "
+                                  f"Received: {_short(document['outputs'])}")
+        outputs = {}
+        for spec in document["outputs"]:
+            if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+                raise BadRequestError(f"Each requested output needs a \"name\". Received: "
+                                      f"{_short(spec)}")
+            binary_flag = _parameters(spec, f"output {spec['name']!r}").get("binary_data")
+            outputs[spec["name"]] = bool(parameters.get("binary_data_output", False)
+                                         if binary_flag is None else binary_flag)
+    request_id = document.get("id", "")
+    return InferRequest(str(request_id), inputs, outputs,
+                        bool(parameters.get("binary_data_output", False)))
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequestError(f"The request body must be JSON. Received: malformed JSON "
+                              f"({error})") from None
+    if not isinstance(document, dict):
+        raise BadRequestError(f"The request body must be a JSON object. Received: "
+                              f"{_short(document)}")
+    return document
+
+
+def _parameters(document: dict[str, Any], where: str) -> dict[str, Any]:
+    parameters = document.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise BadRequestError(f"\"parameters\" of {where} must be an object. Received: "
+                              f"{_short(parameters)}")
+    return parameters
+
+
+def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
+    """One input tensor: (name, array or list of str, offset after its binary data)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise BadRequestError(f"Each input needs a \"name\", a \"shape\", a \"datatype\" and "
+                              f"\"data\" (or binary data). Received: {_short(spec)}")
+    name = spec["name"]
+    shape, datatype = spec.get("shape"), spec.get("datatype")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise BadRequestError(f"Input {name!r} needs \"shape\": a list of non-negative "
+                              f"integers. Received: {_short(shape)}")
+    if datatype not in DATATYPES:
+        raise BadRequestError(f"Input {name!r} has an unknown datatype; expected one of "
+                              f"{sorted(DATATYPES)}. Received: {_short(datatype)}")
+    size = int(np.prod(shape))
+    binary_size = _parameters(spec, f"input {name!r}").get("binary_data_size")
+    if binary_size is not None:
+        if not isinstance(binary_size, int) or not 0 <= binary_size <= len(binary) - offset:
+            raise BadRequestError(f"Input {name!r}: binary_data_size must fit in the "
+                                  f"{len(binary) - offset} bytes of binary data left. "
+                                  f"Received: {binary_size!r}")
+        chunk = binary[offset: offset + binary_size]
+        value = _from_binary(name, chunk, datatype, shape, size)
+        return name, value, offset + binary_size
+    if "data" not in spec:
+        raise BadRequestError(f"Input {name!r} has neither \"data\" nor binary_data_size")
+    return name, _from_json(name, spec["data"], datatype, shape, size), offset
+
+
+def _from_binary(name: str, chunk: bytes, datatype: str, shape: list[int], size: int) -> Any:
+    if datatype == "BYTES":
+        items, position = [], 0
+        while position < len(chunk):
+            if position + 4 > len(chunk):
+                raise BadRequestError(f"Input {name!r}: BYTES data ends inside a length prefix")
+            (length,) = struct.unpack_from("<I", chunk, position)
+            items.append(chunk[position + 4: position + 4 + length])
+            position += 4 + length
+            if position > len(chunk):
+                raise BadRequestError(f"Input {name!r}: a BYTES element runs past its data")
+        return _strings(name, items, shape, size)
+    dtype = DATATYPES[datatype].newbyteorder("<")
+    if len(chunk) != size * dtype.itemsize:
+        raise BadRequestError(f"Input {name!r}: shape {shape} of {datatype} needs "
+                              f"{size * dtype.itemsize} bytes. Received: {len(chunk)} bytes")
+    return np.frombuffer(chunk, dtype).astype(dtype.newbyteorder("=")).reshape(shape)
+
+
+def _from_json(name: str, data: Any, datatype: str, shape: list[int], size: int) -> Any:
+    if datatype == "BYTES":
+        flat = np.asarray(data, dtype=object).ravel().tolist() if isinstance(data, list) else [data]
+        return _strings(name, flat, shape, size)
+    try:
+        array = np.asarray(data)
+    except ValueError:
+        raise BadRequestError(f"Input {name!r}: \"data\" must be a flat or nested list of "
+                              f"numbers. Received: {_short(data)}") from None
+    if array.dtype.kind not in "biuf" or array.size != size:
+        raise BadRequestError(f"Input {name!r}: \"data\" must hold {size} numbers for shape "
+                              f"{shape}. Received: {array.size} values of type {array.dtype}")
+    dtype = DATATYPES[datatype]
+    if dtype.kind in "iu" and array.dtype.kind == "f":
+        raise BadRequestError(f"Input {name!r} is declared {datatype}, and its data holds "
+                              f"non-integer numbers (e.g. {array.ravel()[0]!r})")
+    if dtype.kind in "iu" and array.size and (array.min() < np.iinfo(dtype).min
+                                             or array.max() > np.iinfo(dtype).max):
+        raise BadRequestError(f"Input {name!r}: values must fit {datatype} "
+                              f"[{np.iinfo(dtype).min}, {np.iinfo(dtype).max}]. Received: "
+                              f"{array.min()} .. {array.max()}")
+    return array.astype(dtype).reshape(shape)
+
+
+def _strings(name: str, items: list[Any], shape: list[int], size: int) -> list[str]:
+    if len(items) != size:
+        raise BadRequestError(f"Input {name!r}: shape {shape} needs {size} elements. Received: "
+                              f"{len(items)}")
+    texts = []
+    for item in items:
+        if isinstance(item, bytes):
+            try:
+                item = item.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise BadRequestError(f"Input {name!r}: BYTES elements must be UTF-8 text. "
+                                      f"Received: {item[:40]!r} ({error.reason})") from None
+        if not isinstance(item, str):
+            raise BadRequestError(f"Input {name!r}: BYTES data must be strings. Received: "
+                                  f"{_short(item)}")
+        texts.append(item)
+    return texts
+
+
+def infer_response(model_name: str, version: int, request: InferRequest,
+                   outputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers for `outputs` (name -> array; BYTES as object arrays).
+
+    Raises:
+        BadRequestError: the request asked for an output the model does not have.
+    """
+    wanted = request.outputs if request.outputs is not None else dict.fromkeys(
+        outputs, request.binary_output)
+    unknown = sorted(set(wanted) - set(outputs))
+    if unknown:
+        raise BadRequestError(f"Unknown output(s) {unknown}; this model's outputs are "
+                              f"{list(outputs)}. Received: outputs {list(wanted)}")
+    tensors, blobs = [], []
+    for name, binary in wanted.items():
+        array = outputs[name]
+        datatype = "BYTES" if array.dtype == object else _NAME_OF_DTYPE[array.dtype]
+        tensor = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            blob = _to_binary(array)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = array.ravel().tolist()
+        tensors.append(tensor)
+    document = {"model_name": model_name, "model_version": str(version), "outputs": tensors}
+    if request.id:
+        document["id"] = request.id
+    header = json.dumps(document).encode()
+    if not blobs:
+        return header, {"Content-Type": "application/json"}
+    return header + b"".join(blobs), {"Content-Type": "application/octet-stream",
+                                      HEADER_LENGTH: str(len(header))}
+
+
+def _to_binary(array: np.ndarray) -> bytes:
+    if array.dtype == object:
+        return b"".join(struct.pack("<I", len(data)) + data
+                        for data in (str(item).encode("utf-8") for item in array.ravel()))
+    return np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

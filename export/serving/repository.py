@@ -1,0 +1,227 @@
+"""A served model: the numbered version folders of `saved_models/NAME/`, as TF Serving sees them.
+
+`ModelRoot` serves the highest version by default and any present version on request. It looks
+at the folder on every request (one directory listing), so a version exported while the server
+runs is served from its next request on, without a restart; a version folder appears under its
+number only once complete (see `export.artifact.versions`). Each version is loaded once, on first
+use,
+as an `export.runtime.predictor.Predictor` behind its own `DynamicBatcher`, with the export's own
+`tokenizer.json` when it has one.
+
+`ServedVersion.infer` is what both protocols call: token ids or texts in, logits out, plus
+labels and probabilities for classifiers. NumPy, onnxruntime, `tokenizers` and the standard
+library only: no TensorFlow, no Keras.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export import runtime
+from export.artifact.manifest import TOKENIZER_FILENAME
+from export.artifact.metadata import INPUT_NAME, OUTPUT_NAME
+from export.artifact.token_ids import check_token_ids
+from export.artifact.versions import existing_versions
+from export.serving.batching import DynamicBatcher
+
+TEXT_INPUT = "text"
+LABEL_OUTPUT = "label"
+PROBABILITIES_OUTPUT = "probabilities"
+
+
+class NotFoundError(LookupError):
+    """An unknown model name or version: the protocols answer 404."""
+
+
+class BadRequestError(ValueError):
+    """A request the server cannot read (beyond `export.artifact.token_ids`' checks): 400."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSettings:
+    """How each version batches: see `export.serving.batching.DynamicBatcher`."""
+
+    max_batch_size: int = 32
+    max_queue_delay_ms: float = 0.0
+    threads: int = 2
+
+
+class ServedVersion:
+    """One loaded version: a predictor, its batcher and its tokenizer (or None).
+
+    Args:
+        version: the version number.
+        folder: the version folder.
+        settings: batching settings.
+    """
+
+    def __init__(self, version: int, folder: Path, settings: BatchSettings) -> None:
+        self.version = version
+        self.folder = folder
+        self.predictor = runtime.load(folder)
+        self.batcher = DynamicBatcher(self.predictor.predict, settings.max_batch_size,
+                                      settings.max_queue_delay_ms, settings.threads)
+        tokenizer_file = folder / TOKENIZER_FILENAME
+        self.tokenizer = None
+        if tokenizer_file.is_file():
+            from export.artifact.tokenizer import load_tokenizer
+
+            self.tokenizer = load_tokenizer(tokenizer_file)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [INPUT_NAME] + ([TEXT_INPUT] if self.tokenizer is not None else [])
+
+    @property
+    def output_names(self) -> list[str]:
+        if self.predictor.task == "classifier":
+            return [OUTPUT_NAME, LABEL_OUTPUT, PROBABILITIES_OUTPUT]
+        return [OUTPUT_NAME]
+
+    @property
+    def class_names(self) -> list[str]:
+        """The classifier's class names, or their indices as strings when the export has none."""
+        num_classes = self.predictor.metadata["config"]["num_classes"]
+        return self.predictor.class_names or [str(index) for index in range(num_classes)]
+
+    def token_ids(self, inputs: dict[str, Any]) -> np.ndarray:
+        """The checked int32 `[batch, length]` ids of a request's inputs: `token_ids`, or
+        `text` (a list of str, tokenized with the export's tokenizer.json).
+
+        Raises:
+            BadRequestError: not exactly one of the two inputs, an unknown input, `text` for an
+                export without tokenizer, a text with no token, or ids that
+                `export.artifact.token_ids.check_token_ids` refuses (with its message).
+        """
+        unknown = sorted(set(inputs) - set(self.input_names))
+        if unknown or len(inputs) != 1:
+            raise BadRequestError(
+                f"Expected exactly one input, one of {self.input_names}. Received: "
+                f"{sorted(inputs) or 'no input'}"
+                + (f" ({unknown} unknown)" if unknown else ""))
+        if INPUT_NAME in inputs:
+            return self._checked(inputs[INPUT_NAME])
+        texts = inputs[TEXT_INPUT]
+        if not texts or not all(isinstance(text, str) for text in texts):
+            raise BadRequestError("text must be a non-empty list of strings. Received: "
+                                  f"{_describe(texts)}")
+        ids = self.tokenizer.encode_batch(list(texts), self.predictor.max_len)
+        empty = np.flatnonzero(~ids.any(axis=1))
+        if empty.size:
+            raise BadRequestError(f"Every text needs at least one token after tokenization. "
+                                  f"Received: text {int(empty[0])} = {texts[empty[0]]!r}")
+        return self._checked(ids)
+
+    def _checked(self, token_ids: Any) -> np.ndarray:
+        """`export.artifact.token_ids.check_token_ids`, its ValueError (and message) a
+        BadRequestError."""
+        try:
+            return check_token_ids(token_ids, vocab_size=self.predictor.vocab_size,
+                                   max_len=self.predictor.max_len)
+        except ValueError as error:
+            raise BadRequestError(str(error)) from None
+
+    async def infer(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Runs one request through the batcher.
+
+        Args:
+            inputs: `{"token_ids": ints [batch, length] or id lists}` or
+                `{"text": [str, ...]}`.
+
+        Returns:
+            `{"logits": float32 [batch, num_classes]}` plus, for classifiers, `"label"`
+            (object array of class names `[batch]`) and `"probabilities"` (float32
+            `[batch, num_classes]`, softmax of the logits); a language model's logits are
+            `[batch, length, vocab_size]`.
+
+        Raises:
+            BadRequestError: see `token_ids`.
+        """
+        logits = await self.batcher.submit(self.token_ids(inputs))
+        outputs = {OUTPUT_NAME: logits}
+        if self.predictor.task == "classifier":
+            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            outputs[PROBABILITIES_OUTPUT] = (shifted / shifted.sum(-1, keepdims=True)).astype(
+                np.float32)
+            names = self.class_names
+            outputs[LABEL_OUTPUT] = np.array([names[i] for i in logits.argmax(-1)], object)
+        return outputs
+
+
+class ModelRoot:
+    """The versions under one model folder (`saved_models/NAME/`); the model's name is NAME.
+
+    Args:
+        root: the model folder, holding numbered version folders.
+        settings: batching settings for every version.
+        name: the model's name in URLs; default the folder's name.
+
+    Raises:
+        FileNotFoundError: `root` is not a folder holding at least one numbered version.
+    """
+
+    def __init__(self, root: str | os.PathLike, settings: BatchSettings | None = None,
+                 name: str | None = None) -> None:
+        self.root = Path(root)
+        self.name = name or self.root.resolve().name
+        self.settings = settings or BatchSettings()
+        if not existing_versions(self.root):
+            raise FileNotFoundError(
+                f"Expected a model folder holding numbered version folders (1/, 2/, ...), "
+                f"e.g. saved_models/demo. Received: {str(root)!r}"
+                + ("" if self.root.is_dir() else ", which is not a folder"))
+        self._loaded: dict[int, ServedVersion] = {}
+        self._retired: list[ServedVersion] = []  # removed folders; closed with the server
+        self._lock = threading.Lock()
+
+    def versions(self) -> list[int]:
+        """The version numbers present now, ascending."""
+        return existing_versions(self.root)
+
+    def check_name(self, name: str) -> None:
+        """Raises NotFoundError unless `name` is this model's name."""
+        if name != self.name:
+            raise NotFoundError(f"Model {name!r} is not served here; this server serves "
+                                f"{self.name!r}. Received: model name {name!r}")
+
+    def get(self, name: str, version: str | int | None = None) -> ServedVersion:
+        """The loaded version `version` (default: the highest present) of model `name`.
+
+        Raises:
+            NotFoundError: another model name, or a version that is not present.
+        """
+        self.check_name(name)
+        present = self.versions()
+        if version is None:
+            if not present:
+                raise NotFoundError(f"Model {name!r} has no version left in {str(self.root)!r}")
+            number = present[-1]
+        else:
+            text = str(version)
+            if not text.isdigit() or int(text) not in present:
+                raise NotFoundError(f"Model {name!r} has no version {text!r}; versions present: "
+                                    f"{present}. Received: version {text!r}")
+            number = int(text)
+        with self._lock:
+            for gone in set(self._loaded) - set(present):  # a version folder was removed
+                self._retired.append(self._loaded.pop(gone))
+            if number not in self._loaded:
+                self._loaded[number] = ServedVersion(number, self.root / str(number),
+                                                     self.settings)
+            return self._loaded[number]
+
+    async def close(self) -> None:
+        """Finishes every queued request of every loaded version."""
+        for served in [*self._loaded.values(), *self._retired]:
+            await served.batcher.close()
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"

@@ -1,0 +1,175 @@
+"""The subcommands that use a trained model: `keras-attn predict`, `serve`, `triton-repo`
+and `attend`.
+
+`predict` and `serve` run an export on onnxruntime and never import TensorFlow; `attend` loads
+the Keras model to draw its attention weights. Bad input raises `UsageError` (or another
+ValueError): exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from export.artifact.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
+from keras_attn.cli.common import EXIT_OK, UsageError, _print, check_version_folder
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    """The texts to classify: the arguments, or one per line of --file (``-``: stdin).
+
+    A line ends at "\\n" or "\\r\\n" only (`keras_attn.data.records.split_lines`), so U+2028, form
+    feed and the like stay inside their text; blank lines are skipped.
+    """
+    from keras_attn.data.records import split_lines
+
+    if args.file and args.texts:
+        raise UsageError("Give texts either as arguments or with --file, not both. "
+                         f"Received: {len(args.texts)} argument(s) and --file {args.file}")
+    if not args.file:
+        return _required(args.texts)
+    if args.file == "-":
+        data, source = sys.stdin.buffer.read(), "stdin"  # bytes: no newline translation
+    else:
+        source = args.file
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as error:
+            raise UsageError(f"Cannot read --file {args.file}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UsageError(f"{source} is not UTF-8 text (byte {error.start}). Save it as "
+                         f"UTF-8, one text per line. Received: --file {args.file}") from None
+    return _required([line for line in split_lines(text) if line.strip()])
+
+
+def _required(texts: list[str]) -> list[str]:
+    if not texts:
+        raise UsageError("No text to read. Pass texts as arguments, or --file FILE "
+                         "(one text per line; - for stdin). Received: nothing")
+    return texts
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from export import runtime
+    from export.artifact.tokenizer import load_tokenizer
+    from keras_attn.data.records import encode_texts
+
+    check_version_folder(Path(args.model_dir), "predict",
+                         "an export version folder, or an .onnx file in one")
+    predictor = runtime.load(args.model_dir)
+    if predictor.task != "classifier":
+        raise UsageError(f"predict classifies texts, and {args.model_dir} holds a "
+                         f"{predictor.task}. Expected a classifier export. "
+                         f"Received: {args.model_dir}")
+    # A version folder, or the version folder of the .onnx file given: its tokenizer.
+    tokenizer_path = predictor.path.parent / TOKENIZER_FILENAME
+    if not tokenizer_path.is_file():
+        raise UsageError(f"{tokenizer_path.parent} has no {TOKENIZER_FILENAME} to turn text "
+                         f"into ids. Expected an export version folder made by keras-attn "
+                         f"(or an .onnx file in one). Received: {args.model_dir}")
+    texts = _read_texts(args)
+    ids = encode_texts(load_tokenizer(tokenizer_path), texts, predictor.max_len)
+    logits = predictor.predict_by_length(ids)  # many texts: batches of similar length
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    names = predictor.class_names or [str(i) for i in range(logits.shape[-1])]
+    results = [{"text": text, "label": names[int(np.argmax(p))],
+                "probabilities": {name: round(float(v), 6) for name, v in zip(names, p,
+                                                                               strict=True)}}
+               for text, p in zip(texts, probabilities, strict=True)]
+    if args.json:
+        _print(json.dumps(results, ensure_ascii=False, indent=2))
+    else:
+        for result in results:
+            shown = "  ".join(f"{k}={v:.3f}" for k, v in result["probabilities"].items())
+            _print(f"{result['label']}\t{shown}\t{_one_line(result['text'])}")
+    return EXIT_OK
+
+
+# What str.splitlines (and a terminal, for "\r") would take as a line break inside a text.
+LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(text: str) -> str:
+    """`text` with line-breaking characters escaped ("\\u2028"): one prediction, one line."""
+    return text.translate(LINE_BREAKS)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from export.serving.app import ServeOptions, check, listen, serve
+    except ImportError as error:
+        raise UsageError(f"serve needs the serve extra: pip install 'keras-attn[serve]'. "
+                         f"Received: {error}") from None
+
+    options = ServeOptions(args.model_root, args.host, args.port, args.workers,
+                           args.max_batch_size, args.max_queue_delay_ms, args.threads,
+                           args.name)
+    root = check(options)
+    sock = listen(options)  # a port in use is an error before the banner, not after it
+    _print(f"serving {root.name!r} from {root.root} (versions {root.versions()}; the latest "
+           f"by default) at http://{args.host}:{args.port}")
+    _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
+    _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
+    serve(options, root, sock)
+    return EXIT_OK
+
+
+def cmd_triton_repo(args: argparse.Namespace) -> int:
+    from export.serving.triton import write_triton_repository
+
+    folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
+                                     args.max_queue_delay_us)
+    _print(f"Triton model repository: {folder.parent} (model {folder.name!r}, versions "
+           f"{sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())})")
+    _print(f"  tritonserver --model-repository={folder.parent}")
+    return EXIT_OK
+
+
+def _model_and_tokenizer(path: Path):
+    """The model and tokenizer of a run folder, an export version folder, or a model.keras."""
+    import keras_attn as ka
+    from export.artifact.tokenizer import load_tokenizer
+
+    folder = path.parent if path.suffix == ".keras" else path
+    model_file = path if path.suffix == ".keras" else folder / KERAS_FILENAME
+    tokenizer_file = folder / TOKENIZER_FILENAME
+    missing = [str(p) for p in (model_file, tokenizer_file) if not p.is_file()]
+    if missing:
+        raise UsageError(f"Expected a run or export folder (or a model.keras in one) with a "
+                         f"model and its tokenizer; missing: {', '.join(missing)}. "
+                         f"Received: {path}")
+    return ka.load_model(model_file), load_tokenizer(tokenizer_file)
+
+
+def cmd_attend(args: argparse.Namespace) -> int:
+    from keras_attn.evaluation import plots
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a folder for the PNGs. Received: {out}, a file")
+    old = sorted(out.glob("block*_head*.png")) if out.is_dir() else []
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise UsageError(f"{out} is not empty; pass --overwrite to replace its heatmaps, or "
+                         f"choose another --out. Received: --out {out}")
+    if not plots.available():
+        raise UsageError(f"attend draws PNGs with matplotlib: {plots.INSTALL_HINT}")
+    from keras_attn.models.attention_maps import text_attention
+
+    model, tokenizer = _model_and_tokenizer(Path(args.model))
+    tokens, maps = text_attention(model, tokenizer, args.text)
+    for path in old:  # heatmaps of an earlier call, perhaps of a model with more heads
+        path.unlink()
+    for layer, weights in enumerate(maps):
+        for head, head_weights in enumerate(weights):
+            path = plots.plot_attention(tokens, head_weights,
+                                        out / f"block{layer}_head{head}.png",
+                                        title=f"block {layer}, head {head}")
+            _print(str(path))
+    return EXIT_OK

@@ -1,0 +1,294 @@
+"""The subcommands that make a model: `keras-attn demo`, `train`, `export` and `verify`.
+
+`train` trains a classifier and can export it; `export` turns a run folder (a classifier's or a
+language model's) into a verified SavedModel + ONNX version, which `verify` checks again.
+Bad input raises `UsageError` (or another ValueError): exit code 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+from export.artifact.manifest import read_manifest
+from export.artifact.versions import check_folder_path
+from keras_attn.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, _print, check_version_folder
+
+
+def check_output_folders(args: argparse.Namespace) -> None:
+    """`--out` and `--export`, where given, must name folders (existing or not): checked before
+    any work, so that a file in the way is not found after training.
+
+    Raises:
+        NotADirectoryError: one of them, or a path above it, is a file.
+    """
+    for flag in ("out", "export"):
+        if getattr(args, flag, None):
+            check_folder_path(getattr(args, flag), f"--{flag}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from keras_attn.cli.demo import run_demo
+
+    check_output_folders(args)
+    start = time.perf_counter()
+    with _left_out_files_as_notes():
+        report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
+                          log=_print)
+    _print_left_out(read_manifest(report.export_dir)["onnxruntime_files"])
+    _print("\n== keras-attn demo report ==")
+    _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
+    _print(f"run folder             : {report.run_dir}")
+    _print(f"export (TF Serving)    : {report.export_dir}")
+    _print(f"parity max |diff|      : {report.parity_max_abs_diff:.2e} "
+           f"(tolerance {report.parity_tolerance:.3g})")
+    _print(f"verify                 : {'passed' if report.verified else 'FAILED'}")
+    for figure in report.figures:
+        _print(f"figure                 : {figure}")
+    for name, seconds in report.phase_seconds.items():
+        _print(f"time {name:<17} : {seconds:.1f} s")
+    _print(f"time total             : {time.perf_counter() - start:.1f} s")
+    return EXIT_OK if report.verified else EXIT_FAILURE
+
+
+FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "--heads",
+                 "ff_dim": "--ff-dim", "num_layers": "--layers",
+                 # attention_dropout before dropout: "dropout=" is inside "attention_dropout="
+                 "attention_dropout": "--attention-dropout", "dropout": "--dropout",
+                 "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
+                 "batch_size": "--batch-size",
+                 "learning_rate": "--learning-rate", "patience": "--patience",
+                 "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight"}
+
+
+# The data checks (keras_attn.data.records, keras_attn.data.streaming) name load_texts' parameters;
+# on the
+# command line they are flags.
+FLAG_OF_DATA_PARAMETER = {"text_column= / label_column=": "--text-column / --label-column",
+                          "given in class_names": "given in --classes",
+                          "class_names=": "--classes "}
+
+
+@contextlib.contextmanager
+def _data_errors_name_flags() -> Iterator[None]:
+    """A DataError inside becomes a UsageError whose message names the flags."""
+    from keras_attn.data.records import DataError
+
+    try:
+        yield
+    except DataError as error:
+        message = str(error)
+        for parameter, flag in FLAG_OF_DATA_PARAMETER.items():
+            message = message.replace(parameter, flag)
+        raise UsageError(message) from None
+
+
+def _settings_from_flags(args: argparse.Namespace):
+    """TrainSettings from the flags; a bad value is a UsageError that names the flag."""
+    from keras_attn.config import TrainSettings
+
+    try:
+        return TrainSettings(
+            max_len=args.max_len, d_model=args.d_model, num_heads=args.heads,
+            ff_dim=args.ff_dim, num_layers=args.layers, dropout=args.dropout,
+            attention_dropout=args.attention_dropout,
+            tokenizer=args.tokenizer, vocab_size=args.vocab_size, epochs=args.epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+            jit_compile=not args.no_jit, **{
+                field: getattr(args, field) for field in ("warmup_fraction", "class_weight")
+                if hasattr(args, field)})
+    except ValueError as error:
+        message = str(error)
+        for field, flag in FLAG_OF_FIELD.items():
+            message = message.replace(f"{field}=", f"{flag} ")
+        raise UsageError(f"Bad training flags: {message}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from keras_attn.data.records import load_texts, split_train_validation
+    from keras_attn.training.pretrained import pretrained_settings, resolve_model_flags
+    from keras_attn.training.timing import phase
+
+    # Flags and data are checked before Keras is imported: bad input is answered at once.
+    check_output_folders(args)
+    language_model = resolve_model_flags(args)  # None without --init-from
+    settings = _settings_from_flags(args)
+    if language_model:
+        settings = pretrained_settings(settings, language_model, args.init_attention)
+    if not 0 < args.validation_split < 1:
+        raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
+                         f"Received: {args.validation_split}")
+    from keras_attn.training.backends import select_backend
+
+    backend = select_backend(args.backend, args.devices)  # before anything imports Keras
+    if args.stream:  # record by record from the files (keras_attn.data.streaming)
+        with _data_errors_name_flags():
+            return _train_streaming(args, settings, backend)
+    seconds: dict[str, float] = {}
+    with phase("data", seconds, _print), _data_errors_name_flags():
+        classes = args.classes.split(",") if args.classes else None
+        dataset = load_texts(args.data, text_column=args.text_column,
+                             label_column=args.label_column, class_names=classes)
+        train, validation = split_train_validation(dataset, args.validation_split,
+                                                   seed=args.seed)
+        _print(f"{len(train)} train / {len(validation)} validation texts, "
+               f"classes {dataset.class_names}")
+
+    from keras_attn.evaluation import plots
+    from keras_attn.training.classifier import CURVES_FILE, train_classifier
+    from keras_attn.training.distribution import initialize_multi_host
+
+    hosts = initialize_multi_host()  # several machines: KERAS_DISTRIBUTION_* variables
+    _print(f"backend {backend}, {args.devices} device(s)"
+           + (f", process {hosts['process_id']} of {hosts['num_processes']}" if hosts else ""))
+    with phase("train", seconds, _print):
+        run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
+                               data_description=str(Path(args.data).resolve()), log=_print,
+                               devices=args.devices, init_from=language_model)
+        _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, tokenizer "
+               f"and config in {run.run_dir}")
+        if plots.available():
+            _print(f"curves: {plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)}")
+        else:
+            _print(f"curves skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
+    with phase("evaluate", seconds, _print):
+        _evaluate_against_baseline(run, train, validation, settings, args.seed)
+    if args.export:
+        return _export(run.run_dir, Path(args.export))
+    return EXIT_OK
+
+
+def _train_streaming(args: argparse.Namespace, settings, backend: str) -> int:
+    """`train --stream`: TensorFlow's tf.data on one device, from random weights."""
+    init_from = getattr(args, "init_from", None)
+    if backend != "tensorflow" or args.devices != 1 or init_from:
+        raise UsageError(f"--stream trains on the tensorflow backend, on one device, from random "
+                         f"weights. Received: backend {backend}, --devices {args.devices}"
+                         + (f", --init-from {init_from}" if init_from else ""))
+    from keras_attn.training.streamed import cmd_train_stream
+
+    run_dir = cmd_train_stream(args, settings, _print)
+    return _export(run_dir, Path(args.export)) if args.export else EXIT_OK
+
+
+def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> None:
+    """Per-class report of the model on the validation split, beside a TF-IDF + logistic
+    regression baseline fitted on the same split; both recorded in run.json, the confusion
+    matrix drawn next to the curves."""
+    from keras_attn.data.records import encode_texts
+    from keras_attn.evaluation.metrics import (
+        baseline,
+        classification_report,
+        format_report,
+        plots,
+        predict_classes,
+        verdict,
+    )
+    from keras_attn.training.classifier import CONFUSION_FILE, record_results
+
+    ids = encode_texts(run.tokenizer, validation.texts, settings.max_len)
+    report = classification_report(validation.labels, predict_classes(run.model, ids),
+                                   run.class_names)
+    fitted = baseline.fit_baseline(train, validation, seed) if baseline.available() else None
+    record_results(run.run_dir, {"validation": report, "baseline": fitted})
+    if fitted is None:
+        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f}")
+        _print(f"baseline skipped: a TF-IDF + logistic regression baseline needs scikit-learn "
+               f"({baseline.INSTALL_HINT})")
+    else:
+        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f} | baseline "
+               f"{fitted['accuracy']:.4f} ({fitted['name']})")
+        _print(verdict(report["accuracy"], fitted["accuracy"]))
+    _print(format_report(report, fitted))
+    if plots.available():
+        path = plots.plot_confusion_matrix(report["confusion_matrix"], run.class_names,
+                                           run.run_dir / CONFUSION_FILE,
+                                           title="validation: actual vs predicted")
+        _print(f"confusion matrix: {path}")
+
+
+def _export(run_dir: Path, out: Path) -> int:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _export_from_another_backend(run_dir, out)
+    import export
+    from export.verification.verifier import load_representative_ids
+    from keras_attn.training.classifier import load_run, read_results
+
+    model, tokenizer, class_names = load_run(run_dir)
+    start = time.perf_counter()
+    with _left_out_files_as_notes():
+        result = export.export_model(model, out, tokenizer=tokenizer, class_names=class_names,
+                                     evaluation=read_results(run_dir),
+                                     representative_ids=load_representative_ids(run_dir))
+    _print(f"[export] version {result.version} written to {result.path} in "
+           f"{time.perf_counter() - start:.1f} s")
+    _print_left_out(result.onnxruntime_files)
+    _print(result.parity.table())
+    return EXIT_OK
+
+
+def _export_from_another_backend(run_dir: Path, out: Path) -> int:
+    """JAX or torch: the export runs on TensorFlow in a child process; then the model as
+    trained here is compared with the exported ONNX file (`keras_attn.cli.backend_export`)."""
+    import keras
+
+    from keras_attn.cli.backend_export import export_in_tensorflow, parity_with_backend
+    from keras_attn.training.classifier import load_run
+
+    before = set(out.iterdir()) if out.is_dir() else set()
+    code = export_in_tensorflow(run_dir, out)
+    if code != EXIT_OK:
+        return code
+    written = sorted(path for path in set(out.iterdir()) - before if path.name.isdigit())
+    if len(written) != 1:
+        raise RuntimeError(f"Expected one new version folder in {out} after the export. "
+                           f"Received: {[path.name for path in written]}")
+    parity = parity_with_backend(load_run(run_dir)[0], written[0])
+    _print(f"[export] parity against {keras.backend.backend()} (the backend that trained it) "
+           f"vs model.onnx: max |diff| {parity['max_abs_diff']:.2e} over {parity['cases']} "
+           f"batches (tolerance {parity['tolerance']:.3g})")
+    if not parity["ok"]:
+        raise RuntimeError(f"The export disagrees with the {keras.backend.backend()} model "
+                           f"beyond the tolerance: {parity}")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _left_out_files_as_notes() -> Iterator[None]:
+    """Silences the RuntimeWarning `export_model` gives for each ONNX file it leaves out (a
+    warning's source line is not for people); `_print_left_out` says it in one line instead."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".* is not shipped: ", RuntimeWarning)
+        yield
+
+
+def _print_left_out(onnxruntime_files: dict) -> None:
+    """One `note:` line per ONNX file an export left out, with the manifest's reason."""
+    for filename, entry in onnxruntime_files.items():
+        if not entry["shipped"]:
+            _print(f"note: {filename} not shipped: {entry['reason']}")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    out = Path(args.out) if args.out else Path("saved_models") / Path(args.run).resolve().name
+    check_folder_path(out, "--out")
+    return _export(Path(args.run), out)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import export
+
+    if not Path(args.version_dir).is_dir():
+        raise UsageError(f"No such folder. Expected an export version folder such as "
+                         f"saved_models/demo/1. Received: {args.version_dir}")
+    check_version_folder(Path(args.version_dir), "verify", "an export version folder")
+    report = export.verify(args.version_dir)
+    _print(report.table())
+    return EXIT_OK if report.ok else EXIT_FAILURE

@@ -1,0 +1,110 @@
+"""Checks on token ids at the model's boundary, with messages a user can act on.
+
+`keras.ops` has no assert, so a layer cannot raise about the *values* of a symbolic tensor.
+Shape and dtype are checked statically; values are checked from NumPy (`check_token_values`)
+wherever they are concrete, which is the same on every backend:
+
+- at the model's boundary, before Keras casts or traces anything (`keras_attn.models.checked_model`:
+  `model(x)`, `predict`, `fit`, `evaluate` and the `*_on_batch` methods on array inputs);
+- in `PositionalEmbedding.call` when it runs eagerly (an eager call; every step of `fit` and
+  `predict` on the torch backend, which does not trace).
+
+In a traced call on the TensorFlow backend (a `tf.data` pipeline, a SavedModel signature) the
+same checks become `tf.debugging` asserts carrying the same messages; this module is the one
+place keras_attn reaches past `keras.ops` to a backend. tf2onnx drops asserts, which is why
+`export/runtime/predictor.py` validates ids itself before onnxruntime sees them.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def length_message(max_len, length):
+    return (
+        f"Sequence length must be between 1 and max_len={max_len}, the number of learned "
+        f"position vectors. Received: sequence length {length}"
+    )
+
+
+def range_message(vocab_size, received):
+    return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
+
+
+def padding_only_message(received):
+    return (
+        f"Each sequence needs at least one non-padding id (padding is id 0). "
+        f"Received: {received}"
+    )
+
+
+def concrete_values(tensor):
+    """Returns `tensor` as NumPy when it holds values (an eager call), else None (symbolic)."""
+    try:
+        return ops.convert_to_numpy(tensor)
+    except (ValueError, TypeError, NotImplementedError, AttributeError):
+        return None
+
+
+def check_token_values(values: np.ndarray, vocab_size: int, max_len: int) -> None:
+    """Raises ValueError unless `values` is an int array `[batch, n]` with 1 <= n <= max_len,
+    every id in [0, vocab_size) and at least one non-padding id in every sequence.
+
+    Pure NumPy, so that it says the same on every backend, and sees an int64 id before any
+    cast could narrow it (2**32 + 5 would become 5 as int32).
+    """
+    _check_static(keras.backend.standardize_dtype(values.dtype), tuple(values.shape), max_len)
+    if values.size and (values.min() < 0 or values.max() >= vocab_size):
+        raise ValueError(range_message(vocab_size, f"ids from {values.min()} to {values.max()}"))
+    empty = np.flatnonzero((values == 0).all(axis=1)) if values.size else []
+    if len(empty):
+        raise ValueError(padding_only_message(f"sequence {int(empty[0])} is all padding"))
+
+
+def check_token_ids(token_ids, vocab_size, max_len):
+    """Raises ValueError unless `token_ids` is an int `[batch, n]` tensor, 1 <= n <= max_len,
+    with every id in [0, vocab_size) and at least one non-padding id in every sequence.
+
+    Values are checked when the tensor holds them; in a traced TensorFlow call, by asserts.
+    Returns `token_ids` (with asserts attached in TensorFlow graphs)."""
+    _check_static(keras.backend.standardize_dtype(token_ids.dtype), tuple(token_ids.shape),
+                  max_len)
+    values = concrete_values(token_ids)
+    if values is not None:
+        check_token_values(values, vocab_size, max_len)
+        return token_ids
+    if keras.backend.backend() == "tensorflow":
+        return _assert_in_graph(token_ids, vocab_size, max_len)
+    return token_ids
+
+
+def _check_static(dtype: str, shape, max_len: int) -> None:
+    """dtype, rank and (when known) length: what a symbolic tensor already tells."""
+    if "int" not in dtype:
+        raise ValueError(f"token_ids must be integers (int32 or int64). Received: dtype={dtype}")
+    if len(shape) != 2:
+        raise ValueError(f"token_ids must have rank 2, [batch, sequence]. Received: shape={shape}")
+    length = shape[1]
+    if length is not None and not 1 <= length <= max_len:
+        raise ValueError(length_message(max_len, length))
+
+
+def _assert_in_graph(token_ids, vocab_size, max_len):
+    import tensorflow as tf
+
+    length = tf.shape(token_ids)[1]
+    checks = [
+        tf.debugging.assert_less_equal(length, max_len, message=length_message(max_len, "")),
+        tf.debugging.assert_greater_equal(length, 1, message=length_message(max_len, "")),
+        tf.debugging.assert_non_negative(token_ids, message=range_message(vocab_size, "")),
+        tf.debugging.assert_less(
+            token_ids, tf.cast(vocab_size, token_ids.dtype), message=range_message(vocab_size, "")
+        ),
+        tf.debugging.assert_equal(
+            tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
+            message=padding_only_message("a sequence of padding only"),
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(token_ids)
+

@@ -1,0 +1,55 @@
+"""Attention weights of every block, for heatmaps: which words each word looks at."""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from keras_attn.layers.block import TransformerBlock
+from keras_attn.layers.masking import PaddingMask
+from keras_attn.layers.positional_embedding import PositionalEmbedding
+
+
+def attention_maps(model, token_ids) -> list[np.ndarray]:
+    """Runs a keras_attn model's layers in inference mode and collects attention weights.
+
+    Args:
+        model: a model from `build_classifier` or `build_language_model` (or loaded).
+        token_ids: int array `[batch, n]`.
+
+    Returns:
+        One array per block, in order, of shape `[batch, num_heads, n, n]`: row i holds how
+        much position i attends to each position (each row sums to 1).
+    """
+    token_ids = np.asarray(token_ids, dtype="int32")
+    padding_mask = None
+    x = None
+    maps = []
+    for layer in model.layers:
+        if isinstance(layer, PaddingMask):
+            padding_mask = layer(token_ids)
+        elif isinstance(layer, PositionalEmbedding):
+            x = layer(token_ids)
+        elif isinstance(layer, TransformerBlock):
+            if padding_mask is None:
+                padding_mask = token_ids != 0
+            x, weights = layer(x, padding_mask=padding_mask, return_attention_scores=True,
+                               training=False)
+            maps.append(ops.convert_to_numpy(weights))  # torch: detached from autograd
+    if not maps:
+        raise ValueError(
+            "Expected a keras_attn model with at least one TransformerBlock. "
+            f"Received: model {model.name!r}"
+        )
+    return maps
+
+
+def text_attention(model, tokenizer, text: str) -> tuple[list[str], list[np.ndarray]]:
+    """The tokens of `text` and each block's attention weights `[num_heads, n, n]` over them."""
+    from keras_attn.data.records import encode_texts
+
+    max_len = next(layer.max_len for layer in model.layers
+                   if isinstance(layer, PositionalEmbedding))
+    ids = encode_texts(tokenizer, [text], max_len)
+    tokens = tokenizer.tokens(ids[0])
+    return tokens, [weights[0] for weights in attention_maps(model, ids)]

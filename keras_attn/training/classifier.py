@@ -1,0 +1,341 @@
+"""Training a text classifier on labelled texts with `model.fit`: tokenizer, callbacks, resume.
+
+A run folder holds everything a run makes: `model.keras` (best weights), `tokenizer.json`,
+`config.json`, `history.csv`, TensorBoard `logs/`, and while training, `backup/` from which
+an interrupted run resumes when the same command runs again (Keras `BackupAndRestore`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from export.artifact.manifest import KERAS_FILENAME as MODEL_FILE
+from export.artifact.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
+from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from export.artifact.versions import check_folder_path
+from export.verification.verifier import REPRESENTATIVE_FILENAME, save_representative_ids
+from keras_attn.config import TrainSettings
+from keras_attn.data.buckets import LengthBatches
+from keras_attn.data.records import TextDataset, encode_texts
+from keras_attn.models.builders import build_classifier, load_model
+from keras_attn.training.distribution import data_parallel
+from keras_attn.training.distribution import reset as reset_distribution
+from keras_attn.training.pretrained import LanguageModelRun, copy_pretrained_weights
+
+# A run folder and an export version folder name the model and the tokenizer alike.
+RUN_FILE = "run.json"
+RESULTS_KEY = "results"
+CONFUSION_FILE = "confusion_matrix.png"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+CURVES_FILE = "training_curves.png"
+BACKUP_DIR = "backup"
+LOGS_DIR = "logs"
+# What a run writes, and so all that --overwrite removes: other files in the folder stay.
+RUN_OUTPUTS = (RUN_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE,
+               CONFUSION_FILE, BACKUP_DIR, LOGS_DIR, REPRESENTATIVE_FILENAME)
+
+
+class RunFolderError(ValueError):
+    """The output folder holds something this run must not overwrite."""
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """What a finished run produced."""
+
+    model: keras.Model
+    tokenizer: Tokenizer
+    class_names: list[str]
+    run_dir: Path
+    history: dict[str, list[float]]
+    resumed_from_epoch: int
+    validation_accuracy: float
+
+
+def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool:
+    """Claims `run_dir` for a run; returns True when it resumes the same interrupted run.
+
+    With `overwrite`, an earlier run's outputs (`RUN_OUTPUTS`) are removed; any other file in
+    the folder is left alone.
+
+    Raises:
+        RunFolderError: the folder holds another run (unless `overwrite`), or files that are
+            not a keras-attn run at all (never deleted, even with `overwrite`).
+        NotADirectoryError: `run_dir`, or a path above it, is a file.
+    """
+    check_folder_path(run_dir, "--out")
+    record_path = run_dir / RUN_FILE
+    if record_path.exists():
+        same = records_run(run_dir, run_record)
+        if same and not (run_dir / CONFIG_FILE).exists():
+            return True  # the same run, interrupted: resume it
+        if same and not overwrite:
+            raise RunFolderError(
+                f"{run_dir} already holds this run, finished. Pass --overwrite to train it "
+                f"again, or choose another --out. Received: --out {run_dir}"
+            )
+        if not overwrite:
+            raise RunFolderError(
+                f"{run_dir} already holds a different keras-attn run (other data or settings). "
+                "Choose another --out, or pass --overwrite to replace it. "
+                f"Received: --out {run_dir}"
+            )
+        _remove_run_outputs(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunFolderError(
+            f"{run_dir} is not empty and is not a keras-attn run folder; nothing is deleted. "
+            f"Choose an empty or new folder. Received: --out {run_dir}"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps(run_record, indent=2) + "\n", encoding="utf-8")
+    return False
+
+
+def records_run(run_dir: Path, run_record: dict) -> bool:
+    """Whether `run_dir/run.json` records this run: the same settings and data. What a
+    finished run measured ("results") is not part of its identity."""
+    stored = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    stored.pop(RESULTS_KEY, None)
+    return stored == run_record
+
+
+def record_results(run_dir: str | Path, results: dict) -> None:
+    """Adds what a finished run measured (e.g. validation reports of the model and of its
+    baseline) to its `run.json`, under "results"; resuming ignores them."""
+    record_path = Path(run_dir) / RUN_FILE
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    record[RESULTS_KEY] = results
+    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def read_results(run_dir: str | Path) -> dict | None:
+    """The results `record_results` stored in a run folder, or None."""
+    record_path = Path(run_dir) / RUN_FILE
+    if not record_path.is_file():
+        return None
+    return json.loads(record_path.read_text(encoding="utf-8")).get(RESULTS_KEY)
+
+
+def _remove_run_outputs(run_dir: Path) -> None:
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _fingerprint(*datasets: TextDataset) -> str:
+    """sha256 of the texts and labels: a rerun resumes only on exactly the same data."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        for text in dataset.texts:
+            digest.update(text.encode("utf-8") + b"\0")
+        digest.update(dataset.labels.astype("int64").tobytes())
+    return digest.hexdigest()
+
+
+def _resumed_epoch(run_dir: Path) -> int:
+    metadata = run_dir / BACKUP_DIR / "training_metadata.json"
+    if not metadata.exists():
+        return 0
+    return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """The per-epoch metrics of a run, across resumes, from its `history.csv`."""
+    with open(run_dir / HISTORY_FILE, encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {name: [float(row[name]) for row in rows] for name in (rows[0] if rows else {})}
+
+
+def train_classifier(
+    train: TextDataset,
+    validation: TextDataset,
+    settings: TrainSettings,
+    run_dir: str | Path,
+    overwrite: bool = False,
+    data_description: str = "",
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    verbose: int = 1,
+    devices: int = 1,
+    init_from: LanguageModelRun | None = None,
+) -> TrainedRun:
+    """Fits a tokenizer and a classifier; keeps the best model by validation loss.
+
+    Args:
+        train, validation: labelled texts (validation measures, early-stops, picks the best).
+        settings: hyperparameters.
+        run_dir: the run folder (see the module docstring).
+        overwrite: replace a different run already in `run_dir`.
+        data_description: identifies the data in `run.json`, so a rerun resumes only itself.
+        callbacks: extra Keras callbacks.
+        log: where progress lines go.
+        verbose: Keras's `fit` verbosity (1: the progress bar).
+        devices: data-parallel over this many local devices (`keras_attn.training.distribution`);
+            the batch size stays the global batch. Recorded in `run.json` with the backend.
+        init_from: a language model to start from (`keras_attn.training.pretrained`): its tokenizer
+            replaces a new one, its embeddings and blocks the random ones; `settings` must
+            have its widths. Recorded in `run.json` as "init_from".
+
+    Returns:
+        A `TrainedRun`.
+    """
+    run_dir = Path(run_dir)
+    tokenizer = init_from.tokenizer() if init_from else train_tokenizer(
+        train.texts, model=settings.tokenizer, vocab_size=settings.vocab_size)
+    config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+    x_train = encode_texts(tokenizer, train.texts, settings.max_len)
+    x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
+    record = {"settings": dataclasses.asdict(settings), "data": data_description,
+              "class_names": train.class_names, "num_train": len(train),
+              "data_sha256": _fingerprint(train, validation),
+              "backend": keras.backend.backend(), "devices": devices,
+              **({"init_from": init_from.record} if init_from else {})}
+    resuming = prepare_run_folder(run_dir, record, overwrite)
+    resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    if resuming and (run_dir / TOKENIZER_FILE).is_file():
+        # Training a Unigram tokenizer twice can give other ids (WordPiece's numbering is made
+        # deterministic in export/artifact/tokenizer.py; huggingface/tokenizers#1794), and the
+        # library
+        # may change between runs: a resumed run keeps the tokenizer its first epochs used.
+        tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
+        x_train = encode_texts(tokenizer, train.texts, settings.max_len)
+        x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
+        config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+    else:
+        tokenizer.save(run_dir / TOKENIZER_FILE)
+    if resumed_from:
+        log(f"Resuming the interrupted run in {run_dir} after epoch {resumed_from}.")
+
+    keras.utils.set_random_seed(settings.seed)
+    # The model is built and compiled under the distribution (a MirroredStrategy's scope on
+    # TensorFlow); JAX's stays set for `fit` until reset.
+    with data_parallel(devices):
+        model = build_classifier(config)
+        if init_from:  # a resumed run's backup then replaces these weights with its own
+            copied = copy_pretrained_weights(model, init_from)
+            log(f"Started from the language model in {init_from.path}: {', '.join(copied)}.")
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate_schedule(
+                settings, steps_per_epoch=-(-len(train) // settings.batch_size))),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+            jit_compile=settings.jit_compile,
+        )
+    fit_callbacks = run_callbacks(run_dir, settings.patience, resumed_from, callbacks)
+    # Batches of similar length, each padded only to its bucket (keras_attn.data.buckets): a
+    # resumed run goes on with the plans of the epochs it had not run.
+    train_batches = LengthBatches(x_train, train.labels, settings.batch_size, seed=settings.seed)
+    train_batches.epoch = resumed_from
+    val_batches = LengthBatches(x_val, validation.labels, settings.batch_size, shuffle=False)
+    try:
+        model.fit(train_batches.dataset(), validation_data=val_batches.dataset(),
+                  shuffle=False, epochs=settings.epochs, callbacks=fit_callbacks,
+                  class_weight=class_weights(train, settings.class_weight), verbose=verbose)
+    finally:
+        reset_distribution()
+
+    best, accuracy = finish_run(run_dir, config, train.class_names, settings, x_val,
+                                val_batches.dataset())
+    return TrainedRun(best, tokenizer, list(train.class_names), run_dir, read_history(run_dir),
+                      resumed_from, accuracy)
+
+
+def finish_run(run_dir: Path, config, class_names: list[str], settings: TrainSettings,
+               representative_ids: np.ndarray, validation_data) -> tuple[keras.Model, float]:
+    """After `fit`: the best checkpoint re-saved for use, `config.json` (whose presence marks
+    the run finished), `representative_ids.npy`. Returns (the best model, its validation
+    accuracy on `validation_data`). `validation_data`: a dataset of (ids int [batch, width],
+    labels int [batch]) batches."""
+    best = load_model(run_dir / MODEL_FILE)
+    # The checkpoint was written by a model compiled for training, perhaps with
+    # jit_compile=True: saved as it is, every later `keras.models.load_model` would predict
+    # under XLA, which clamps out-of-range ids instead of rejecting them. The file the run
+    # leaves for use is compiled without XLA.
+    best.compile(optimizer=best.optimizer, loss=best.loss, metrics=["accuracy"],
+                 jit_compile=False)
+    best.save(run_dir / MODEL_FILE)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(
+        {"model": config.to_dict(), "class_names": list(class_names),
+         "settings": dataclasses.asdict(settings)}, indent=2) + "\n", encoding="utf-8")
+    # Held-out ids for the export's int8 file: its calibration, and what its gate checks on.
+    save_representative_ids(run_dir, representative_ids)
+    accuracy = best.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]
+    return best, float(accuracy)
+
+
+def run_callbacks(run_dir: Path, patience: int, resumed_from: int,
+                  extra: list[keras.callbacks.Callback] | None = None,
+                  ) -> list[keras.callbacks.Callback]:
+    """What every run folder's `fit` gets: resume after a kill (`backup/`), early stopping on
+    validation loss, the best model kept (`model.keras`; a resumed run's checkpoint replaces
+    only a loss better than the best so far), `history.csv` and TensorBoard `logs/`."""
+    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
+        if resumed_from else None
+    return [
+        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
+        *(extra or []),
+    ]
+
+
+def learning_rate_schedule(settings: TrainSettings, steps_per_epoch: int):
+    """The learning rate: `settings.learning_rate` throughout when `warmup_fraction` is 0;
+    else a linear warm-up from 0 over that share of the run's steps (`epochs` x
+    `steps_per_epoch`), then a cosine decay to 0 by the last epoch
+    (`keras.optimizers.schedules.CosineDecay` with its warm-up)."""
+    if not settings.warmup_fraction:
+        return settings.learning_rate
+    total = max(2, settings.epochs * steps_per_epoch)
+    warmup = min(total - 1, max(1, round(settings.warmup_fraction * total)))
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=total - warmup, warmup_target=settings.learning_rate,
+        warmup_steps=warmup)
+
+
+def class_weights(train: TextDataset, mode: str) -> dict[int, float] | None:
+    """None for "none"; for "balanced", class c weighs n / (classes * count_c), so that every
+    class counts as much in the loss whatever its share of the data."""
+    if mode == "none":
+        return None
+    return balanced_weights(np.bincount(train.labels, minlength=len(train.class_names)))
+
+
+def balanced_weights(counts: np.ndarray) -> dict[int, float]:
+    """Class c weighs n / (classes * count_c), from the examples per class `counts` `[classes]`
+    (scikit-learn's class_weight="balanced"); a class without examples gets no weight."""
+    total = int(np.sum(counts))
+    return {c: float(total / (len(counts) * count)) for c, count in enumerate(counts) if count}
+
+
+def load_run(run_dir: str | Path) -> tuple[keras.Model, Tokenizer, list[str]]:
+    """Loads (model, tokenizer, class_names) from a finished run folder."""
+    run_dir = Path(run_dir)
+    missing = [name for name in (MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE)
+               if not (run_dir / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{run_dir} is not a finished keras-attn run: it lacks {', '.join(missing)}. "
+            f"Expected a folder written by `keras-attn train`. Received: {run_dir}"
+        )
+    config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    model = load_model(run_dir / MODEL_FILE)
+    return model, load_tokenizer(run_dir / TOKENIZER_FILE), config["class_names"]

@@ -1,0 +1,308 @@
+"""Training a causal language model on raw text with `model.fit`: read, pack, fit, resume.
+
+Raw text becomes training windows in three steps:
+
+1. Read: a folder of .txt files (searched recursively, one text per file), a .txt file with one
+   text per line (`keras_attn.data.records.split_lines`: a line ends at "\\n" or "\\r\\n" only), or
+   a
+   .csv / .jsonl file's text column. Blank texts are skipped.
+2. Split texts (not windows) into training and validation, shuffled with the seed, so that no
+   text is on both sides; the tokenizer is trained on the training texts only.
+3. Pack: every text's ids followed by the end-of-text id (``tokenizer.vocab_size``, one id more
+   than the tokenizer has, so no text can produce it), all concatenated, then cut into windows
+   of `max_len` + 1 ids: the model reads ids 0..max_len-1 and predicts ids 1..max_len. No
+   window is padded; the tail shorter than a window is dropped.
+
+The run folder is the classifier's (`keras_attn.training.classifier`): run.json, model.keras (the
+best
+model by validation loss), tokenizer.json, config.json, history.csv (with perplexity and
+val_perplexity = exp(loss)), logs/ (TensorBoard), training_curves.png, and backup/ while
+training, from which the same command resumes after a kill.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from export.verification.verifier import save_representative_ids
+from keras_attn.config import TrainSettings
+from keras_attn.data.records import DataError, _read_text, jsonl_records, split_lines
+from keras_attn.models.builders import build_language_model, load_model
+from keras_attn.training.classifier import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    RUN_FILE,
+    TOKENIZER_FILE,
+    _resumed_epoch,
+    prepare_run_folder,
+    read_history,
+    records_run,
+    run_callbacks,
+)
+
+ACCEPTED = ("a folder of .txt files (one text per file), a .txt file (one text per line), "
+            "or a .csv / .jsonl file with a text column")
+TASK = "language_model"
+
+
+def load_lm_texts(path: str | os.PathLike[str], text_column: str = "text") -> list[str]:
+    """Reads raw texts for a language model; blank texts are skipped.
+
+    Args:
+        path: a folder of .txt files (recursive), a .txt file (one text per line), or a .csv
+            (with a header row) / .jsonl (one JSON object per line) file.
+        text_column: the .csv column / .jsonl key holding the text.
+
+    Returns:
+        The texts, in file order (folders: files sorted by path).
+
+    Raises:
+        DataError: a missing path, an unsupported extension, a file that is not UTF-8, a
+            missing column, a malformed line, or no text at all; the message names the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
+                        f"Received: path='{path}'")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
+        texts = [_read_text(file) for file in files]
+    elif path.suffix.lower() == ".txt":
+        texts = split_lines(_read_text(path))
+    elif path.suffix.lower() == ".csv":
+        texts = _csv_texts(path, text_column)
+    elif path.suffix.lower() == ".jsonl":
+        texts = _jsonl_texts(path, text_column)
+    else:
+        raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {ACCEPTED}. "
+                        f"Received: path='{path}'")
+    texts = [text for text in texts if text.strip()]
+    if not texts:
+        raise DataError(f"No text to learn from: every text is empty or blank. Expected "
+                        f"{ACCEPTED}. Received: path='{path}'")
+    return texts
+
+
+def _csv_texts(path: Path, text_column: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    try:
+        if text_column not in (reader.fieldnames or []):
+            raise DataError(f"Missing the text column '{text_column}' (set --text-column). "
+                            f"Columns found: {reader.fieldnames or []}. Received: path='{path}'")
+        return [row[text_column] or "" for row in reader]
+    except csv.Error as error:
+        raise DataError(f"The CSV file is malformed at line {reader.line_num} ({error}). "
+                        f"Received: path='{path}'") from None
+
+
+def _jsonl_texts(path: Path, text_column: str) -> list[str]:
+    texts = []
+    for record, where in jsonl_records(path):
+        if not isinstance(record.get(text_column), str):
+            raise DataError(f"Each line must be a JSON object with a string under "
+                            f"'{text_column}' (set --text-column). Received: "
+                            f"{str(record)[:80]!r} at {where}")
+        texts.append(record[text_column])
+    return texts
+
+
+def split_texts(texts: Sequence[str], validation_fraction: float,
+                seed: int) -> tuple[list[str], list[str]]:
+    """Shuffles the texts with `seed` and holds out round(n * fraction) of them (at least 1).
+
+    Raises:
+        DataError: fewer than two texts, or a fraction outside (0, 1).
+    """
+    if not 0 < validation_fraction < 1:
+        raise DataError(f"The validation fraction must lie strictly between 0 and 1. "
+                        f"Received: {validation_fraction}")
+    if len(texts) < 2:
+        raise DataError(f"A language model needs at least two texts: one to train on, one to "
+                        f"validate on. Received: {len(texts)} text(s)")
+    order = np.random.default_rng(seed).permutation(len(texts))
+    held_out = min(len(texts) - 1, max(1, round(len(texts) * validation_fraction)))
+    return ([texts[i] for i in order[held_out:]], [texts[i] for i in order[:held_out]])
+
+
+def token_stream(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
+    """Every text's ids followed by the end-of-text id (``tokenizer.vocab_size``): int64 `[n]`."""
+    end_of_text = tokenizer.vocab_size
+    pieces = []
+    for row in tokenizer.encode_batch(list(texts)):
+        pieces.extend([row[row != 0], [end_of_text]])
+    return np.concatenate(pieces).astype(np.int64)
+
+
+def pack_windows(stream: np.ndarray, max_len: int, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Cuts a token stream into (inputs, targets), each int64 `[windows, max_len]`; targets are
+    the inputs shifted by one. The tail shorter than one window is dropped.
+
+    Raises:
+        DataError: the stream has fewer than max_len + 1 ids (not one window).
+    """
+    windows = (len(stream) - 1) // max_len
+    if windows < 1:
+        raise DataError(f"The {split} texts give {len(stream)} tokens (end-of-text ids "
+                        f"included); one window needs max_len + 1 = {max_len + 1}. Give more "
+                        f"text or a smaller --max-len. Received: max_len={max_len}")
+    used = windows * max_len
+    return (stream[:used].reshape(windows, max_len),
+            stream[1:used + 1].reshape(windows, max_len))
+
+
+def unigram_perplexity(train_targets: np.ndarray, validation_targets: np.ndarray,
+                       vocab_size: int) -> float:
+    """The perplexity of a unigram model (token frequencies of the training targets, add-one
+    smoothed over the `vocab_size` - 1 non-padding ids) on the validation targets: what a
+    model that ignores context scores."""
+    counts = np.bincount(train_targets.reshape(-1), minlength=vocab_size).astype(np.float64)
+    counts[1:] += 1.0  # add-one; id 0 (padding) is never a target
+    counts[0] = 0.0
+    probabilities = counts / counts.sum()
+    return float(np.exp(-np.mean(np.log(probabilities[validation_targets.reshape(-1)]))))
+
+
+class Perplexity(keras.callbacks.Callback):
+    """Adds perplexity = exp(loss) and val_perplexity = exp(val_loss) to each epoch's logs;
+    placed before the CSV logger and TensorBoard, which then record them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for name in ("loss", "val_loss"):
+            if name in logs:
+                logs[name.replace("loss", "perplexity")] = math.exp(min(float(logs[name]), 700))
+
+
+@dataclasses.dataclass
+class TrainedLanguageModel:
+    """What a finished `train_language_model` run produced."""
+
+    model: keras.Model
+    tokenizer: Tokenizer
+    run_dir: Path
+    history: dict[str, list[float]]
+    resumed_from_epoch: int
+    validation_loss: float
+    validation_perplexity: float
+    unigram_perplexity: float
+    train_windows: int
+    validation_windows: int
+
+
+def _fingerprint(*splits: Sequence[str]) -> str:
+    """sha256 of the texts of each split: a rerun resumes only on exactly the same data."""
+    digest = hashlib.sha256()
+    for texts in splits:
+        for text in texts:
+            digest.update(text.encode("utf-8") + b"\0")
+        digest.update(b"\1")
+    return digest.hexdigest()
+
+
+def _interrupted(run_dir: Path, record: dict) -> bool:
+    """True when `run_dir` holds this very run, interrupted after its tokenizer was saved."""
+    if not (run_dir / RUN_FILE).is_file() or not (run_dir / TOKENIZER_FILE).is_file() \
+            or (run_dir / CONFIG_FILE).exists():
+        return False
+    return records_run(run_dir, record)
+
+
+def train_language_model(
+    train_texts: Sequence[str],
+    validation_texts: Sequence[str],
+    settings: TrainSettings,
+    run_dir: str | Path,
+    overwrite: bool = False,
+    data_description: str = "",
+    callbacks: list[keras.callbacks.Callback] | None = None,
+    log: Callable[[str], None] = lambda line: None,
+    verbose: int = 1,
+) -> TrainedLanguageModel:
+    """Fits a tokenizer and a causal language model; keeps the best model by validation loss.
+
+    Args:
+        train_texts, validation_texts: raw texts (see the module docstring for the packing).
+        settings: hyperparameters (`max_len` is the window; `vocab_size` the tokenizer's aim;
+            the model has one id more, the end-of-text id).
+        run_dir: the run folder.
+        overwrite: replace a different run already in `run_dir`.
+        data_description: identifies the data in `run.json`, so a rerun resumes only itself.
+        callbacks: extra Keras callbacks.
+        log: where progress lines go.
+        verbose: Keras's `fit` verbosity.
+
+    Returns:
+        A `TrainedLanguageModel`.
+
+    Raises:
+        DataError: too little text for one window in a split (checked before anything is
+            written).
+        keras_attn.training.classifier.RunFolderError: `run_dir` holds something else.
+    """
+    run_dir = Path(run_dir)
+    tokenizer = train_tokenizer(list(train_texts), model=settings.tokenizer,
+                                vocab_size=settings.vocab_size)
+    record = {"task": TASK, "settings": dataclasses.asdict(settings), "data": data_description,
+              "num_train_texts": len(train_texts),
+              "data_sha256": _fingerprint(train_texts, validation_texts)}
+    if _interrupted(run_dir, record):
+        # A resumed run keeps the tokenizer its first epochs learned with: training a Unigram
+        # tokenizer twice can give other ids (huggingface/tokenizers#1794).
+        tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
+    x_train, y_train = pack_windows(token_stream(tokenizer, train_texts), settings.max_len,
+                                    "training")
+    # Whole batches only: a last, smaller batch would trace the training step a second time
+    # (seconds on a small model, for fewer than batch_size windows at the stream's end).
+    whole = max(settings.batch_size, len(x_train) - len(x_train) % settings.batch_size)
+    x_train, y_train = x_train[:whole], y_train[:whole]
+    x_val, y_val = pack_windows(token_stream(tokenizer, validation_texts), settings.max_len,
+                                "validation")
+    resuming = prepare_run_folder(run_dir, record, overwrite)
+    resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    if not resuming:
+        tokenizer.save(run_dir / TOKENIZER_FILE)
+    if resumed_from:
+        log(f"Resuming the interrupted run in {run_dir} after epoch {resumed_from}.")
+    vocab_size = tokenizer.vocab_size + 1  # + the end-of-text id
+    config = settings.model_config(vocab_size, num_classes=vocab_size)
+
+    keras.utils.set_random_seed(settings.seed)
+    model = build_language_model(config)
+    model.compile(optimizer=keras.optimizers.AdamW(settings.learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=settings.jit_compile)
+    # Perplexity first: the CSV log and TensorBoard then record it with each epoch.
+    fit_callbacks = [Perplexity(), *run_callbacks(run_dir, settings.patience, resumed_from,
+                                                  callbacks)]
+    model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=settings.epochs,
+              batch_size=settings.batch_size, shuffle=True, callbacks=fit_callbacks,
+              verbose=verbose)
+
+    best = load_model(run_dir / MODEL_FILE)
+    # Re-saved compiled without XLA, so that a later load predicts without XLA (see
+    # keras_attn.training.classifier).
+    best.compile(optimizer=best.optimizer, loss=best.loss, jit_compile=False)
+    best.save(run_dir / MODEL_FILE)
+    (run_dir / CONFIG_FILE).write_text(json.dumps(
+        {"task": TASK, "model": config.to_dict(), "class_names": None,
+         "end_of_text_id": tokenizer.vocab_size, "settings": dataclasses.asdict(settings)},
+        indent=2) + "\n", encoding="utf-8")
+    save_representative_ids(run_dir, x_val)
+    loss = float(best.evaluate(x_val, y_val, batch_size=settings.batch_size, verbose=0))
+    return TrainedLanguageModel(
+        best, tokenizer, run_dir, read_history(run_dir), resumed_from, loss,
+        math.exp(loss), unigram_perplexity(y_train, y_val, vocab_size), len(x_train),
+        len(x_val))

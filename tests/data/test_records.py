@@ -1,0 +1,326 @@
+"""Tests for keras_attn/data/records.py: folders, CSV, JSONL, the errors a user sees, the split."""
+
+import ast
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keras_attn.data import records as data
+from keras_attn.data.records import DataError, TextDataset, load_texts, split_train_validation
+
+
+def write_folder(root: Path, files: dict[str, str | bytes]) -> Path:
+    """Create files under root from {"class/name.txt": content}."""
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    return root
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    return path
+
+
+# --- folders ----------------------------------------------------------------------------------
+
+
+def test_folder_gives_one_class_per_sorted_subfolder(tmp_path):
+    root = write_folder(tmp_path / "d", {
+        "pos/1.txt": "Great film!", "pos/2.txt": "\ufeffLoved it, café.",
+        "neg/a.txt": "Dull.", "neg/deeper/b.txt": "Boring 😴", "neg/notes.md": "ignored",
+    })
+    dataset = load_texts(root)
+    assert dataset.class_names == ["neg", "pos"]
+    assert dataset.texts == ["Dull.", "Boring 😴", "Great film!", "Loved it, café."]
+    assert dataset.labels.tolist() == [0, 0, 1, 1]
+    assert dataset.labels.dtype == np.int32
+    assert len(dataset) == 4
+
+
+def test_imdb_layout_with_unsup_folder_and_class_names(tmp_path):
+    root = write_folder(tmp_path / "aclImdb" / "train", {
+        "neg/0_3.txt": "bad<br /><br />movie", "pos/0_9.txt": "good movie",
+        "unsup/0_0.txt": "no label", "urls_neg.txt": "http://...",
+    })
+    dataset = load_texts(str(root), class_names=["neg", "pos"])
+    assert dataset.class_names == ["neg", "pos"]
+    assert dataset.texts == ["bad<br /><br />movie", "good movie"]
+    reversed_order = load_texts(root, class_names=["pos", "neg"])
+    assert reversed_order.labels.tolist() == [0, 1]
+    assert reversed_order.texts == ["good movie", "bad<br /><br />movie"]
+    assert load_texts(root).class_names == ["neg", "pos", "unsup"]  # as keras would read it
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, r"at least two classes.*sub-folders \[\]"),
+        ({"only/a.txt": "x"}, r"sub-folders \['only'\]"),
+        ({"loose.txt": "x"}, "one sub-folder of .txt files per class"),
+        ({"a/1.txt": "x", "b/1.csv": "x"}, "class folder 'b' holds no .txt files"),
+        ({"a/1.txt": "x", "b/bad.txt": b"ok\nnot \xff utf-8"}, r"not valid UTF-8 text \(line 2"),
+    ],
+)
+def test_folder_errors_are_clear(tmp_path, files, message):
+    root = write_folder(tmp_path / "d", files)
+    root.mkdir(exist_ok=True)
+    with pytest.raises(DataError, match=message) as error:
+        load_texts(root)
+    assert "Received:" in str(error.value)
+    assert str(root) in str(error.value)
+
+
+def test_non_utf8_file_is_named(tmp_path):
+    latin1 = "café".encode("latin-1")
+    root = write_folder(tmp_path / "d", {"a/1.txt": "x", "b/latin1.txt": latin1})
+    with pytest.raises(DataError, match="latin1.txt"):
+        load_texts(root)
+
+
+def test_class_names_must_exist_as_folders(tmp_path):
+    root = write_folder(tmp_path / "d", {"neg/1.txt": "x", "pos/1.txt": "y"})
+    with pytest.raises(DataError, match=r"\['neutral'\].*\['neg', 'pos'\]"):
+        load_texts(root, class_names=["neg", "neutral"])
+
+
+@pytest.mark.parametrize("class_names", ["pos", ["pos"], ["pos", "pos"], ["pos", ""], ["a", 1]])
+def test_class_names_argument_is_validated(tmp_path, class_names):
+    with pytest.raises(DataError, match="Received: class_names="):
+        load_texts(tmp_path, class_names=class_names)
+
+
+def test_missing_path_and_unsupported_extension(tmp_path):
+    with pytest.raises(DataError, match="does not exist.*missing"):
+        load_texts(tmp_path / "missing")
+    (tmp_path / "data.xlsx").write_text("x")
+    with pytest.raises(DataError, match=r"extension '\.xlsx'.*\.csv.*\.jsonl.*data\.xlsx"):
+        load_texts(tmp_path / "data.xlsx")
+
+
+# --- CSV --------------------------------------------------------------------------------------
+
+
+def test_csv_with_string_labels_quotes_and_bom(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text('\ufefftext,label\n"Good, really\ngood.",pos\nMeh,neg\n\n"Fine ""ok""", pos \n',
+                    encoding="utf-8")
+    dataset = load_texts(path)
+    assert dataset.texts == ["Good, really\ngood.", "Meh", 'Fine "ok"']
+    assert dataset.class_names == ["neg", "pos"]
+    assert dataset.labels.tolist() == [1, 0, 1]
+
+
+def test_csv_integer_labels_sort_numerically_and_columns_are_configurable(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("id,review,stars\n1,a,10\n2,b,2\n3,c,10\n", encoding="utf-8")
+    dataset = load_texts(path, text_column="review", label_column="stars")
+    assert dataset.class_names == ["2", "10"]
+    assert dataset.labels.tolist() == [1, 0, 1]
+
+
+def test_csv_class_names_select_and_order(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\na,x\nb,y\nc,z\n", encoding="utf-8")
+    dataset = load_texts(path, class_names=["z", "x"])
+    assert (dataset.texts, dataset.labels.tolist()) == (["a", "c"], [1, 0])
+    with pytest.raises(DataError, match=r"\['w'\].*labels found are \['x', 'y', 'z'\]"):
+        load_texts(path, class_names=["x", "w"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"body,label\na,x\nb,y\n", r"\['text'\].*Columns found: \['body', 'label'\]"),
+        (b"", r"\['text', 'label'\].*Columns found: \[\]"),
+        (b"text,label\na,x\nb\n", "Line 3 has fewer fields"),
+        (b"text,label\na,x\nb,\n", "non-empty string.*line 3"),
+        (b"text,label\na,x\nb,x\n", r"at least two classes.*\['x'\]"),
+        (b"text,label\na,x\nb,\xe9\n", r"not valid UTF-8 text \(line 3"),
+    ],
+)
+def test_csv_errors_are_clear(tmp_path, content, message):
+    path = tmp_path / "d.csv"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as error:
+        load_texts(path)
+    assert "d.csv" in str(error.value)
+
+
+# --- JSONL ------------------------------------------------------------------------------------
+
+
+def test_jsonl_with_integer_labels_blank_lines_and_unicode(tmp_path):
+    path = write_jsonl(tmp_path / "d.jsonl", [
+        {"text": "我爱你 👍", "label": 1}, {"text": "line\u2028separator", "label": 0},
+        {"text": "x", "label": 1, "extra": True},
+    ])
+    path.write_text(path.read_text(encoding="utf-8") + "\n\n   \n", encoding="utf-8")
+    dataset = load_texts(path)
+    assert dataset.class_names == ["0", "1"]
+    assert dataset.texts == ["我爱你 👍", "line\u2028separator", "x"]
+    assert dataset.labels.tolist() == [1, 0, 1]
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"text": "a", "label": "x"}', "{oops"], "not valid JSON.*line 2"),
+        (['{"text": "a", "label": "x"}', "[1, 2]"], "JSON object. Received: list at line 2"),
+        (['{"body": "a", "label": "x"}'], r"\['text'\].*found: \['body', 'label'\].*line 1"),
+        (['{"text": 3, "label": "x"}'], "text must be a string. Received: int at line 1"),
+        (['{"text": "a", "label": true}'], "Received: True at line 1"),
+        (['{"text": "a", "label": 1.5}'], "Received: 1.5 at line 1"),
+        (['{"text": "a", "label": "x"}', '{"text": "\xe9", "label": "y"}'], "UTF-8 text.*line 2"),
+    ],
+)
+def test_jsonl_errors_name_the_line(tmp_path, lines, message):
+    path = tmp_path / "d.jsonl"
+    content = "\n".join(lines).encode("utf-8")
+    path.write_bytes(content.replace("é".encode(), b"\xe9"))
+    with pytest.raises(DataError, match=message) as error:
+        load_texts(path)
+    assert "d.jsonl" in str(error.value)
+
+
+# --- records: one per "\n" / "\r\n" line -----------------------------------------------------
+
+# Characters that str.splitlines breaks at but that never end a record here.
+NOT_LINE_ENDS = ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1d", "\x1e"]
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("", []),
+        ("one", ["one"]),
+        ("one\n", ["one"]),
+        ("one\r\ntwo\r\n", ["one", "two"]),
+        ("one\ntwo", ["one", "two"]),  # a last line without a newline
+        ("one\n\n \ntwo\n", ["one", "", " ", "two"]),  # blank lines are kept, in place
+        ("\n\n", ["", ""]),
+        ("lone\rreturn\n", ["lone\rreturn"]),  # "\r" ends a line only before "\n"
+        ("ends in\r", ["ends in\r"]),
+        *[(f"a{c}b\nc{c}\r\n", [f"a{c}b", f"c{c}"]) for c in NOT_LINE_ENDS],
+    ],
+)
+def test_split_lines_ends_records_at_newline_only(text, lines):
+    assert data.split_lines(text) == lines
+
+
+@given(st.lists(st.text(st.characters(blacklist_characters="\n")), min_size=1),
+       st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_split_lines_gives_back_the_lines_joined(lines, ending, final_newline):
+    # Two joins are ambiguous by nature: "a\r" + "\n" reads as "a" + "\r\n", and an empty last
+    # line without a newline is no line at all. Keep lines out of those two cases.
+    lines = [line + "x" if line.endswith("\r") else line for line in lines]
+    if not final_newline and lines[-1] == "":
+        lines[-1] = "x"
+    text = ending.join(lines) + (ending if final_newline else "")
+    assert data.split_lines(text) == lines
+
+
+def test_jsonl_keeps_every_line_separator_inside_its_record(tmp_path):
+    texts = [f"half{c}half" for c in ("\u2028", "\u2029", "\x85")]
+    content = "\r\n".join(json.dumps({"text": t, "label": i % 2}, ensure_ascii=False)
+                           for i, t in enumerate(texts))  # CRLF endings, no final newline
+    (tmp_path / "d.jsonl").write_bytes(content.encode("utf-8"))
+    dataset = load_texts(tmp_path / "d.jsonl")
+    assert dataset.texts == texts and dataset.labels.tolist() == [0, 1, 0]
+
+
+def test_csv_keeps_line_separators_inside_unquoted_fields(tmp_path):
+    rows = [f"half{c}half,{i % 2}" for i, c in enumerate(NOT_LINE_ENDS)]
+    (tmp_path / "d.csv").write_bytes(("text,label\r\n" + "\r\n".join(rows)).encode("utf-8"))
+    dataset = load_texts(tmp_path / "d.csv")
+    assert dataset.texts == [f"half{c}half" for c in NOT_LINE_ENDS]
+    assert dataset.labels.tolist() == [i % 2 for i in range(len(NOT_LINE_ENDS))]
+
+
+# --- TextDataset and the split ----------------------------------------------------------------
+
+
+def test_text_dataset_validates_labels():
+    with pytest.raises(DataError, match="one label per text"):
+        TextDataset(["a"], np.array([0, 1]), ["x", "y"])
+    with pytest.raises(DataError, match="Received: label 2"):
+        TextDataset(["a"], np.array([2]), ["x", "y"])
+
+
+def make_dataset(counts: list[int]) -> TextDataset:
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return TextDataset([f"text {i}" for i in range(len(labels))], labels,
+                       [f"class {c}" for c in range(len(counts))])
+
+
+def test_split_is_stratified_and_deterministic():
+    dataset = make_dataset([50, 30])
+    train, validation = split_train_validation(dataset, 0.2, seed=3)
+    assert np.bincount(validation.labels).tolist() == [10, 6]
+    assert np.bincount(train.labels).tolist() == [40, 24]
+    again = split_train_validation(dataset, 0.2, seed=3)
+    assert again[0].texts == train.texts and again[1].texts == validation.texts
+    assert split_train_validation(dataset, 0.2, seed=4)[1].texts != validation.texts
+    assert train.class_names == validation.class_names == dataset.class_names
+    assert validation.labels.tolist() != sorted(validation.labels.tolist())  # shuffled
+
+
+@given(st.lists(st.integers(min_value=1, max_value=30), min_size=2, max_size=4),
+       st.floats(min_value=0.05, max_value=0.95), st.integers(min_value=0, max_value=2**32))
+def test_split_partitions_and_keeps_every_class_in_training(counts, fraction, seed):
+    dataset = make_dataset(counts)
+    try:
+        train, validation = split_train_validation(dataset, fraction, seed)
+    except DataError as error:
+        assert "Too few examples" in str(error)
+        return
+    assert sorted(train.texts + validation.texts) == sorted(dataset.texts)
+    assert set(train.labels.tolist()) == set(range(len(counts)))
+    for text, label in zip(train.texts + validation.texts,
+                           [*train.labels, *validation.labels], strict=True):
+        assert dataset.labels[dataset.texts.index(text)] == label
+
+
+@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, True])
+def test_split_rejects_bad_fraction(fraction):
+    with pytest.raises(DataError, match="Received: validation_fraction="):
+        split_train_validation(make_dataset([5, 5]), fraction)
+
+
+def test_split_of_too_small_dataset_is_an_error():
+    with pytest.raises(DataError, match="Too few examples.*2 examples"):
+        split_train_validation(make_dataset([1, 1]), 0.2)
+
+
+def test_data_module_imports_only_stdlib_and_numpy():
+    tree = ast.parse(Path(data.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"keras", "tensorflow", "keras_attn"}
+
+
+def test_a_text_without_tokens_is_refused_naming_where_it_stands(tmp_path):
+    """Named by its line or file, before any split shuffles it (train named it "text #19")."""
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "fine", "label": "a"}\n\n{"text": "\\u200b ", "label": "b"}\n'
+                     '{"text": "", "label": "c"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"^2 text\(s\) contain no words.*'\\u200b ' at line 3 "):
+        load_texts(jsonl)
+    with pytest.raises(DataError, match=r"^1 text\(s\).*'' at line 4 "):
+        load_texts(jsonl, class_names=["a", "c"])  # a class left out is not checked
+    folder = tmp_path / "folder"
+    for name, text in (("x", "one"), ("y", "\t \n")):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "1.txt").write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=r"at path='.*y.1\.txt'"):
+        load_texts(folder)

@@ -1,0 +1,385 @@
+"""`keras-attn serve` (export/serving/app.py and the protocol modules), tested through clients we
+did
+not write: `tritonclient.http` for the Open Inference Protocol (v2) and plain JSON over urllib
+for TF Serving's REST API (v1). Every answer must equal `export.runtime.predictor`'s for the same
+ids.
+
+One tiny classifier is exported once for this module (with a tokenizer and class names), and
+one server serves it for the whole module, in a process where TensorFlow and Keras cannot be
+imported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+
+import numpy as np
+import pytest
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException
+
+import export
+from export import runtime
+from export.artifact.tokenizer import train_tokenizer
+from export.verification.parity import TOLERANCE
+from tests.export_cases import CLASSIFIER, REPO_ROOT, build_model
+from tests.serving_cases import ServerProcess
+
+NAME = "tiny"
+CLASSES = ["negative", "neutral", "positive"]
+WORDS = ("the a dog cat ball box it was very happy sad hungry excited near hit loved toy "
+         "park ran sat on under big small red blue green old new good bad day night sun "
+         "moon tree house car road river hill bird fish water food play sleep jump walk "
+         "fast slow").split()
+TEXTS = ["the dog was very happy", "a cat sat on the old box", "it ran fast near the river"]
+
+
+@pytest.fixture(scope="module")
+def model_root(tmp_path_factory):
+    """saved_models/tiny/ with version 1: the CLASSIFIER case, a 50-id word tokenizer."""
+    root = tmp_path_factory.mktemp("serve") / NAME
+    corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))]
+    tokenizer = train_tokenizer(corpus, model="word", vocab_size=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # int8 left out of a random model
+        export.export_model(build_model(CLASSIFIER), root, tokenizer=tokenizer,
+                            class_names=CLASSES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(model_root):
+    process = ServerProcess(model_root, "--max-queue-delay-ms", "2")
+    yield process
+    code, output = process.stop()
+    assert code == -signal.SIGTERM and "Traceback" not in output and "destroyed" not in output, \
+        output
+
+
+@pytest.fixture(scope="module")
+def predictor(model_root):
+    return runtime.load(model_root / "1")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(model_root):
+    from export.artifact.tokenizer import load_tokenizer
+
+    return load_tokenizer(model_root / "1" / "tokenizer.json")
+
+
+@pytest.fixture
+def client(server):
+    client = triton_http.InferenceServerClient(server.address)
+    yield client
+    client.close()
+
+
+def ids_batch(seed: int = 0, batch: int = 3, length: int = 7) -> np.ndarray:
+    ids = np.random.default_rng(seed).integers(1, 50, (batch, length)).astype(np.int32)
+    ids[1, 4:] = 0  # a padded row
+    return ids
+
+
+def assert_close(answer, expected) -> None:
+    """Equal to `export.runtime.predictor` up to float rounding: the server may split a request's
+    rows
+    between two batches, and a row's logits may differ in the last bits with its batch-mates,
+    within the parity tolerance that the export's row-independence check holds them to."""
+    np.testing.assert_allclose(answer, expected, rtol=0, atol=TOLERANCE)
+
+
+def call(server, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    """(status, JSON answer) of one plain HTTP request."""
+    request = urllib.request.Request(server.url + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def post(server, path: str, document) -> tuple[int, dict]:
+    return call(server, "POST", path, json.dumps(document).encode())
+
+
+# --- Open Inference Protocol (v2) through tritonclient -------------------------------------
+
+
+@pytest.mark.parametrize("datatype", ["INT32", "INT64"])
+@pytest.mark.parametrize("binary", [True, False])
+def test_v2_token_ids_equal_the_runtime(client, predictor, datatype, binary):
+    ids = ids_batch(seed=len(datatype) + binary)
+    tensor = triton_http.InferInput("token_ids", list(ids.shape), datatype)
+    tensor.set_data_from_numpy(ids.astype(np.int32 if datatype == "INT32" else np.int64),
+                               binary_data=binary)
+    outputs = [triton_http.InferRequestedOutput(name, binary_data=binary)
+               for name in ("logits", "label", "probabilities")]
+    result = client.infer(NAME, [tensor], outputs=outputs)
+    expected = predictor.predict(ids)
+    assert_close(result.as_numpy("logits"), expected)
+    assert result.as_numpy("logits").dtype == np.float32
+    labels = [CLASSES[i] for i in expected.argmax(-1)]
+    assert [label.decode() if isinstance(label, bytes) else label
+            for label in result.as_numpy("label")] == labels
+    probabilities = result.as_numpy("probabilities")
+    np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-6)
+    np.testing.assert_array_equal(probabilities.argmax(-1), expected.argmax(-1))
+    assert result.get_response()["model_version"] == "1"
+
+
+def test_v2_default_outputs_are_binary_and_complete(client, predictor):
+    ids = ids_batch(seed=7)
+    tensor = triton_http.InferInput("token_ids", list(ids.shape), "INT32")
+    tensor.set_data_from_numpy(ids)
+    result = client.infer(NAME, [tensor])  # no outputs named: all of them, binary
+    names = [output["name"] for output in result.get_response()["outputs"]]
+    assert sorted(names) == ["label", "logits", "probabilities"]
+    assert all("binary_data_size" in output["parameters"]
+               for output in result.get_response()["outputs"])
+    assert_close(result.as_numpy("logits"), predictor.predict(ids))
+
+
+def test_v2_text_is_tokenized_with_the_exports_tokenizer(client, predictor, tokenizer):
+    texts = np.array([text.encode() for text in TEXTS], dtype=object)
+    tensor = triton_http.InferInput("text", [len(TEXTS)], "BYTES")
+    tensor.set_data_from_numpy(texts)
+    result = client.infer(NAME, [tensor])
+    expected = predictor.predict(tokenizer.encode_batch(TEXTS, predictor.max_len))
+    assert_close(result.as_numpy("logits"), expected)
+    assert [label.decode() for label in result.as_numpy("label")] == [
+        CLASSES[i] for i in expected.argmax(-1)]
+
+
+def test_v2_health_and_metadata(client, server):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready(NAME) and client.is_model_ready(NAME, "1")
+    assert not client.is_model_ready("other")
+    metadata = client.get_model_metadata(NAME)
+    assert metadata["name"] == NAME and metadata["versions"] == ["1"]
+    assert {tensor["name"]: tensor["datatype"] for tensor in metadata["inputs"]} == {
+        "token_ids": "INT32", "text": "BYTES"}
+    assert [tensor["name"] for tensor in metadata["outputs"]] == [
+        "logits", "label", "probabilities"]
+    assert metadata["outputs"][0]["shape"] == [-1, 3]
+    assert metadata["parameters"]["class_names"] == CLASSES
+
+
+# --- TF Serving REST API (v1) over plain HTTP -----------------------------------------------
+
+
+@pytest.mark.parametrize("path", [f"/v1/models/{NAME}:predict",
+                                  f"/v1/models/{NAME}/versions/1:predict"])
+def test_v1_row_and_columnar_formats(server, predictor, path):
+    ids = ids_batch(seed=3)
+    expected = predictor.predict(ids)
+    rows = [row[row != 0].tolist() for row in ids]  # ragged rows: the server pads them
+    for document, key in (({"instances": rows}, "predictions"),
+                          ({"instances": [{"token_ids": row} for row in rows]}, "predictions"),
+                          ({"inputs": {"token_ids": ids.tolist()}}, "outputs"),
+                          ({"inputs": ids.tolist(), "signature_name": "serving_int64"},
+                           "outputs")):
+        status, answer = post(server, path, document)
+        assert status == 200, answer
+        assert list(answer) == [key]
+        assert_close(np.asarray(answer[key], np.float32), expected)
+
+
+def test_v1_text_instances(server, predictor, tokenizer):
+    status, answer = post(server, f"/v1/models/{NAME}:predict", {"instances": TEXTS})
+    assert status == 200, answer
+    expected = predictor.predict(tokenizer.encode_batch(TEXTS, predictor.max_len))
+    assert_close(np.asarray(answer["predictions"], np.float32), expected)
+
+
+def test_v1_status_and_metadata(server):
+    status, answer = call(server, "GET", f"/v1/models/{NAME}")
+    assert status == 200
+    assert answer == {"model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK",
+                                                          "error_message": ""}}]}
+    status, answer = call(server, "GET", f"/v1/models/{NAME}/metadata")
+    assert status == 200
+    assert answer["model_spec"] == {"name": NAME, "signature_name": "", "version": "1"}
+    signatures = answer["metadata"]["signature_def"]["signature_def"]
+    assert signatures["serving_default"]["inputs"]["token_ids"]["dtype"] == "DT_INT32"
+    assert signatures["serving_int64"]["inputs"]["token_ids"]["dtype"] == "DT_INT64"
+    assert signatures["serving_default"]["outputs"]["logits"]["tensor_shape"]["dim"][1] == {
+        "size": "3", "name": ""}
+
+
+# --- errors: 400 with export.runtime.predictor's words, 404, and the server keeps serving
+# ----------
+
+
+def runtime_message(predictor, ids) -> str:
+    with pytest.raises(ValueError) as raised:
+        predictor.predict(ids)
+    return str(raised.value)
+
+
+@pytest.mark.parametrize("ids, words", [
+    ([[3, 50, 2]], "vocab_size=50"),
+    ([[3, -1, 2]], "vocab_size=50"),
+    ([list(range(1, 18))], "max_len=16"),
+    ([[0, 0, 0]], "non-padding"),
+])
+def test_bad_ids_get_400_with_the_runtimes_message(server, client, predictor, ids, words):
+    message = runtime_message(predictor, ids)
+    assert words in message
+    status, answer = post(server, f"/v1/models/{NAME}:predict", {"instances": ids})
+    assert (status, answer) == (400, {"error": message})
+    tensor = triton_http.InferInput("token_ids", [len(ids), len(ids[0])], "INT64")
+    tensor.set_data_from_numpy(np.array(ids, np.int64))
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer(NAME, [tensor])
+    assert raised.value.status() == "400"
+    assert raised.value.message() == runtime_message(predictor, np.array(ids, np.int64))
+
+
+def test_wrong_dtype_gets_400(server, predictor):
+    message = runtime_message(predictor, np.array([[1.0, 2.0]], np.float32))
+    status, answer = post(server, f"/v2/models/{NAME}/infer", {"inputs": [
+        {"name": "token_ids", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}]})
+    assert (status, answer) == (400, {"error": message})
+    assert "integer token ids" in message
+    status, answer = post(server, f"/v1/models/{NAME}:predict", {"instances": [[1.5, 2]]})
+    assert status == 400 and "integer token ids" in answer["error"]
+
+
+@pytest.mark.parametrize("method, path, body, status, words", [
+    ("POST", f"/v1/models/{NAME}:predict", b"{not json", 400, "malformed JSON"),
+    ("POST", f"/v2/models/{NAME}/infer", b"[1, 2", 400, "malformed JSON"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"rows": [[1]]}', 400, '"instances"'),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [1, 3], '
+     b'"datatype": "INT32", "data": [1, 2]}]}', 400, "3 numbers for shape [1, 3]"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "ids", "shape": [1], '
+     b'"datatype": "INT32", "data": [1]}]}', 400, "['token_ids', 'text']"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [1], '
+     b'"datatype": "BYTES", "data": ["   "]}]}', 400, "at least one token"),
+    ("POST", "/v2/models/other/infer", b"{}", 404, "'other' is not served here"),
+    ("POST", f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [[1]]}', 404,
+     "no version '7'"),
+    ("GET", f"/v2/models/{NAME}/versions/x", None, 404, "no version 'x'"),
+    ("GET", "/v3/anything", None, 404, "Not Found"),
+])
+def test_client_mistakes_are_4xx_never_500(server, method, path, body, status, words):
+    answer_status, answer = call(server, method, path, body)
+    assert answer_status == status and words in answer["error"], answer
+    assert call(server, "GET", "/v2/health/live")[0] == 200  # still serving
+
+
+def test_binary_data_of_the_wrong_size_is_400(server):
+    header = json.dumps({"inputs": [{"name": "token_ids", "shape": [1, 2], "datatype": "INT32",
+                                     "parameters": {"binary_data_size": 8}}]}).encode()
+    request = urllib.request.Request(
+        f"{server.url}/v2/models/{NAME}/infer", data=header + b"\x01\x00\x00\x00", method="POST",
+        headers={"Inference-Header-Content-Length": str(len(header))})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+    assert raised.value.code == 400
+    assert "binary_data_size must fit" in json.loads(raised.value.read())["error"]
+
+
+# --- versions, batching under concurrency, shutdown ---------------------------------------
+
+
+def test_a_new_version_is_served_without_restart(server, client, model_root, predictor):
+    staging = model_root / ".staging-2"
+    shutil.copytree(model_root / "1", staging)
+    staging.rename(model_root / "2")  # as export.artifact.versions does: complete, then renamed
+    try:
+        ids = ids_batch(seed=11)
+        tensor = triton_http.InferInput("token_ids", list(ids.shape), "INT32")
+        tensor.set_data_from_numpy(ids)
+        result = client.infer(NAME, [tensor])
+        assert result.get_response()["model_version"] == "2"
+        assert client.infer(NAME, [tensor], model_version="1").get_response()[
+            "model_version"] == "1"
+        status, answer = call(server, "GET", f"/v1/models/{NAME}")
+        assert [entry["version"] for entry in answer["model_version_status"]] == ["2", "1"]
+        assert_close(result.as_numpy("logits"), predictor.predict(ids))
+    finally:
+        shutil.rmtree(model_root / "2")
+    status, answer = call(server, "GET", f"/v2/models/{NAME}/versions/2")
+    assert status == 404
+
+
+def test_concurrent_requests_of_mixed_lengths(server, predictor):
+    rng = np.random.default_rng(5)
+    requests = [rng.integers(1, 50, (int(rng.integers(1, 4)), int(rng.integers(1, 17))))
+                for _ in range(48)]
+    answers = [None] * len(requests)
+
+    def send(index):
+        status, answer = post(server, f"/v1/models/{NAME}:predict",
+                              {"inputs": requests[index].tolist()})
+        answers[index] = (status, answer)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for ids, (status, answer) in zip(requests, answers, strict=True):
+        assert status == 200, answer
+        np.testing.assert_allclose(np.asarray(answer["outputs"], np.float32),
+                                   predictor.predict(ids), rtol=0, atol=TOLERANCE)
+
+
+def test_sigterm_lets_requests_in_flight_finish(model_root, predictor):
+    # A request waits 1.5 s in the queue for batch-mates; SIGTERM arrives meanwhile.
+    process = ServerProcess(model_root, "--max-queue-delay-ms", "1500")
+    answers = []
+    sender = threading.Thread(target=lambda: answers.append(
+        post(process, f"/v1/models/{NAME}:predict", {"instances": [[5, 6, 7]]})))
+    sender.start()
+    time.sleep(0.5)
+    code, output = process.stop()
+    sender.join()
+    assert code == -signal.SIGTERM and "Traceback" not in output, output
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert_close(np.asarray(answer["predictions"], np.float32),
+                                  predictor.predict([[5, 6, 7]]))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_bad_input_before_the_banner(tmp_path, workers):
+    from tests.serving_cases import HOST
+
+    (tmp_path / NAME / "1").mkdir(parents=True)  # `check` only looks for a numbered version
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "keras_attn.cli", "serve", str(tmp_path / NAME), "--host",
+             HOST, "--port", str(port), "--workers", workers],
+            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"keras-attn serve: error: Port {port} on {HOST} is already in use (another server?). "
+        f"Choose another --port. Received: --host {HOST} --port {port}")
+
+
+def test_two_workers_serve_on_the_socket_bound_before_them(model_root, predictor):
+    process = ServerProcess(model_root, "--workers", "2", "--threads", "1")
+    try:
+        status, answer = post(process, f"/v1/models/{NAME}:predict",
+                              {"instances": [[5, 6, 7]]})
+    finally:
+        code, output = process.stop()
+    assert status == 200, answer
+    assert_close(np.asarray(answer["predictions"], np.float32), predictor.predict([[5, 6, 7]]))
+    assert "Traceback" not in output, output
