@@ -26,6 +26,14 @@ INT8_FILENAME = "model.int8.onnx"
 KERAS_FILENAME = "model.keras"
 PARITY_FILENAME = "parity.json"
 TOKENIZER_FILENAME = "tokenizer.json"
+# Language models: one cached decoding step (export.runtime.decoder_step), and that step
+# rewritten into fused onnxruntime kernels (onnxruntime only, shipped when it passes its check).
+DECODER_FILENAME = "decoder.onnx"
+OPTIMIZED_DECODER_FILENAME = "decoder.optimized.onnx"
+# The representative token ids model.int8.onnx was calibrated and checked on, kept beside it
+# (when export_model was given some) so that `verify` checks it on the same data; a training
+# run keeps its own in the run folder.
+REPRESENTATIVE_FILENAME = "representative_ids.npy"
 FORMAT_VERSION = 1
 LIBRARIES = ("keras-attn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy")
 
