@@ -10,28 +10,14 @@ so the serving side (`export.runtime`, `export.serving`, `export.artifact`) neve
 exporter, TensorFlow or Keras (the import rules are in pyproject.toml, `[tool.importlinter]`).
 """
 
-import importlib
+import lazy_loader
 
-_LAZY = {
-    "ExportResult": "export.exporter",
-    "ParityError": "export.exporter",
-    "export_model": "export.exporter",
-    "PairResult": "export.verification.parity",
-    "ParityReport": "export.verification.parity",
-    "VerifyReport": "export.verification.verifier",
-    "verify": "export.verification.verifier",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'export' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submodules=["runtime"],
+    submod_attrs={
+        "exporter": ["ExportResult", "ParityError", "export_model"],
+        "verification.parity": ["PairResult", "ParityReport"],
+        "verification.verifier": ["VerifyReport", "verify"],
+    },
+)

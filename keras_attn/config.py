@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from export.artifact.tokenizer import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
-from export.artifact.tokenizer import MODELS as TOKENIZER_MODELS
+from export.artifact.tokenizer_choices import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
+from export.artifact.tokenizer_choices import MODELS as TOKENIZER_MODELS
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 # "balanced": each class weighs n / (classes * count), as scikit-learn's class_weight="balanced".

@@ -40,9 +40,8 @@ import numpy as np
 import tokenizers
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
-MODELS = ("wordpiece", "bpe", "unigram", "word")
-DEFAULT_MODEL = "wordpiece"
-DEFAULT_VOCAB_SIZE = 16000  # measured best of 4000, 8000, 16000 on the fortune corpora (README)
+from export.artifact.tokenizer_choices import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE, MODELS
+
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID = 0
 LEGACY_FORMAT = "keras-attn-tokenizer"

@@ -8,21 +8,10 @@ Lazy: `load`, `Predictor`, `OPTIMIZATION_LEVELS` and `VARIANTS` import `export.r
 (and so onnxruntime) on first use.
 """
 
-import importlib
+import lazy_loader
 
-_LAZY = {name: "export.runtime.predictor"
-         for name in ("OPTIMIZATION_LEVELS", "VARIANTS", "Predictor", "load", "onnx_path_of")}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'export.runtime' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={"predictor": ["OPTIMIZATION_LEVELS", "VARIANTS", "Predictor", "load",
+                                "onnx_path_of"]},
+)
