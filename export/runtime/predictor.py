@@ -31,6 +31,7 @@ import onnxruntime as ort
 from export.artifact.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME
 from export.artifact.metadata import INPUT_NAME, OUTPUT_NAME, decode_metadata
 from export.artifact.token_ids import check_token_ids
+from export.runtime.sampling import softmax
 
 # "basic" keeps the graph as tf2onnx wrote it (constant folding, redundant nodes removed);
 # "all" also fuses, e.g. the decomposed LayerNorm back into one kernel. Parity is checked at
@@ -119,9 +120,36 @@ class Predictor:
                 max_len, outside [0, vocab_size), or a sequence of padding (id 0) only; see
                 `export.artifact.token_ids.check_token_ids`.
         """
-        ids = check_token_ids(token_ids, vocab_size=self.vocab_size, max_len=self.max_len)
-        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: ids})
+        return self.run(check_token_ids(token_ids, vocab_size=self.vocab_size,
+                                        max_len=self.max_len))
+
+    def run(self, checked_ids: np.ndarray) -> np.ndarray:
+        """`predict` for ids that `export.artifact.token_ids.check_token_ids` has already
+        returned (int32 `[batch, sequence]`), as the server's batcher receives them: one check
+        per request, not two. Anything else must go through `predict`."""
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: checked_ids})
         return logits
+
+    @property
+    def labels(self) -> list[str]:
+        """The class names of a classifier, or "0", "1", ... when the export has none."""
+        num_classes = self.metadata["config"]["num_classes"]
+        return self.class_names or [str(index) for index in range(num_classes)]
+
+    def classify(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A classifier's post-processing, the one every serving path uses (CLI `predict`,
+        both HTTP protocols).
+
+        Args:
+            logits: float32 `[batch, num_classes]`, as `predict` returns them.
+
+        Returns:
+            (probabilities, labels): float64 `[batch, num_classes]`, the softmax of the logits;
+            and an object array `[batch]` of the argmax class names (`labels`).
+        """
+        probabilities = softmax(np.asarray(logits))
+        names = self.labels
+        return probabilities, np.array([names[i] for i in np.argmax(logits, axis=-1)], object)
 
     def predict_by_length(self, token_ids: Any, batch_size: int = 32) -> np.ndarray:
         """`predict` over many texts, in batches of similar length: the same logits, faster.

@@ -153,7 +153,7 @@ def _v2_metadata(name: str, versions: list[int], served: Any) -> dict[str, Any]:
             "inputs": inputs, "outputs": outputs,
             "parameters": {"version": str(served.version), "task": predictor.task,
                            "max_len": predictor.max_len, "vocab_size": predictor.vocab_size,
-                           "class_names": served.class_names if predictor.task == "classifier"
+                           "class_names": predictor.labels if predictor.task == "classifier"
                            else None}}
 
 

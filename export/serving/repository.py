@@ -65,7 +65,7 @@ class ServedVersion:
         self.version = version
         self.folder = folder
         self.predictor = runtime.load(folder)
-        self.batcher = DynamicBatcher(self.predictor.predict, settings.max_batch_size,
+        self.batcher = DynamicBatcher(self.predictor.run, settings.max_batch_size,
                                       settings.max_queue_delay_ms, settings.threads)
         tokenizer_file = folder / TOKENIZER_FILENAME
         self.tokenizer = None
@@ -83,12 +83,6 @@ class ServedVersion:
         if self.predictor.task == "classifier":
             return [OUTPUT_NAME, LABEL_OUTPUT, PROBABILITIES_OUTPUT]
         return [OUTPUT_NAME]
-
-    @property
-    def class_names(self) -> list[str]:
-        """The classifier's class names, or their indices as strings when the export has none."""
-        num_classes = self.predictor.metadata["config"]["num_classes"]
-        return self.predictor.class_names or [str(index) for index in range(num_classes)]
 
     def token_ids(self, inputs: dict[str, Any]) -> np.ndarray:
         """The checked int32 `[batch, length]` ids of a request's inputs: `token_ids`, or
@@ -146,11 +140,8 @@ class ServedVersion:
         logits = await self.batcher.submit(self.token_ids(inputs))
         outputs = {OUTPUT_NAME: logits}
         if self.predictor.task == "classifier":
-            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            outputs[PROBABILITIES_OUTPUT] = (shifted / shifted.sum(-1, keepdims=True)).astype(
-                np.float32)
-            names = self.class_names
-            outputs[LABEL_OUTPUT] = np.array([names[i] for i in logits.argmax(-1)], object)
+            probabilities, outputs[LABEL_OUTPUT] = self.predictor.classify(logits)
+            outputs[PROBABILITIES_OUTPUT] = probabilities.astype(np.float32)  # FP32 on the wire
         return outputs
 
 

@@ -54,7 +54,6 @@ def _required(texts: list[str]) -> list[str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from export import runtime
     from export.artifact.tokenizer import load_tokenizer
@@ -76,13 +75,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     texts = _read_texts(args)
     ids = encode_texts(load_tokenizer(tokenizer_path), texts, predictor.max_len)
     logits = predictor.predict_by_length(ids)  # many texts: batches of similar length
-    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
-    probabilities /= probabilities.sum(-1, keepdims=True)
-    names = predictor.class_names or [str(i) for i in range(logits.shape[-1])]
-    results = [{"text": text, "label": names[int(np.argmax(p))],
+    probabilities, labels = predictor.classify(logits)
+    names = predictor.labels
+    results = [{"text": text, "label": label,
                 "probabilities": {name: round(float(v), 6) for name, v in zip(names, p,
                                                                                strict=True)}}
-               for text, p in zip(texts, probabilities, strict=True)]
+               for text, label, p in zip(texts, labels, probabilities, strict=True)]
     if args.json:
         _print(json.dumps(results, ensure_ascii=False, indent=2))
     else:
@@ -160,7 +158,7 @@ def cmd_attend(args: argparse.Namespace) -> int:
                          f"choose another --out. Received: --out {out}")
     if not plots.available():
         raise UsageError(f"attend draws PNGs with matplotlib: {plots.INSTALL_HINT}")
-    from keras_attn.models.attention_maps import text_attention
+    from keras_attn.evaluation.attention import text_attention
 
     model, tokenizer = _model_and_tokenizer(Path(args.model))
     tokens, maps = text_attention(model, tokenizer, args.text)
