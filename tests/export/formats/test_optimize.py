@@ -18,10 +18,14 @@ import onnx
 import pytest
 from export_cases import CASES, CLASSIFIER, build_model, drift, exported, exported_confident
 
+import export.exporter
 import export.formats.optimize
+import keras_attn as ka
 from export import ParityReport, export_model, runtime
 from export.artifact.manifest import sha256_of
+from export.verification.cases import SEED, parity_cases
 from export.verification.parity import AgreementResult, PairResult
+from export.verification.shipping import drop_failed
 
 OPTIMIZED, INT8 = "model.optimized.onnx", "model.int8.onnx"
 REPRESENTATIVE = "representative_ids.npy"
@@ -104,12 +108,29 @@ def test_int8_ships_only_within_its_bound_and_says_why_not(name):
     assert not (result.path / REPRESENTATIVE).exists()
 
 
+def smallest_top1_margin(model) -> float:
+    """The least gap between the largest and the second-largest logit of the Keras model over
+    the parity battery's ids (those its int8 agreement is measured on)."""
+    config = ka.config_from_model(model)
+    margins = []
+    for case in parity_cases(config.max_len, config.vocab_size, SEED):
+        top = np.sort(np.asarray(model.predict(case.token_ids, verbose=0)), axis=-1)
+        margins.append(float(np.min(top[:, -1] - top[:, -2])))
+    return min(margins)
+
+
 def test_int8_of_a_confident_classifier_ships_and_is_reported_apart():
-    _, result = exported_confident()
+    """int8 moves every logit (max_abs_diff > 0), by how much depends on the CPU's int8
+    kernels: 0.034-0.076 over model seeds 0-24 on AVX512-VNNI, 0.557 on a CPU without them
+    (issue 24), so a fixed bound fails by chance. The bound held here is the one that
+    guarantees the argmaxes: less than half the reference's smallest top-1 margin, so that no
+    logit moves far enough to reorder the top two (over seeds 0-24 that half-margin was at
+    least 0.67)."""
+    model, result = exported_confident()
     assert result.int8_path == result.path / INT8 and result.int8_path.is_file()
     (agreement,) = result.parity.agreements
     assert agreement.agreement == 1.0 and agreement.predictions == 210  # 20 batches' rows
-    assert 0 < agreement.max_abs_diff < 0.5  # not element-wise equal, and not far off
+    assert 0 < agreement.max_abs_diff < smallest_top1_margin(model) / 2
     assert all("int8" not in pair.pair for pair in result.parity.pairs)
     assert agreement.row_dependence <= agreement.row_tolerance == 1e-5 and agreement.passed
     table = result.parity.table()
@@ -170,7 +191,7 @@ def test_a_file_onnxruntime_cannot_load_is_left_out(tmp_path, monkeypatch):
     shutil.copy(exported(CLASSIFIER)[1].onnx_path, tmp_path / "model.onnx")
     monkeypatch.setattr(export.formats.optimize, "quantize_int8",
                         lambda source, out, calibration: out.write_bytes(b"not a model"))
-    entries = export.formats.optimize.write_onnxruntime_files(tmp_path)
+    entries = export.exporter.write_onnxruntime_files(tmp_path, 16, 50)
     assert entries[OPTIMIZED]["shipped"]
     assert not entries[INT8]["shipped"]
     assert entries[INT8]["reason"].startswith("onnxruntime cannot load it: ")
@@ -196,7 +217,7 @@ def _entries(folder):
 
 def test_drop_failed_keeps_what_passed_and_records_the_measures(tmp_path):
     entries = _entries(tmp_path)
-    report = export.formats.optimize.drop_failed(_report(), tmp_path, entries)
+    report = drop_failed(_report(), tmp_path, entries)
     assert report == _report()
     assert entries[OPTIMIZED]["max_abs_diff"] == 1e-6 and entries[INT8]["agreement"] == 1.0
     assert entries[INT8]["row_dependence"] == 0.0 and entries[INT8]["row_tolerance"] == 1e-5
@@ -205,7 +226,7 @@ def test_drop_failed_keeps_what_passed_and_records_the_measures(tmp_path):
 
 def test_drop_failed_removes_int8_below_its_bound_only(tmp_path):
     entries = _entries(tmp_path)
-    report = export.formats.optimize.drop_failed(_report(int8_agreement=0.98), tmp_path, entries)
+    report = drop_failed(_report(int8_agreement=0.98), tmp_path, entries)
     assert entries[INT8] == {"shipped": False, "reason": (
         "failed the parity battery: keras vs onnxruntime int8 (all): argmax agreement 98.00% "
         "< 99% on parity battery (worst: batch=32 ragged)")}
@@ -216,7 +237,7 @@ def test_drop_failed_removes_int8_below_its_bound_only(tmp_path):
 
 def test_drop_failed_removes_int8_whose_rows_depend_on_their_batch(tmp_path):
     entries = _entries(tmp_path)
-    report = export.formats.optimize.drop_failed(_report(row_dependence=0.44), tmp_path, entries)
+    report = drop_failed(_report(row_dependence=0.44), tmp_path, entries)
     assert entries[INT8] == {"shipped": False, "reason": (
         "failed the parity battery: keras vs onnxruntime int8 (all): a row's logits depend on "
         "its batch: max abs diff 0.44 > 1e-05 (worst: row 3 among 16 random rows (1))")}
@@ -226,14 +247,14 @@ def test_drop_failed_removes_int8_whose_rows_depend_on_their_batch(tmp_path):
 
 def test_drop_failed_never_ships_a_file_the_battery_did_not_check(tmp_path):
     entries = _entries(tmp_path)
-    export.formats.optimize.drop_failed(_report(with_int8=False), tmp_path, entries)
+    drop_failed(_report(with_int8=False), tmp_path, entries)
     assert entries[INT8] == {"shipped": False, "reason": "the parity battery did not check it"}
     assert not (tmp_path / INT8).exists()
 
 
 def test_drop_failed_takes_int8_out_with_a_failed_optimized_file(tmp_path):
     entries = _entries(tmp_path)
-    report = export.formats.optimize.drop_failed(_report(optimized_passes=False), tmp_path, entries)
+    report = drop_failed(_report(optimized_passes=False), tmp_path, entries)
     assert entries[OPTIMIZED]["reason"] == (
         "failed the parity battery: keras vs onnxruntime optimized (all): max abs diff 0.001 "
         "> 1e-05 (worst: batch=7 ragged)")
@@ -244,7 +265,7 @@ def test_drop_failed_takes_int8_out_with_a_failed_optimized_file(tmp_path):
 def test_the_portable_pairs_are_never_dropped(tmp_path):
     """A failing model.onnx must fail the export (ParityError), not vanish from the report."""
     failing = ParityReport((PairResult("keras vs onnxruntime (all)", 1.0, 1.0, 1e-5, "x", 20),))
-    assert export.formats.optimize.drop_failed(failing, tmp_path, {}) == failing
+    assert drop_failed(failing, tmp_path, {}) == failing
 
 
 def dynamic_int8(source, out, calibration=None):
@@ -359,7 +380,7 @@ def test_bad_representative_ids_are_refused_before_anything_is_written(tmp_path)
 
 
 def test_a_run_keeps_up_to_512_held_out_rows_that_hold_a_real_id(tmp_path):
-    from export.verification.verifier import load_representative_ids, save_representative_ids
+    from export.artifact.representative_ids import load_representative_ids, save_representative_ids
 
     assert load_representative_ids(tmp_path) is None
     ids = np.zeros((600, 5), np.int64)
