@@ -17,22 +17,18 @@ jit on; the report names it from the settings).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 import keras
 import numpy as np
 
-import keras_attn.layers.block
 from export.artifact.tokenizer import train_tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import LengthBatches, token_lengths
 from keras_attn.data.records import TextDataset, encode_texts, load_texts, split_train_validation
-from keras_attn.layers.feed_forward import FeedForward
+from keras_attn.layers.block import TransformerBlock
 from keras_attn.models.builders import build_classifier
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "fortune_languages.jsonl"
@@ -47,20 +43,19 @@ def real_corpus(quick: bool) -> TextDataset:
     return fortune_languages(max_per_class=100)
 
 
-@contextlib.contextmanager
-def layout_before():
-    """Blocks built inside drop what they dropped before this change: the attention weights
-    and the feed-forward hidden units too (each at the config's dropout)."""
-    original = keras_attn.layers.block.TransformerBlock.__init__
+def layout_before(model: keras.Model, dropout: float) -> keras.Model:
+    """`model` with the dropout layout before issue 10: each block also drops the attention
+    weights and the feed-forward hidden units, at `dropout`. Built with Keras's own
+    `clone_model` from each block's public config (`attention_dropout`,
+    `feed_forward_dropout`); the weights are fresh, as `build_classifier` would draw them."""
+    def clone(layer):
+        if isinstance(layer, TransformerBlock):
+            return TransformerBlock.from_config({**layer.get_config(),
+                                                 "attention_dropout": dropout,
+                                                 "feed_forward_dropout": dropout})
+        return layer.__class__.from_config(layer.get_config())
 
-    def init(self, num_heads, ff_dim, dropout=0.0, *args, **kwargs):
-        kwargs["attention_dropout"] = dropout
-        with mock.patch.object(keras_attn.layers.block, "FeedForward",
-                               functools.partial(FeedForward, dropout=dropout)):
-            original(self, num_heads, ff_dim, dropout, *args, **kwargs)
-
-    with mock.patch.object(keras_attn.layers.block.TransformerBlock, "__init__", init):
-        yield
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -88,8 +83,9 @@ def compiled_classifier(config, before: bool = False, learning_rate: float = 1e-
     """The classifier of `config` compiled as training compiles it (AdamW at a constant
     rate); `before`: with the dropout layout before issue 10 (`layout_before`);
     `run_eagerly`: no tracing at all (smoke runs)."""
-    with layout_before() if before else contextlib.nullcontext():
-        model = build_classifier(config)
+    model = build_classifier(config)
+    if before:
+        model = layout_before(model, config.dropout)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], jit_compile=jit_compile and not run_eagerly,

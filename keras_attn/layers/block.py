@@ -27,6 +27,8 @@ class TransformerBlock(keras.layers.Layer):
             are not dropped: with ff_dim = 4 d_model that alone drew most of the random numbers
             of a step.
         attention_dropout: dropout on the attention weights `[batch, heads, n, n]`.
+        feed_forward_dropout: dropout on the feed-forward hidden units `[batch, n, ff_dim]`
+            (`FeedForward`'s `dropout`); 0 by default, for the reason above.
         activation: feed-forward non-linearity ("relu", "gelu", "gelu_tanh").
         norm_first: pre-norm when True, post-norm when False.
         use_causal_mask: when True, position i attends only to positions <= i.
@@ -60,6 +62,7 @@ class TransformerBlock(keras.layers.Layer):
         norm_first=False,
         use_causal_mask=False,
         attention_dropout=0.0,
+        feed_forward_dropout=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -67,6 +70,7 @@ class TransformerBlock(keras.layers.Layer):
         check_positive_int("ff_dim", ff_dim)
         check_dropout("dropout", dropout)
         check_dropout("attention_dropout", attention_dropout)
+        check_dropout("feed_forward_dropout", feed_forward_dropout)
         check_activation("activation", activation)
         check_bool("norm_first", norm_first)
         check_bool("use_causal_mask", use_causal_mask)
@@ -74,6 +78,7 @@ class TransformerBlock(keras.layers.Layer):
         self.ff_dim = ff_dim
         self.dropout = dropout
         self.attention_dropout = attention_dropout
+        self.feed_forward_dropout = feed_forward_dropout
         self.activation = activation
         self.norm_first = norm_first
         self.use_causal_mask = use_causal_mask
@@ -81,7 +86,8 @@ class TransformerBlock(keras.layers.Layer):
             num_heads, dropout=attention_dropout, use_causal_mask=use_causal_mask, name="attention"
         )
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
-        self.feed_forward = FeedForward(ff_dim, activation, name="feed_forward")
+        self.feed_forward = FeedForward(ff_dim, activation, dropout=feed_forward_dropout,
+                                        name="feed_forward")
         self.feed_forward_norm = keras.layers.LayerNormalization(
             epsilon=1e-5, name="feed_forward_norm"
         )
@@ -130,6 +136,7 @@ class TransformerBlock(keras.layers.Layer):
                 "ff_dim": self.ff_dim,
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
+                "feed_forward_dropout": self.feed_forward_dropout,
                 "activation": self.activation,
                 "norm_first": self.norm_first,
                 "use_causal_mask": self.use_causal_mask,
