@@ -51,10 +51,12 @@ def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
     import tensorflow as tf
 
     from export import runtime
+    from export.artifact.manifest import DECODER_FILENAME, ONNX_FILENAME, OPTIMIZED_DECODER_FILENAME
     from export.artifact.metadata import encode_metadata
+    from export.formats.decoder_onnx import convert_decoder
     from export.formats.onnx import convert_to_onnx, save_onnx
     from export.formats.optimize import rewrite
-    from export.runtime.decoder_step import CachedStep, convert_decoder
+    from export.runtime.decoder_step import CachedStep
     from export.runtime.generation import RecomputeStep
     from keras_attn.models.cached_decoder import CachedDecoder
 
@@ -62,9 +64,9 @@ def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
     model = ka.build_language_model(config)
     metadata = encode_metadata(config.to_dict(), "language_model", 17, ka.__version__, None)
     decoder_proto = convert_decoder(model, metadata, 17)
-    save_onnx(decoder_proto, folder / "decoder.onnx")
-    save_onnx(rewrite(decoder_proto)[0], folder / "decoder.optimized.onnx")
-    save_onnx(convert_to_onnx(model, "language_model", metadata, 17), folder / "model.onnx")
+    save_onnx(decoder_proto, folder / DECODER_FILENAME)
+    save_onnx(rewrite(decoder_proto)[0], folder / OPTIMIZED_DECODER_FILENAME)
+    save_onnx(convert_to_onnx(model, "language_model", metadata, 17), folder / ONNX_FILENAME)
     decoder = CachedDecoder(model)
     full = tf.function(lambda ids: model(ids, training=False),
                        input_signature=[tf.TensorSpec([None, None], tf.int64)])
@@ -73,9 +75,9 @@ def _contenders(folder: Path, config: ka.ModelConfig) -> dict:
         ids = np.concatenate([ids, token_ids], axis=1)
         return full(ids).numpy()[:, -token_ids.shape[1]:], ids
 
-    onnx_cached = CachedStep(folder / "decoder.onnx")
-    onnx_optimized = CachedStep(folder / "decoder.optimized.onnx")
-    onnx_recompute = RecomputeStep(runtime.load(folder / "model.onnx"))
+    onnx_cached = CachedStep(folder / DECODER_FILENAME)
+    onnx_optimized = CachedStep(folder / OPTIMIZED_DECODER_FILENAME)
+    onnx_recompute = RecomputeStep(runtime.load(folder / ONNX_FILENAME))
     no_ids = lambda: np.zeros((1, 0), dtype=np.int64)  # noqa: E731
     return {"keras cached": (decoder.step, decoder.empty_cache),
             "keras recompute": (keras_recompute, no_ids),

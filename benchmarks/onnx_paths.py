@@ -20,9 +20,11 @@ import onnx
 import onnxruntime as ort
 
 from benchmarks import fusions
+from export import runtime
 from export.artifact.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME, read_manifest
+from export.artifact.representative_ids import load_representative_ids
 from export.formats import optimize
-from export.verification.verifier import load_representative_ids
+from export.verification.cases import calibration_data
 
 LEVELS = {
     "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -152,12 +154,12 @@ def int8_graphs(version_dir: Path, graphs: dict[str, dict], folder: Path,
     "optimized" is the export's own model.int8.onnx when it shipped one (it passed its
     accuracy bound and its row-independence check); otherwise it, and every other, is
     quantized here the same way (`export.formats.optimize.quantize_int8`), calibrated on the data
-    the
-    export used (its representative_ids.npy, else the parity battery's ids), and "shipped"
+    the export used (its representative_ids.npy, else the parity battery's ids), and "shipped"
     is False.
     """
-    calibration, data = optimize.calibration_data(version_dir,
-                                                  load_representative_ids(version_dir))
+    exported = runtime.load(version_dir, variant="portable")
+    calibration, data = calibration_data(exported.max_len, exported.vocab_size,
+                                         load_representative_ids(version_dir))
     int8 = {}
     for name in names:
         path = version_dir / INT8_FILENAME

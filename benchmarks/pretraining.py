@@ -28,7 +28,7 @@ import statistics
 import time
 from pathlib import Path
 
-from keras_attn.cli import main as keras_attn
+from keras_attn.cli.main import main as keras_attn
 from keras_attn.data.corpora import (
     FORTUNES_DIR,
     LANGUAGES,
@@ -37,6 +37,7 @@ from keras_attn.data.corpora import (
     read_fortunes,
     write_jsonl,
 )
+from keras_attn.training.run_folder import RUN_FILE
 
 PER_TOPIC, VALIDATION_SPLIT = 120, "0.75"  # 30 labelled texts per topic to train on, 90 held out
 LM_FLAGS = ["--vocab-size", "4000"]  # the other model flags: train's defaults
@@ -82,7 +83,7 @@ def main() -> None:
     if not args.lm:
         seconds["train-lm"] = run(["train-lm", "--data", str(unlabelled), "--out", str(lm),
                                    *LM_FLAGS])
-    lm_results = json.loads((lm / "run.json").read_text())["results"]
+    lm_results = json.loads((lm / RUN_FILE).read_text())["results"]
     learning_rate = ["--learning-rate", args.learning_rate] if args.learning_rate else []
     accuracy: dict[str, list[float]] = {name: [] for name in [*VARIANTS, "baseline"]}
     for seed in args.seeds:
@@ -92,7 +93,7 @@ def main() -> None:
             seconds[folder.name] = run(["train", "--data", str(labelled), "--out", str(folder),
                                         "--validation-split", VALIDATION_SPLIT, "--seed",
                                         str(seed), *learning_rate, *init, *flags])
-            results = json.loads((folder / "run.json").read_text())["results"]
+            results = json.loads((folder / RUN_FILE).read_text())["results"]
             accuracy[name].append(results["validation"]["accuracy"])
         accuracy["baseline"].append(results["baseline"]["accuracy"])
     medians = {name: statistics.median(values) for name, values in accuracy.items()}

@@ -6,12 +6,12 @@ or an auditor needs beside the SavedModel:
     saved_model.pb, variables/, assets/, fingerprint.pb   the SavedModel (TF Serving)
     model.onnx        the same endpoint for onnxruntime, standard ONNX ops only
     model.optimized.onnx, model.int8.onnx   onnxruntime-only rewrites of it
-    (`export.formats.optimize`),
-                      each shipped only when it passed its check, else the manifest says why
+                      (`export.formats.optimize`), each shipped only when it passed its
+                      check (`export.verification.shipping`), else the manifest says why
     model.keras       the model itself, so `verify` can rerun the parity battery later
-    decoder.onnx, decoder.optimized.onnx   language models: one cached decoding step, checked at
-                      every step (`export.verification.decoder_parity`); the SavedModel then also
-                      has a
+    decoder.onnx, decoder.optimized.onnx   language models: one cached decoding step
+                      (`export.formats.decoder_onnx`), checked at every step
+                      (`export.verification.decoder_parity`); the SavedModel then also has a
                       `decoder_step` signature
     tokenizer.json    when a tokenizer was given
     parity.json       the battery's measured differences
@@ -41,9 +41,10 @@ from export.artifact.manifest import (
     write_manifest,
 )
 from export.artifact.versions import next_version, staged_version
-from export.verification.cases import check_representative_ids
+from export.verification.cases import calibration_data, check_representative_ids
 from export.verification.parity import TOLERANCE, ParityReport
-from export.verification.verifier import check_parity, load_quantized, load_runtimes
+from export.verification.runtimes import load_quantized, load_runtimes
+from export.verification.verifier import check_parity
 
 
 class ParityError(RuntimeError):
@@ -130,11 +131,12 @@ def export_model(
     """
     import keras_attn as ka
     from export.artifact.metadata import encode_metadata
+    from export.formats.decoder_onnx import write_decoder_files
     from export.formats.onnx import OPSET, convert_to_onnx, save_onnx
-    from export.formats.optimize import drop_failed, warn_not_shipped, write_onnxruntime_files
     from export.formats.savedmodel import write_savedmodel
     from export.formats.tf_function import keras_runtime
-    from export.verification.decoder_parity import write_decoder
+    from export.verification.decoder_parity import check_decoder
+    from export.verification.shipping import drop_failed, warn_not_shipped
 
     config = ka.config_from_model(model)
     task = ka.model_task(model)
@@ -158,11 +160,14 @@ def export_model(
         metadata = encode_metadata(config.to_dict(), task, opset, keras_attn_version,
                                    class_names)
         save_onnx(convert_to_onnx(model, task, metadata, opset), folder / ONNX_FILENAME)
-        onnxruntime_files = write_onnxruntime_files(folder, representative_ids)
+        onnxruntime_files = write_onnxruntime_files(folder, config.max_len, config.vocab_size,
+                                                    representative_ids)
         # A language model also ships its decoder step with a key/value cache, checked at
-        # every decoding step against a full recompute (export.runtime.decoder_step).
-        decoder = write_decoder(model, folder, metadata, opset, tolerance) \
-            if task == "language_model" else None
+        # every decoding step against a full recompute (export.verification.decoder_parity).
+        decoder = None
+        if task == "language_model":
+            optimized_decoder = write_decoder_files(model, folder, metadata, opset)
+            decoder = check_decoder(model, folder, tolerance, optimized_decoder)
         model.save(folder / KERAS_FILENAME)
         if tokenizer is not None:
             tokenizer.save(folder / TOKENIZER_FILENAME)
@@ -197,6 +202,42 @@ def export_model(
     return ExportResult(version, path, path / ONNX_FILENAME, path / KERAS_FILENAME,
                         path / MANIFEST_FILENAME, report, shipped.get(OPTIMIZED_FILENAME),
                         shipped.get(INT8_FILENAME), onnxruntime_files)
+
+
+def write_onnxruntime_files(folder: Path, max_len: int, vocab_size: int,
+                            representative_ids: Any = None) -> dict[str, dict[str, Any]]:
+    """Writes `model.optimized.onnx` from `folder/model.onnx`, then `model.int8.onnx` from it,
+    calibrated on `representative_ids` (checked int32 `[n, width]`), or on the parity
+    battery's ids for `max_len` and `vocab_size` without them
+    (`export.verification.cases.calibration_data`); each is left out at once when
+    onnxruntime cannot load it, and int8 goes with a left-out optimized file.
+
+    Returns:
+        The manifest's `onnxruntime_files` entry: {filename: {"shipped": True, ...how it was
+        built} or {"shipped": False, "reason": ...}}. Shipped means written and loadable, not
+        yet checked: `export.verification.shipping.drop_failed` settles that once the battery
+        has run.
+    """
+    from export.formats import optimize
+    from export.verification.shipping import INT8_BOUND, check_loads
+
+    entries = {OPTIMIZED_FILENAME: optimize.write_optimized(folder)}
+    check_loads(entries, folder, OPTIMIZED_FILENAME)
+    if not entries[OPTIMIZED_FILENAME]["shipped"]:
+        entries[INT8_FILENAME] = optimize.left_out(
+            folder, INT8_FILENAME, f"it is built from {OPTIMIZED_FILENAME}, which was not shipped")
+        return entries
+    try:
+        calibration, data = calibration_data(max_len, vocab_size, representative_ids)
+    except Exception as error:
+        entries[INT8_FILENAME] = optimize.left_out(
+            folder, INT8_FILENAME, f"quantization failed: {type(error).__name__}: {error}")
+        return entries
+    entries[INT8_FILENAME] = optimize.write_int8(folder, calibration, data, representative_ids)
+    if entries[INT8_FILENAME]["shipped"]:
+        entries[INT8_FILENAME]["bound"] = INT8_BOUND
+        check_loads(entries, folder, INT8_FILENAME)
+    return entries
 
 
 def _check_class_names(class_names: Sequence[str] | None, task: str,

@@ -17,7 +17,8 @@ from export.artifact.manifest import TOKENIZER_FILENAME
 from keras_attn.config import TrainSettings
 from keras_attn.data.reference_task import make_reference_task
 from keras_attn.evaluation import plots
-from keras_attn.training.classifier import CURVES_FILE, train_classifier
+from keras_attn.training.classifier import train_classifier
+from keras_attn.training.run_folder import CURVES_FILE
 
 UMASK = 0o027
 FILE_MODE, FOLDER_MODE = 0o666 & ~UMASK, 0o777 & ~UMASK

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from export.artifact.decoder_io import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
 from export.artifact.token_ids import range_message
-from export.formats.tf_function import in_range_asserts
-from export.runtime.decoder_step import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
+from keras_attn.layers.token_checks import in_range_asserts
 
 DECODER_SIGNATURE_NAME = "decoder_step"
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from export.artifact.metadata import INPUT_NAME, OUTPUT_NAME
-from export.artifact.token_ids import length_message, padding_only_message, range_message
+from keras_attn.layers.token_checks import token_id_asserts
 
 TOKEN_IDS_SPEC = tf.TensorSpec([None, None], tf.int32, name=INPUT_NAME)
 # gRPC clients that build their tensor with `tf.make_tensor_proto(np.array(...))` send int64.
@@ -33,39 +33,18 @@ def logits_function(model: keras.Model) -> Callable[[tf.Tensor], dict[str, tf.Te
     return logits
 
 
-def in_range_asserts(values: tf.Tensor, upper: int, noun: str,
-                     message: Callable[[str], str]) -> list:
-    """Asserts that every value lies in [0, upper), their messages `message(received)` with
-    received "a negative <noun>" or "a <noun> >= upper" ("an" before a vowel)."""
-    article = "an" if noun[0] in "aeiou" else "a"
-    return [tf.debugging.assert_non_negative(values, message=message(f"a negative {noun}")),
-            tf.debugging.assert_less(values, tf.constant(upper, values.dtype),
-                                     message=message(f"{article} {noun} >= {upper}"))]
-
-
 def checked_logits_function(
     model: keras.Model, max_len: int, vocab_size: int
 ) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
     """`logits_function` behind asserts on the sequence length (1 to max_len), the ids
     ([0, vocab_size), checked in the dtype received, before any cast) and every sequence
-    holding a non-padding id; each failure message names the limit, in the words
-    `export.artifact.token_ids` and keras_attn's own checks use. Works for int32 and int64 ids."""
+    holding a non-padding id: `keras_attn.layers.token_checks.token_id_asserts`, the asserts a
+    traced Keras call runs, with the messages of `export.artifact.token_ids`. Works for int32
+    and int64 ids."""
     compute = logits_function(model)
 
     def serving_default(token_ids: tf.Tensor) -> dict[str, tf.Tensor]:
-        length = tf.shape(token_ids)[1]
-        checks = [
-            tf.debugging.assert_greater_equal(
-                length, 1, message=length_message(max_len, "sequence length 0")),
-            tf.debugging.assert_less_equal(
-                length, max_len,
-                message=length_message(max_len, f"a sequence longer than {max_len}")),
-            *in_range_asserts(token_ids, vocab_size, "id",
-                              lambda received: range_message(vocab_size, received)),
-            tf.debugging.assert_equal(
-                tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
-                message=padding_only_message("a sequence of padding only")),
-        ]
+        checks = token_id_asserts(token_ids, vocab_size, max_len)
         # The model's own Gather would fail first on a bad id, with a message about indices.
         with tf.control_dependencies(checks):
             token_ids = tf.identity(token_ids)

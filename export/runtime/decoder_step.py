@@ -1,24 +1,10 @@
-"""The decoder step of a language model export: one ONNX file with a key/value cache.
+"""The cached decoding step of a language model export on onnxruntime: `decoder.onnx`.
 
-Beside `model.onnx` (full-sequence logits), a language-model export holds `decoder.onnx`:
-
-    inputs   token_ids                    int64   [batch, new]
-             position_ids                 int64   [batch, new]   absolute positions
-             past_key_values.<i>.key      float32 [batch, heads, past, head_dim]  one per block
-             past_key_values.<i>.value    float32 [batch, heads, past, head_dim]
-    outputs  logits                       float32 [batch, new, vocab_size]
-             present.<i>.key              float32 [batch, heads, past + new, head_dim]
-             present.<i>.value            float32 [batch, heads, past + new, head_dim]
-
-(the names Hugging Face's ONNX decoders use). `past` may be 0: the first step reads the whole
-prompt. The graph is traced from `keras_attn.models.cached_decoder.CachedDecoder` (the same layers
-as the
-Keras model), through the function the SavedModel's `decoder_step` signature also serves
-(`export.formats.savedmodel_decoder.step_function`), and converted by tf2onnx. Its parity at every
-step: `export.verification.decoder_parity`.
-
-Runtime side (`CachedStep`): NumPy + onnxruntime only. Export side (`convert_decoder`): imports
-TensorFlow and tf2onnx inside the function.
+Beside `model.onnx` (full-sequence logits), a language-model export holds `decoder.onnx`, one
+decoding step with a key/value cache; its inputs and outputs are named in
+`export.artifact.decoder_io`. `past` may be 0: the first step reads the whole prompt. The file
+is written by `export.formats.decoder_onnx`, and checked at every step by
+`export.verification.decoder_parity`. NumPy and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -29,23 +15,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from export.artifact.decoder_io import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
 from export.artifact.metadata import decode_metadata
-
-DECODER_FILENAME = "decoder.onnx"
-# decoder.onnx with tf2onnx's small ops rewritten into fused onnxruntime kernels
-# (`export.formats.optimize.rewrite`); onnxruntime only, shipped when it passes its parity check.
-OPTIMIZED_DECODER_FILENAME = "decoder.optimized.onnx"
-TOKEN_IDS, POSITION_IDS, LOGITS = "token_ids", "position_ids", "logits"
-
-
-def past_names(layer: int) -> tuple[str, str]:
-    """The input names of block `layer`'s past keys and values."""
-    return f"past_key_values.{layer}.key", f"past_key_values.{layer}.value"
-
-
-def present_names(layer: int) -> tuple[str, str]:
-    """The output names of block `layer`'s present keys and values."""
-    return f"present.{layer}.key", f"present.{layer}.value"
+from export.runtime.predictor import OPTIMIZATION_LEVELS
 
 
 class CachedStep:
@@ -61,8 +33,6 @@ class CachedStep:
 
     def __init__(self, path: str | os.PathLike, threads: int = 1,
                  optimization: str = "all") -> None:
-        from export.runtime.predictor import OPTIMIZATION_LEVELS
-
         options = ort.SessionOptions()
         options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
         options.intra_op_num_threads = threads
@@ -104,78 +74,3 @@ class CachedStep:
             feed.update(zip(past_names(layer), (key, value), strict=True))
         logits, *present = self.session.run(self.output_names, feed)
         return logits, list(zip(present[0::2], present[1::2], strict=True))
-
-
-# --- Export side: TensorFlow and tf2onnx are imported inside these functions. ---------------
-
-# Named dims of the decoder's endpoints, by axis; heads and head_dim stay static.
-BATCH, NEW, PAST, TOTAL = "batch", "new", "past", "past_plus_new"
-
-
-def convert_decoder(model, metadata: dict, opset: int):
-    """Traces `keras_attn.models.cached_decoder.CachedDecoder` over `model` and converts it to ONNX.
-
-    Args:
-        model: a float32 keras_attn language model.
-        metadata: string key/values stored as the model's `metadata_props` (those of
-            model.onnx: `CachedStep` reads max_len, vocab_size and the config from them).
-        opset: the ONNX opset.
-
-    Returns:
-        The checked `onnx.ModelProto`, with the inputs and outputs of the module docstring.
-    """
-    import onnx
-    import tensorflow as tf
-    import tf2onnx
-
-    from export.formats.savedmodel_decoder import step_function
-
-    step, specs = step_function(model)
-    layers = len(specs) // 2 - 1  # token_ids, position_ids, then a key and a value per block
-    function = tf.function(step, input_signature=specs)
-    proto, _ = tf2onnx.convert.from_function(function, input_signature=specs, opset=opset)
-    names = {TOKEN_IDS: {0: BATCH, 1: NEW}, POSITION_IDS: {0: BATCH, 1: NEW},
-             LOGITS: {0: BATCH, 1: NEW}}
-    for layer in range(layers):
-        names.update({name: {0: BATCH, 2: PAST} for name in past_names(layer)})
-        names.update({name: {0: BATCH, 2: TOTAL} for name in present_names(layer)})
-    _name_dims(proto, names)
-    proto.graph.name = "keras_attn_decoder_step"
-    onnx.helper.set_model_props(proto, dict(metadata))
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
-
-
-def _name_dims(proto, names: dict[str, dict[int, str]]) -> None:
-    """Renames the symbolic dims (tf2onnx's `unk__N`) of the graph's endpoints, axis by axis,
-    everywhere in the graph; static dims are left as they are.
-
-    Raises:
-        ValueError: a named endpoint is missing, or an `unk__` dim is left on an endpoint.
-    """
-    graph = proto.graph
-    endpoints = {value.name: value for value in [*graph.input, *graph.output]}
-    missing = sorted(set(names) - set(endpoints))
-    if missing:
-        raise ValueError(f"The converted decoder has no inputs/outputs {missing}. Received: "
-                         f"{sorted(endpoints)}")
-    renamed: dict[str, str] = {}  # tf2onnx's symbol -> the first name given to it
-    for value_name, axes in names.items():
-        dims = endpoints[value_name].type.tensor_type.shape.dim
-        for axis, new_name in axes.items():
-            if dims[axis].dim_param.startswith("unk__"):
-                renamed.setdefault(dims[axis].dim_param, new_name)
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in renamed:
-                dim.dim_param = renamed[dim.dim_param]
-    for value_name, axes in names.items():  # an endpoint's own names win over a shared symbol
-        dims = endpoints[value_name].type.tensor_type.shape.dim
-        for axis, new_name in axes.items():
-            if not dims[axis].dim_value:
-                dims[axis].dim_param = new_name
-    leftover = [f"{value.name}[{index}]={dim.dim_param}" for value in endpoints.values()
-                for index, dim in enumerate(value.type.tensor_type.shape.dim)
-                if dim.dim_param.startswith("unk__")]
-    if leftover:
-        raise ValueError(f"Unnamed symbolic dims remain on the decoder's endpoints: {leftover}")

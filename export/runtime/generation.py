@@ -3,8 +3,7 @@
 Two ways to run a step of `export.runtime.sampling`'s loop:
 
 - `CachedStep`: the exported decoder step (`decoder.onnx`, see `export.runtime.decoder_step`),
-which takes
-  the new tokens and every block's past keys and values and returns the logits and the
+  which takes the new tokens and every block's past keys and values and returns the logits and the
   present keys and values: each new token costs O(n).
 - `RecomputeStep`: the full-sequence `model.onnx`, run on the whole sequence so far at every
   step (O(n^2) per token): for exports without a decoder step, and as the reference the
@@ -21,8 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from export import runtime
-from export.artifact.manifest import TOKENIZER_FILENAME
+from export.artifact.manifest import (
+    DECODER_FILENAME,
+    OPTIMIZED_DECODER_FILENAME,
+    TOKENIZER_FILENAME,
+)
 from export.artifact.tokenizer import load_tokenizer
+from export.runtime.decoder_step import CachedStep
 from export.runtime.sampling import GeneratedText, generate_text
 
 
@@ -59,12 +63,6 @@ def load_step(version_dir: str | os.PathLike, cached: bool = True, threads: int 
     """
     version_dir = Path(version_dir)
     if cached:
-        from export.runtime.decoder_step import (
-            DECODER_FILENAME,
-            OPTIMIZED_DECODER_FILENAME,
-            CachedStep,
-        )
-
         for filename in (OPTIMIZED_DECODER_FILENAME, DECODER_FILENAME):
             if (version_dir / filename).is_file():
                 return CachedStep(version_dir / filename, threads=threads)

@@ -4,8 +4,8 @@ The battery is a fixed-seed set of batches (batch sizes 1, 2, 7, 32; lengths 1, 
 max_len // 2, max_len; ragged batches right-padded with id 0), `parity_cases`. A quantized
 candidate is checked on representative ids instead when there are some (the run's held-out
 token ids, `check_representative_ids`, `representative_cases`), and for row independence on
-the same rows in several batches (`row_contexts`). `export.verification.parity` runs them and
-compares.
+the same rows in several batches (`row_contexts`); model.int8.onnx is calibrated on the same
+data (`calibration_data`). `export.verification.parity` runs them and compares.
 
 NumPy and the standard library only.
 """
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from export.artifact.manifest import REPRESENTATIVE_FILENAME
 from export.artifact.token_ids import PADDING_ID
 
 BATCH_SIZES = (1, 2, 7, 32)
@@ -174,3 +175,17 @@ def row_contexts(token_ids: np.ndarray, max_len: int, vocab_size: int, seed: int
         batches.append((f"among {mates} random rows ({attempt})", batch,
                         tuple(int(place) for place in places[:count])))
     return RowContexts(alone, tuple(batches))
+
+
+def calibration_data(max_len: int, vocab_size: int, representative_ids: np.ndarray | None,
+                     ) -> tuple[list[np.ndarray], str]:
+    """(batches of token ids to calibrate model.int8.onnx on, what they are for the manifest):
+    `representative_ids` (checked, `check_representative_ids`) in batches of
+    `REPRESENTATIVE_BATCH`, or without them the parity battery's random ids for `max_len` and
+    `vocab_size`. The int8 file is then checked on the same data."""
+    if representative_ids is not None:
+        return ([case.token_ids for case in representative_cases(representative_ids)],
+                f"{len(representative_ids)} representative rows given to export_model "
+                f"(kept as {REPRESENTATIVE_FILENAME})")
+    return ([case.token_ids for case in parity_cases(max_len, vocab_size)],
+            "the parity battery's random ids: export_model was given no representative_ids")

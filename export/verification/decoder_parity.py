@@ -1,19 +1,17 @@
 """Parity at every decoding step for a language model's cached decoder steps.
 
 A language-model export ships two cached steps: `decoder.onnx`
-(`export.runtime.decoder_step.CachedStep`
-on onnxruntime) and the SavedModel's `decoder_step` signature
-(`export.formats.savedmodel_decoder.SavedModelStep`). Both, and the Keras cache they were traced
-from
-(`keras_attn.models.cached_decoder.CachedDecoder`), decode greedily from `parity_prompts` to
-max_len; at
-every step each step's logits are compared with the Keras model run on the whole sequence so
-far, and every step must choose the same tokens as Keras. `write_decoder` runs this at export
-(nothing is written when it fails), `verify_decoder` in `verify`.
+(`export.runtime.decoder_step.CachedStep` on onnxruntime) and the SavedModel's `decoder_step`
+signature (`export.formats.savedmodel_decoder.SavedModelStep`). Both, and the Keras cache they
+were traced from (`keras_attn.models.cached_decoder.CachedDecoder`), decode greedily from
+`parity_prompts` to max_len; at every step each step's logits are compared with the Keras model
+run on the whole sequence so far, and every step must choose the same tokens as Keras.
+`check_decoder` runs this at export, on the files `export.formats.decoder_onnx` wrote (nothing
+is written when it fails), `verify_decoder` in `verify`.
 
-`decoder.optimized.onnx` (decoder.onnx rewritten by `export.formats.optimize.rewrite`: LayerNorm and
-MatMul kernels where tf2onnx wrote a dozen small ops) is held to the same check; it is an
-onnxruntime-only speed-up, so when it fails it is left out (with a RuntimeWarning and the
+`decoder.optimized.onnx` (decoder.onnx rewritten by `export.formats.optimize.rewrite`:
+LayerNorm and MatMul kernels where tf2onnx wrote a dozen small ops) is held to the same check;
+it is an onnxruntime-only speed-up, so when it fails it is left out (with a RuntimeWarning and the
 reason in the manifest) and the export goes on. No int8 decoder ships: measured, it changed
 the greedy text (README, "Export: `decoder.optimized.onnx`, and why no int8 decoder").
 
@@ -27,12 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.runtime.decoder_step import (
-    DECODER_FILENAME,
-    OPTIMIZED_DECODER_FILENAME,
-    CachedStep,
-    convert_decoder,
-)
+from export.artifact.manifest import DECODER_FILENAME, OPTIMIZED_DECODER_FILENAME
+from export.formats.optimize import left_out
+from export.runtime.decoder_step import CachedStep
+from export.verification.shipping import warn_not_shipped
 
 KERAS_CACHE = "keras cache"
 ONNX_DECODER = "onnx decoder"
@@ -169,36 +165,31 @@ def exported_steps(folder: Path) -> dict[str, object]:
     return steps
 
 
-def write_decoder(model, folder: Path, metadata: dict, opset: int, tolerance: float) -> dict:
-    """Writes `decoder.onnx` and `decoder.optimized.onnx` into an export's staging folder and
-    checks them, and the SavedModel's `decoder_step` signature when the folder has one, at
-    every step.
+def check_decoder(model, folder: Path, tolerance: float, optimized: dict) -> dict:
+    """Checks the decoder steps an export's staging folder holds at every step (decoder.onnx
+    and decoder.optimized.onnx as `export.formats.decoder_onnx.write_decoder_files` wrote
+    them, and the SavedModel's `decoder_step` signature when the folder has one), and settles
+    whether decoder.optimized.onnx ships.
+
+    Args:
+        model: the Keras language model (float32).
+        folder: the staging folder.
+        tolerance: the largest absolute logit difference that passes.
+        optimized: how decoder.optimized.onnx was built (`write_decoder_files`' answer).
 
     Returns:
         The manifest's "decoder" entry: the file, its inputs and outputs, the SavedModel
         signature's name (or None), the parity report of `check_decoder_parity`, and
-        "optimized": how decoder.optimized.onnx was built and its own parity report, or
-        `{"shipped": False, "reason": ...}`.
+        "optimized": `optimized` with its own parity report, or `{"shipped": False,
+        "reason": ...}` (then the file is removed, with a RuntimeWarning).
 
     Raises:
         DecoderParityError: decoder.onnx or the SavedModel step failed the parity check (the
             export is not written).
     """
-    from export.formats.onnx import save_onnx
-    from export.formats.optimize import rewrite, warn_not_shipped
     from export.formats.savedmodel_decoder import DECODER_SIGNATURE_NAME
 
     folder = Path(folder)
-    proto = convert_decoder(model, metadata, opset)
-    save_onnx(proto, folder / DECODER_FILENAME)
-    try:
-        optimized, rewrites = rewrite(proto)
-        save_onnx(optimized, folder / OPTIMIZED_DECODER_FILENAME)
-        optimized_entry = {"shipped": True, "built_from": DECODER_FILENAME,
-                           "rewrites": rewrites}
-    except Exception as error:  # onnxscript and the checker raise many types
-        optimized_entry = {"shipped": False, "reason": f"the graph rewrite failed: "
-                                                       f"{type(error).__name__}: {error}"}
     steps = exported_steps(folder)
     measured = _measure(model, steps)  # one decoding pass for all; each judged on its own
     portable = [name for name in steps if name != OPTIMIZED_DECODER]
@@ -209,19 +200,18 @@ def write_decoder(model, folder: Path, metadata: dict, opset: int, tolerance: fl
     if OPTIMIZED_DECODER in steps:
         optimized_report = _report(measured, [OPTIMIZED_DECODER], tolerance)
         if optimized_report["ok"]:
-            optimized_entry["parity"] = optimized_report
+            optimized["parity"] = optimized_report
         else:
-            (folder / OPTIMIZED_DECODER_FILENAME).unlink()
-            optimized_entry = {"shipped": False, "reason": "failed the parity check: "
-                                                           + decoder_summary(optimized_report)}
-    warn_not_shipped({OPTIMIZED_DECODER_FILENAME: optimized_entry})
+            optimized = left_out(folder, OPTIMIZED_DECODER_FILENAME, "failed the parity check: "
+                                 + decoder_summary(optimized_report))
+    warn_not_shipped({OPTIMIZED_DECODER_FILENAME: optimized})
     session = steps[ONNX_DECODER].session
     return {"file": DECODER_FILENAME,
             "inputs": {value.name: value.shape for value in session.get_inputs()},
             "outputs": {value.name: value.shape for value in session.get_outputs()},
             "savedmodel_signature": DECODER_SIGNATURE_NAME
             if SAVEDMODEL_DECODER in steps else None,
-            "parity": report, "optimized": optimized_entry}
+            "parity": report, "optimized": optimized}
 
 
 def verify_decoder(model, version_dir: Path, tolerance: float) -> dict | None:

@@ -23,14 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from export.artifact.manifest import (
-    INT8_FILENAME,
-    KERAS_FILENAME,
-    ONNX_FILENAME,
-    OPTIMIZED_FILENAME,
-    check_manifest,
-    read_manifest,
-)
+from export.artifact.manifest import KERAS_FILENAME, check_manifest, read_manifest
+from export.artifact.representative_ids import load_representative_ids
 from export.verification.cases import SEED, parity_cases, representative_cases, row_contexts
 from export.verification.decoder_parity import decoder_summary, verify_decoder
 from export.verification.parity import (
@@ -40,99 +34,7 @@ from export.verification.parity import (
     compare_runtimes,
     effective_tolerance,
 )
-
-ORT_LEVELS = ("basic", "all")
-# The representative token ids model.int8.onnx was calibrated and checked on, kept beside it
-# (when export_model was given some) so that `verify` checks it on the same data.
-REPRESENTATIVE_FILENAME = "representative_ids.npy"
-# How the battery names the onnxruntime sessions of each ONNX file, e.g.
-# "onnxruntime optimized (all)"; `runtime_file` reads the file back from a pair's name.
-RUNTIME_LABELS = {ONNX_FILENAME: "onnxruntime", OPTIMIZED_FILENAME: "onnxruntime optimized",
-                  INT8_FILENAME: "onnxruntime int8"}
-
-
-def runtime_file(pair: str) -> str | None:
-    """The ONNX file a pair's candidate ran, e.g. "keras vs onnxruntime optimized (all)" ->
-    "model.optimized.onnx"; None for a runtime that is not onnxruntime."""
-    candidate = pair.split(" vs ", 1)[-1]
-    for filename, label in RUNTIME_LABELS.items():
-        if candidate.startswith(f"{label} ("):
-            return filename
-    return None
-
-
-class LoadError(RuntimeError):
-    """An exported file that a runtime cannot load; `filename` names it."""
-
-    def __init__(self, filename: str, error: Exception) -> None:
-        super().__init__(f"{filename}: cannot be loaded: {type(error).__name__}: {error}")
-        self.filename = filename
-
-
-def load_runtimes(version_dir: str | os.PathLike) -> dict[str, Runtime]:
-    """The exported fp32 runtimes of a version folder as parity-battery functions: the
-    SavedModel's `serving_default` and `serving_int64`, and onnxruntime at the basic and the
-    full optimization level on `model.onnx` and, when present, `model.optimized.onnx`.
-
-    Raises:
-        LoadError: naming the file that does not load.
-    """
-    from export.formats.savedmodel import INT64_SIGNATURE_NAME, SIGNATURE_NAME, savedmodel_runtimes
-
-    version_dir = Path(version_dir)
-    try:
-        signatures = savedmodel_runtimes(version_dir)
-        runtimes = {"savedmodel": signatures[SIGNATURE_NAME],
-                    "savedmodel int64": signatures[INT64_SIGNATURE_NAME]}
-    except Exception as error:  # TensorFlow raises many types for a corrupt SavedModel
-        raise LoadError("saved_model.pb", error) from error
-    for filename in (ONNX_FILENAME, OPTIMIZED_FILENAME):
-        if filename == ONNX_FILENAME or (version_dir / filename).is_file():
-            runtimes.update(_onnxruntime(version_dir / filename, ORT_LEVELS))
-    return runtimes
-
-
-def load_quantized(version_dir: str | os.PathLike) -> dict[str, Runtime]:
-    """`model.int8.onnx` in onnxruntime at the full optimization level (the runtime's
-    default), when the folder has one; it is held to an accuracy bound, not a tolerance.
-
-    Raises:
-        LoadError: naming the file when it does not load.
-    """
-    path = Path(version_dir) / INT8_FILENAME
-    return _onnxruntime(path, ("all",)) if path.is_file() else {}
-
-
-# How many held-out rows a training run keeps as representative ids.
-REPRESENTATIVE_ROWS = 512
-
-
-def save_representative_ids(folder: str | os.PathLike, token_ids: np.ndarray,
-                            rows: int = REPRESENTATIVE_ROWS) -> Path:
-    """Writes the first `rows` rows of `token_ids` (int `[n, width]`, right-padded with 0)
-    that hold a real id to `folder/representative_ids.npy` as int32, for `export_model`'s
-    `representative_ids`; returns the path."""
-    ids = np.asarray(token_ids)
-    path = Path(folder) / REPRESENTATIVE_FILENAME
-    np.save(path, ids[ids[:, 0] != 0][:rows].astype(np.int32), allow_pickle=False)
-    return path
-
-
-def load_representative_ids(folder: str | os.PathLike) -> np.ndarray | None:
-    """`folder/representative_ids.npy` (int32 `[n, width]`; a version folder's or a run
-    folder's), or None when there is none."""
-    path = Path(folder) / REPRESENTATIVE_FILENAME
-    return np.load(path, allow_pickle=False) if path.is_file() else None
-
-
-def _onnxruntime(path: Path, levels: tuple[str, ...]) -> dict[str, Runtime]:
-    from export import runtime
-
-    try:
-        return {f"{RUNTIME_LABELS[path.name]} ({level})": runtime.load(path, level).predict
-                for level in levels}
-    except Exception as error:
-        raise LoadError(path.name, error) from error
+from export.verification.runtimes import LoadError, load_quantized, load_runtimes
 
 
 def check_parity(model: Any, runtimes: Mapping[str, Runtime], max_len: int, vocab_size: int,

@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from export.artifact.manifest import PARITY_FILENAME
 from export.verification.parity import TOLERANCE, effective_tolerance
 
 
@@ -55,7 +56,7 @@ def parity_with_backend(model: keras.Model, version_dir: Path, seed: int = 0) ->
             expected = keras.ops.convert_to_numpy(model.predict(ids, verbose=0))
             worst = max(worst, float(np.max(np.abs(predictor.predict(ids) - expected))))
             cases += 1
-    parity = json.loads((Path(version_dir) / "parity.json").read_text(encoding="utf-8"))
+    parity = json.loads((Path(version_dir) / PARITY_FILENAME).read_text(encoding="utf-8"))
     tolerance = effective_tolerance(TOLERANCE, parity.get("fp32_floor"))
     return {"backend": keras.backend.backend(), "max_abs_diff": worst,
             "tolerance": tolerance, "cases": cases, "ok": worst <= tolerance}

@@ -32,7 +32,7 @@ def check_version_folder(path: Path, command: str, expected: str) -> None:
         UsageError: naming `path`, what it is, and the folder to give instead.
     """
     from export.artifact.versions import existing_versions
-    from keras_attn.training.pretrained import RUN_FILE
+    from keras_attn.training.run_folder import RUN_FILE
 
     versions = existing_versions(path)
     if versions:

@@ -20,6 +20,7 @@ from keras_attn.config import TrainSettings
 from keras_attn.data.records import encode_texts, split_train_validation
 from keras_attn.data.reference_task import ANIMALS, OBJECTS, make_reference_task
 from keras_attn.training.classifier import train_classifier
+from keras_attn.training.run_folder import CURVES_FILE
 from keras_attn.training.timing import phase
 
 # Sized for the reference task: 2 blocks of d_model 32 solve it in ~20 epochs. Its loss sits
@@ -52,9 +53,9 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
     `<out>/saved_models/demo/<version>/` (SavedModel, model.onnx, manifest, parity report).
     """
     import export
-    from export.verification.verifier import load_representative_ids
+    from export.artifact.representative_ids import load_representative_ids
     from keras_attn.evaluation import plots
-    from keras_attn.models.attention_maps import text_attention
+    from keras_attn.evaluation.attention import text_attention
 
     out = Path(out)
     seconds: dict[str, float] = {}
@@ -87,7 +88,7 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
     with phase("plots", seconds, log):
         if plots.available():
             figures.append(plots.plot_training_curves(run.history,
-                                                      run_dir / "training_curves.png"))
+                                                      run_dir / CURVES_FILE))
             sentence = test.texts[0]
             tokens, maps = text_attention(run.model, run.tokenizer, sentence)
             layer, head = _head_watching_the_nouns(maps, tokens)

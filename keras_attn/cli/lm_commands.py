@@ -36,8 +36,8 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     import keras
 
     from keras_attn.evaluation import plots
-    from keras_attn.training.classifier import CURVES_FILE, record_results
     from keras_attn.training.language_model import train_language_model
+    from keras_attn.training.run_folder import CURVES_FILE, record_results
 
     class EpochLine(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

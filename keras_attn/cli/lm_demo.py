@@ -47,9 +47,10 @@ def run_language_model_demo(texts: list[str], out: str | Path, seed: int = 0,
     """
     import keras_attn
     from export.artifact.metadata import encode_metadata
+    from export.formats.decoder_onnx import write_decoder_files
     from export.runtime.decoder_step import CachedStep
     from export.runtime.sampling import generate_text
-    from export.verification.decoder_parity import write_decoder
+    from export.verification.decoder_parity import check_decoder
     from keras_attn.models.builders import config_from_model, rebuild
     from keras_attn.models.cached_decoder import generate
     from keras_attn.training.language_model import split_texts, train_language_model
@@ -64,7 +65,8 @@ def run_language_model_demo(texts: list[str], out: str | Path, seed: int = 0,
     config = config_from_model(model)
     metadata = encode_metadata(config.to_dict(), "language_model", 17, keras_attn.__version__,
                                None)
-    parity = write_decoder(model, out, metadata, 17, tolerance=1e-5)["parity"]
+    optimized = write_decoder_files(model, out, metadata, 17)
+    parity = check_decoder(model, out, 1e-5, optimized)["parity"]
     step = CachedStep(out / "decoder.onnx")
     keras_text = generate(model, run.tokenizer, PROMPT, max_new_tokens).text
     onnx_text = generate_text(step, step.empty_cache(), run.tokenizer, PROMPT, step.max_len,

@@ -140,8 +140,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                f"classes {dataset.class_names}")
 
     from keras_attn.evaluation import plots
-    from keras_attn.training.classifier import CURVES_FILE, train_classifier
+    from keras_attn.training.classifier import train_classifier
     from keras_attn.training.distribution import initialize_multi_host
+    from keras_attn.training.run_folder import CURVES_FILE
 
     hosts = initialize_multi_host()  # several machines: KERAS_DISTRIBUTION_* variables
     _print(f"backend {backend}, {args.devices} device(s)"
@@ -170,10 +171,42 @@ def _train_streaming(args: argparse.Namespace, settings, backend: str) -> int:
         raise UsageError(f"--stream trains on the tensorflow backend, on one device, from random "
                          f"weights. Received: backend {backend}, --devices {args.devices}"
                          + (f", --init-from {init_from}" if init_from else ""))
-    from keras_attn.training.streamed import cmd_train_stream
+    from keras_attn.data.streaming import scan_stream
+    from keras_attn.evaluation import plots
+    from keras_attn.evaluation.metrics import classification_report, format_report
+    from keras_attn.training.run_folder import CONFUSION_FILE, CURVES_FILE, record_results
+    from keras_attn.training.streamed import predict_stream, train_streaming
+    from keras_attn.training.timing import phase
 
-    run_dir = cmd_train_stream(args, settings, _print)
-    return _export(run_dir, Path(args.export)) if args.export else EXIT_OK
+    # Up to the evaluation as `train` does; the TF-IDF baseline is left out: it fits in memory.
+    seconds: dict[str, float] = {}
+    with phase("data", seconds, _print):
+        data = scan_stream(args.data, args.text_column, args.label_column,
+                           args.classes.split(",") if args.classes else None,
+                           args.validation_split, args.seed)
+        _print(f"{data.size('train')} train / {data.size('validation')} validation texts "
+               f"(streamed from {args.data}), classes {data.class_names}")
+    with phase("train", seconds, _print):
+        run, validation = train_streaming(data, settings, args.out, overwrite=args.overwrite,
+                                          data_description=str(Path(args.data).resolve()),
+                                          log=_print)
+        _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, "
+               f"tokenizer and config in {run.run_dir}")
+        if plots.available():
+            curves = plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)
+            _print(f"curves: {curves}")
+    with phase("evaluate", seconds, _print):
+        report = classification_report(*predict_stream(run.model, validation), run.class_names)
+        record_results(run.run_dir, {"validation": report, "baseline": None})
+        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f}")
+        _print("baseline skipped: the TF-IDF baseline fits in memory, and --stream is for "
+               "data that does not")
+        _print(format_report(report, None))
+        if plots.available():
+            plots.plot_confusion_matrix(report["confusion_matrix"], run.class_names,
+                                        run.run_dir / CONFUSION_FILE,
+                                        title="validation: actual vs predicted")
+    return _export(run.run_dir, Path(args.export)) if args.export else EXIT_OK
 
 
 def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> None:
@@ -181,15 +214,14 @@ def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> N
     regression baseline fitted on the same split; both recorded in run.json, the confusion
     matrix drawn next to the curves."""
     from keras_attn.data.records import encode_texts
+    from keras_attn.evaluation import baseline, plots
     from keras_attn.evaluation.metrics import (
-        baseline,
         classification_report,
         format_report,
-        plots,
         predict_classes,
         verdict,
     )
-    from keras_attn.training.classifier import CONFUSION_FILE, record_results
+    from keras_attn.training.run_folder import CONFUSION_FILE, record_results
 
     ids = encode_texts(run.tokenizer, validation.texts, settings.max_len)
     report = classification_report(validation.labels, predict_classes(run.model, ids),
@@ -218,8 +250,9 @@ def _export(run_dir: Path, out: Path) -> int:
     if keras.backend.backend() != "tensorflow":
         return _export_from_another_backend(run_dir, out)
     import export
-    from export.verification.verifier import load_representative_ids
-    from keras_attn.training.classifier import load_run, read_results
+    from export.artifact.representative_ids import load_representative_ids
+    from keras_attn.training.classifier import load_run
+    from keras_attn.training.run_folder import read_results
 
     model, tokenizer, class_names = load_run(run_dir)
     start = time.perf_counter()

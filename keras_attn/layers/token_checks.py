@@ -19,23 +19,9 @@ import keras
 import numpy as np
 from keras import ops
 
-
-def length_message(max_len, length):
-    return (
-        f"Sequence length must be between 1 and max_len={max_len}, the number of learned "
-        f"position vectors. Received: sequence length {length}"
-    )
-
-
-def range_message(vocab_size, received):
-    return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
-
-
-def padding_only_message(received):
-    return (
-        f"Each sequence needs at least one non-padding id (padding is id 0). "
-        f"Received: {received}"
-    )
+# The messages are the token-id contract's (export.artifact.token_ids, NumPy only), so that a
+# user reads the same words from Keras, the SavedModel and onnxruntime.
+from export.artifact.token_ids import length_message, padding_only_message, range_message
 
 
 def concrete_values(tensor):
@@ -86,25 +72,44 @@ def _check_static(dtype: str, shape, max_len: int) -> None:
         raise ValueError(f"token_ids must have rank 2, [batch, sequence]. Received: shape={shape}")
     length = shape[1]
     if length is not None and not 1 <= length <= max_len:
-        raise ValueError(length_message(max_len, length))
+        raise ValueError(length_message(max_len, f"sequence length {length}"))
+
+
+def in_range_asserts(values, upper: int, noun: str, message):
+    """TensorFlow asserts that every value lies in [0, upper), their messages
+    `message(received)` with received "a negative <noun>" or "a <noun> >= upper" ("an" before
+    a vowel). Also what the SavedModel's `decoder_step` checks its positions with."""
+    import tensorflow as tf
+
+    article = "an" if noun[0] in "aeiou" else "a"
+    return [tf.debugging.assert_non_negative(values, message=message(f"a negative {noun}")),
+            tf.debugging.assert_less(values, tf.constant(upper, values.dtype),
+                                     message=message(f"{article} {noun} >= {upper}"))]
+
+
+def token_id_asserts(token_ids, vocab_size: int, max_len: int) -> list:
+    """The checks of `check_token_values` as TensorFlow asserts, for a traced call: the
+    sequence length (1 to max_len), the ids ([0, vocab_size), in the dtype received, before
+    any cast) and a non-padding id in every sequence. The SavedModel's signatures
+    (`export.formats.tf_function`) run the same asserts."""
+    import tensorflow as tf
+
+    length = tf.shape(token_ids)[1]
+    return [
+        tf.debugging.assert_greater_equal(
+            length, 1, message=length_message(max_len, "sequence length 0")),
+        tf.debugging.assert_less_equal(
+            length, max_len, message=length_message(max_len, f"a sequence longer than {max_len}")),
+        *in_range_asserts(token_ids, vocab_size, "id",
+                          lambda received: range_message(vocab_size, received)),
+        tf.debugging.assert_equal(
+            tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
+            message=padding_only_message("a sequence of padding only")),
+    ]
 
 
 def _assert_in_graph(token_ids, vocab_size, max_len):
     import tensorflow as tf
 
-    length = tf.shape(token_ids)[1]
-    checks = [
-        tf.debugging.assert_less_equal(length, max_len, message=length_message(max_len, "")),
-        tf.debugging.assert_greater_equal(length, 1, message=length_message(max_len, "")),
-        tf.debugging.assert_non_negative(token_ids, message=range_message(vocab_size, "")),
-        tf.debugging.assert_less(
-            token_ids, tf.cast(vocab_size, token_ids.dtype), message=range_message(vocab_size, "")
-        ),
-        tf.debugging.assert_equal(
-            tf.reduce_all(tf.reduce_any(tf.not_equal(token_ids, 0), axis=1)), True,
-            message=padding_only_message("a sequence of padding only"),
-        ),
-    ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies(token_id_asserts(token_ids, vocab_size, max_len)):
         return tf.identity(token_ids)
-

@@ -43,13 +43,3 @@ def attention_maps(model, token_ids) -> list[np.ndarray]:
         )
     return maps
 
-
-def text_attention(model, tokenizer, text: str) -> tuple[list[str], list[np.ndarray]]:
-    """The tokens of `text` and each block's attention weights `[num_heads, n, n]` over them."""
-    from keras_attn.data.records import encode_texts
-
-    max_len = next(layer.max_len for layer in model.layers
-                   if isinstance(layer, PositionalEmbedding))
-    ids = encode_texts(tokenizer, [text], max_len)
-    tokens = tokenizer.tokens(ids[0])
-    return tokens, [weights[0] for weights in attention_maps(model, ids)]

@@ -1,28 +1,23 @@
 """Training a text classifier on labelled texts with `model.fit`: tokenizer, callbacks, resume.
 
-A run folder holds everything a run makes: `model.keras` (best weights), `tokenizer.json`,
-`config.json`, `history.csv`, TensorBoard `logs/`, and while training, `backup/` from which
-an interrupted run resumes when the same command runs again (Keras `BackupAndRestore`).
+Everything a run makes goes to its run folder (`keras_attn.training.run_folder`): `model.keras`
+(best weights), `tokenizer.json`, `config.json`, `history.csv`, TensorBoard `logs/`, and while
+training, `backup/` from which an interrupted run resumes when the same command runs again.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from export.artifact.manifest import KERAS_FILENAME as MODEL_FILE
-from export.artifact.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
+from export.artifact.representative_ids import save_representative_ids
 from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
-from export.artifact.versions import check_folder_path
-from export.verification.verifier import REPRESENTATIVE_FILENAME, save_representative_ids
 from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import LengthBatches
 from keras_attn.data.records import TextDataset, encode_texts
@@ -30,23 +25,15 @@ from keras_attn.models.builders import build_classifier, load_model
 from keras_attn.training.distribution import data_parallel
 from keras_attn.training.distribution import reset as reset_distribution
 from keras_attn.training.pretrained import LanguageModelRun, copy_pretrained_weights
-
-# A run folder and an export version folder name the model and the tokenizer alike.
-RUN_FILE = "run.json"
-RESULTS_KEY = "results"
-CONFUSION_FILE = "confusion_matrix.png"
-CONFIG_FILE = "config.json"
-HISTORY_FILE = "history.csv"
-CURVES_FILE = "training_curves.png"
-BACKUP_DIR = "backup"
-LOGS_DIR = "logs"
-# What a run writes, and so all that --overwrite removes: other files in the folder stay.
-RUN_OUTPUTS = (RUN_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, HISTORY_FILE, CURVES_FILE,
-               CONFUSION_FILE, BACKUP_DIR, LOGS_DIR, REPRESENTATIVE_FILENAME)
-
-
-class RunFolderError(ValueError):
-    """The output folder holds something this run must not overwrite."""
+from keras_attn.training.run_folder import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    prepare_run_folder,
+    read_history,
+    resumed_epoch,
+    run_callbacks,
+)
 
 
 @dataclasses.dataclass
@@ -62,79 +49,6 @@ class TrainedRun:
     validation_accuracy: float
 
 
-def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool:
-    """Claims `run_dir` for a run; returns True when it resumes the same interrupted run.
-
-    With `overwrite`, an earlier run's outputs (`RUN_OUTPUTS`) are removed; any other file in
-    the folder is left alone.
-
-    Raises:
-        RunFolderError: the folder holds another run (unless `overwrite`), or files that are
-            not a keras-attn run at all (never deleted, even with `overwrite`).
-        NotADirectoryError: `run_dir`, or a path above it, is a file.
-    """
-    check_folder_path(run_dir, "--out")
-    record_path = run_dir / RUN_FILE
-    if record_path.exists():
-        same = records_run(run_dir, run_record)
-        if same and not (run_dir / CONFIG_FILE).exists():
-            return True  # the same run, interrupted: resume it
-        if same and not overwrite:
-            raise RunFolderError(
-                f"{run_dir} already holds this run, finished. Pass --overwrite to train it "
-                f"again, or choose another --out. Received: --out {run_dir}"
-            )
-        if not overwrite:
-            raise RunFolderError(
-                f"{run_dir} already holds a different keras-attn run (other data or settings). "
-                "Choose another --out, or pass --overwrite to replace it. "
-                f"Received: --out {run_dir}"
-            )
-        _remove_run_outputs(run_dir)
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        raise RunFolderError(
-            f"{run_dir} is not empty and is not a keras-attn run folder; nothing is deleted. "
-            f"Choose an empty or new folder. Received: --out {run_dir}"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps(run_record, indent=2) + "\n", encoding="utf-8")
-    return False
-
-
-def records_run(run_dir: Path, run_record: dict) -> bool:
-    """Whether `run_dir/run.json` records this run: the same settings and data. What a
-    finished run measured ("results") is not part of its identity."""
-    stored = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    stored.pop(RESULTS_KEY, None)
-    return stored == run_record
-
-
-def record_results(run_dir: str | Path, results: dict) -> None:
-    """Adds what a finished run measured (e.g. validation reports of the model and of its
-    baseline) to its `run.json`, under "results"; resuming ignores them."""
-    record_path = Path(run_dir) / RUN_FILE
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    record[RESULTS_KEY] = results
-    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
-def read_results(run_dir: str | Path) -> dict | None:
-    """The results `record_results` stored in a run folder, or None."""
-    record_path = Path(run_dir) / RUN_FILE
-    if not record_path.is_file():
-        return None
-    return json.loads(record_path.read_text(encoding="utf-8")).get(RESULTS_KEY)
-
-
-def _remove_run_outputs(run_dir: Path) -> None:
-    for name in RUN_OUTPUTS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-
-
 def _fingerprint(*datasets: TextDataset) -> str:
     """sha256 of the texts and labels: a rerun resumes only on exactly the same data."""
     digest = hashlib.sha256()
@@ -143,20 +57,6 @@ def _fingerprint(*datasets: TextDataset) -> str:
             digest.update(text.encode("utf-8") + b"\0")
         digest.update(dataset.labels.astype("int64").tobytes())
     return digest.hexdigest()
-
-
-def _resumed_epoch(run_dir: Path) -> int:
-    metadata = run_dir / BACKUP_DIR / "training_metadata.json"
-    if not metadata.exists():
-        return 0
-    return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
-
-
-def read_history(run_dir: Path) -> dict[str, list[float]]:
-    """The per-epoch metrics of a run, across resumes, from its `history.csv`."""
-    with open(run_dir / HISTORY_FILE, encoding="utf-8", newline="") as file:
-        rows = list(csv.DictReader(file))
-    return {name: [float(row[name]) for row in rows] for name in (rows[0] if rows else {})}
 
 
 def train_classifier(
@@ -204,7 +104,7 @@ def train_classifier(
               "backend": keras.backend.backend(), "devices": devices,
               **({"init_from": init_from.record} if init_from else {})}
     resuming = prepare_run_folder(run_dir, record, overwrite)
-    resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    resumed_from = resumed_epoch(run_dir) if resuming else 0
     if resuming and (run_dir / TOKENIZER_FILE).is_file():
         # Training a Unigram tokenizer twice can give other ids (WordPiece's numbering is made
         # deterministic in export/artifact/tokenizer.py; huggingface/tokenizers#1794), and the
@@ -274,27 +174,6 @@ def finish_run(run_dir: Path, config, class_names: list[str], settings: TrainSet
     save_representative_ids(run_dir, representative_ids)
     accuracy = best.evaluate(validation_data, verbose=0, return_dict=True)["accuracy"]
     return best, float(accuracy)
-
-
-def run_callbacks(run_dir: Path, patience: int, resumed_from: int,
-                  extra: list[keras.callbacks.Callback] | None = None,
-                  ) -> list[keras.callbacks.Callback]:
-    """What every run folder's `fit` gets: resume after a kill (`backup/`), early stopping on
-    validation loss, the best model kept (`model.keras`; a resumed run's checkpoint replaces
-    only a loss better than the best so far), `history.csv` and TensorBoard `logs/`."""
-    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
-        if resumed_from else None
-    return [
-        keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                      restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_so_far),
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / LOGS_DIR)),
-        *(extra or []),
-    ]
 
 
 def learning_rate_schedule(settings: TrainSettings, steps_per_epoch: int):

@@ -13,9 +13,8 @@ Raw text becomes training windows in three steps:
    of `max_len` + 1 ids: the model reads ids 0..max_len-1 and predicts ids 1..max_len. No
    window is padded; the tail shorter than a window is dropped.
 
-The run folder is the classifier's (`keras_attn.training.classifier`): run.json, model.keras (the
-best
-model by validation loss), tokenizer.json, config.json, history.csv (with perplexity and
+The run folder is the classifier's (`keras_attn.training.run_folder`): run.json, model.keras (the
+best model by validation loss), tokenizer.json, config.json, history.csv (with perplexity and
 val_perplexity = exp(loss)), logs/ (TensorBoard), training_curves.png, and backup/ while
 training, from which the same command resumes after a kill.
 """
@@ -35,20 +34,20 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from export.artifact.representative_ids import save_representative_ids
 from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
-from export.verification.verifier import save_representative_ids
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import DataError, _read_text, jsonl_records, split_lines
 from keras_attn.models.builders import build_language_model, load_model
-from keras_attn.training.classifier import (
+from keras_attn.training.run_folder import (
     CONFIG_FILE,
     MODEL_FILE,
     RUN_FILE,
     TOKENIZER_FILE,
-    _resumed_epoch,
     prepare_run_folder,
     read_history,
     records_run,
+    resumed_epoch,
     run_callbacks,
 )
 
@@ -250,7 +249,7 @@ def train_language_model(
     Raises:
         DataError: too little text for one window in a split (checked before anything is
             written).
-        keras_attn.training.classifier.RunFolderError: `run_dir` holds something else.
+        keras_attn.training.run_folder.RunFolderError: `run_dir` holds something else.
     """
     run_dir = Path(run_dir)
     tokenizer = train_tokenizer(list(train_texts), model=settings.tokenizer,
@@ -271,7 +270,7 @@ def train_language_model(
     x_val, y_val = pack_windows(token_stream(tokenizer, validation_texts), settings.max_len,
                                 "validation")
     resuming = prepare_run_folder(run_dir, record, overwrite)
-    resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    resumed_from = resumed_epoch(run_dir) if resuming else 0
     if not resuming:
         tokenizer.save(run_dir / TOKENIZER_FILE)
     if resumed_from:

@@ -26,10 +26,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from export.artifact.manifest import KERAS_FILENAME, TOKENIZER_FILENAME, sha256_of
+from export.artifact.manifest import sha256_of
+from keras_attn.training.run_folder import CONFIG_FILE, MODEL_FILE, RUN_FILE, TOKENIZER_FILE
 
-# As keras_attn.training.classifier and keras_attn.models.builders name them (both import Keras).
-RUN_FILE, CONFIG_FILE, LANGUAGE_MODEL = "run.json", "config.json", "language_model"
+# As keras_attn.models.builders names it (which imports Keras).
+LANGUAGE_MODEL = "language_model"
 ATTENTIONS = ("causal", "bidirectional")
 DEFAULT_ATTENTION = "bidirectional"  # measured: README "Pre-training a classifier"
 HEAD = "logits"  # the one layer with weights that the classifier does not take over
@@ -66,7 +67,7 @@ class LanguageModelRun:
         """The run's tokenizer (`export.artifact.tokenizer.Tokenizer`)."""
         from export.artifact.tokenizer import load_tokenizer
 
-        return load_tokenizer(self.path / TOKENIZER_FILENAME)
+        return load_tokenizer(self.path / TOKENIZER_FILE)
 
 
 def read_language_model_run(path: str | Path) -> LanguageModelRun:
@@ -91,14 +92,14 @@ def read_language_model_run(path: str | Path) -> LanguageModelRun:
     if config.get("task") != LANGUAGE_MODEL:
         raise InitFromError(f"{folder} holds a classifier run, not a language model. "
                             f"{expected}")
-    missing = [name for name in (KERAS_FILENAME, TOKENIZER_FILENAME)
+    missing = [name for name in (MODEL_FILE, TOKENIZER_FILE)
                if not (folder / name).is_file()]
     if missing:
         raise InitFromError(f"{folder} lacks {', '.join(missing)}. {expected}")
     return LanguageModelRun(folder.resolve(), config, {
         "path": str(folder.resolve()),
-        "model_sha256": sha256_of(folder / KERAS_FILENAME),
-        "tokenizer_sha256": sha256_of(folder / TOKENIZER_FILENAME)})
+        "model_sha256": sha256_of(folder / MODEL_FILE),
+        "tokenizer_sha256": sha256_of(folder / TOKENIZER_FILE)})
 
 
 def resolve_model_flags(args: argparse.Namespace) -> LanguageModelRun | None:
@@ -173,7 +174,7 @@ def copy_pretrained_weights(classifier, run: LanguageModelRun) -> list[str]:
     """
     from keras_attn.models.builders import load_model
 
-    language_model = load_model(run.path / KERAS_FILENAME)
+    language_model = load_model(run.path / MODEL_FILE)
     copied = []
     for layer in classifier.layers:
         if layer.name == HEAD or not layer.weights:

@@ -1,13 +1,11 @@
 """`keras-attn train --stream`: a classifier trained on data streamed from its files.
 
 The run folder, resume, early stopping and the best model are `keras_attn.training.classifier`'s;
-only
-the data differs (`keras_attn.data.streaming`): read record by record, never all at once.
+only the data differs (`keras_attn.data.streaming`): read record by record, never all at once.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 from collections.abc import Callable
@@ -16,21 +14,23 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from export.artifact.representative_ids import REPRESENTATIVE_ROWS
 from export.artifact.tokenizer import load_tokenizer, train_tokenizer
-from export.verification.verifier import REPRESENTATIVE_ROWS
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import encode_texts
 from keras_attn.data.streaming import TOKENIZER_SAMPLE, StreamedData, TextStream, sample_texts
 from keras_attn.models.builders import build_classifier
 from keras_attn.training.classifier import (
-    TOKENIZER_FILE,
     TrainedRun,
-    _resumed_epoch,
     balanced_weights,
     finish_run,
     learning_rate_schedule,
+)
+from keras_attn.training.run_folder import (
+    TOKENIZER_FILE,
     prepare_run_folder,
     read_history,
+    resumed_epoch,
     run_callbacks,
 )
 
@@ -68,7 +68,7 @@ def train_streaming(data: StreamedData, settings: TrainSettings, run_dir: str | 
 
     train, validation = streams(tokenizer)
     resuming = prepare_run_folder(run_dir, record, overwrite)
-    resumed_from = _resumed_epoch(run_dir) if resuming else 0
+    resumed_from = resumed_epoch(run_dir) if resuming else 0
     if resuming and (run_dir / TOKENIZER_FILE).is_file():
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)  # see train_classifier
         train, validation = streams(tokenizer)
@@ -105,47 +105,3 @@ def predict_stream(model: keras.Model, stream: TextStream) -> tuple[np.ndarray, 
         predicted.append(np.argmax(model.predict_on_batch(ids), axis=-1))
         labels.append(batch_labels.numpy())
     return np.concatenate(labels).astype(np.int64), np.concatenate(predicted).astype(np.int64)
-
-
-def cmd_train_stream(args: argparse.Namespace, settings: TrainSettings,
-                     print_line: Callable[[str], None]) -> Path:
-    """`keras-attn train --stream` up to the evaluation; returns the run folder. The TF-IDF
-    baseline is left out: it fits in memory.
-
-    Raises:
-        DataError: bad data (nothing written).
-        RunFolderError: as `train_classifier` (a folder holding another run).
-    """
-    from keras_attn.data.streaming import scan_stream
-    from keras_attn.evaluation.metrics import classification_report, format_report, plots
-    from keras_attn.training.classifier import CONFUSION_FILE, CURVES_FILE, record_results
-    from keras_attn.training.timing import phase
-
-    seconds: dict[str, float] = {}
-    with phase("data", seconds, print_line):
-        data = scan_stream(args.data, args.text_column, args.label_column,
-                           args.classes.split(",") if args.classes else None,
-                           args.validation_split, args.seed)
-        print_line(f"{data.size('train')} train / {data.size('validation')} validation texts "
-                   f"(streamed from {args.data}), classes {data.class_names}")
-    with phase("train", seconds, print_line):
-        run, validation = train_streaming(data, settings, args.out, overwrite=args.overwrite,
-                                          data_description=str(Path(args.data).resolve()),
-                                          log=print_line)
-        print_line(f"best validation accuracy {run.validation_accuracy:.4f}; model, "
-                   f"tokenizer and config in {run.run_dir}")
-        if plots.available():
-            curves = plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)
-            print_line(f"curves: {curves}")
-    with phase("evaluate", seconds, print_line):
-        report = classification_report(*predict_stream(run.model, validation), run.class_names)
-        record_results(run.run_dir, {"validation": report, "baseline": None})
-        print_line(f"validation accuracy: keras-attn {report['accuracy']:.4f}")
-        print_line("baseline skipped: the TF-IDF baseline fits in memory, and --stream is for "
-                   "data that does not")
-        print_line(format_report(report, None))
-        if plots.available():
-            plots.plot_confusion_matrix(report["confusion_matrix"], run.class_names,
-                                        run.run_dir / CONFUSION_FILE,
-                                        title="validation: actual vs predicted")
-    return run.run_dir

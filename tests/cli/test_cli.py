@@ -15,7 +15,7 @@ import pytest
 from export_cases import BLOCK_IMPORTS, REPO_ROOT, run_python
 
 from export.artifact.tokenizer import DEFAULT_MODEL, load_tokenizer
-from keras_attn.cli import main
+from keras_attn.cli.main import main
 from keras_attn.data.reference_task import make_reference_task
 
 TINY = ["--layers", "1", "--heads", "2", "--d-model", "16", "--ff-dim", "32", "--max-len",
@@ -248,7 +248,7 @@ def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
     serving_dir = trained / "saved_models" / "task" / "1"
     code = BLOCK_IMPORTS + (
         "import json\nimport numpy as np\nfrom export import runtime\n"
-        "from keras_attn import cli\n"
+        "from keras_attn.cli import main as cli\n"
         "sent = []\n"
         "real_predict = runtime.Predictor.predict_by_length\n"
         "def spy(self, ids, **kwargs):\n"

@@ -6,7 +6,7 @@ import sys
 import matplotlib.image
 from export_cases import REPO_ROOT
 
-from keras_attn.cli import main
+from keras_attn.cli.main import main
 
 
 def test_demo_end_to_end(tmp_path, capsys):

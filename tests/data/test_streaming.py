@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from export.artifact.tokenizer import train_tokenizer
-from keras_attn.cli import main
+from keras_attn.cli.main import main
 from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import bucket_widths
 from keras_attn.data.file_records import iter_records

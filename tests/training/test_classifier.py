@@ -11,7 +11,8 @@ from keras_attn.config import TrainSettings
 from keras_attn.data.records import TextDataset, split_train_validation
 from keras_attn.data.reference_task import make_reference_task
 from keras_attn.models.builders import config_from_model, load_model
-from keras_attn.training.classifier import (
+from keras_attn.training.classifier import train_classifier
+from keras_attn.training.run_folder import (
     CONFIG_FILE,
     HISTORY_FILE,
     MODEL_FILE,
@@ -19,7 +20,6 @@ from keras_attn.training.classifier import (
     RunFolderError,
     prepare_run_folder,
     record_results,
-    train_classifier,
 )
 
 SETTINGS = TrainSettings(max_len=24, d_model=16, num_heads=2, ff_dim=32, num_layers=1,

@@ -10,7 +10,7 @@ from export_cases import BLOCK_IMPORTS, run_python
 from repo_paths import FIXTURES
 
 from export.artifact.tokenizer import train_tokenizer
-from keras_attn.cli import main
+from keras_attn.cli.main import main
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import DataError
 from keras_attn.training.language_model import (

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from export.artifact.token_ids import check_token_ids
 
 VOCAB_SIZE, MAX_LEN = 10, 4
-# The wording of keras_attn/layers/token_checks.py, so that every runtime speaks alike.
+# The wording every runtime shares (keras_attn/layers/token_checks.py builds its own from here).
 LENGTH = ("Sequence length must be between 1 and max_len=4, the number of learned position "
           "vectors.")
 RANGE = "token_ids must lie in [0, vocab_size=10). Received: "
@@ -83,18 +83,19 @@ def test_bad_token_ids_say_what_is_allowed_and_what_was_received(token_ids, frag
         assert fragment in str(error.value)
 
 
-def test_messages_read_like_the_keras_side_ones():
+def test_the_keras_side_builds_its_messages_from_this_contract():
+    """One home: keras_attn's checks (eager and traced) word their errors with these functions."""
+    import export.artifact.token_ids as contract
     from keras_attn.layers import token_checks  # imports keras: only here, not for the whole module
 
-    with pytest.raises(ValueError) as error:
-        check(np.ones((1, 5), np.int32))
-    assert str(error.value).startswith(token_checks.length_message(MAX_LEN, 5))
-    with pytest.raises(ValueError) as error:
-        check([[1, 10]])
-    assert str(error.value).startswith(token_checks.range_message(VOCAB_SIZE, "id 10"))
-    with pytest.raises(ValueError) as error:
-        check([[0, 0]])
-    assert str(error.value) == token_checks.padding_only_message("sequence 0 is all padding")
+    for name in ("length_message", "range_message", "padding_only_message"):
+        assert getattr(token_checks, name) is getattr(contract, name), name
+    for ids in (np.ones((1, 5), np.int32), np.array([[0, 0]], np.int32)):
+        with pytest.raises(ValueError) as keras_error:
+            token_checks.check_token_values(ids, VOCAB_SIZE, MAX_LEN)
+        with pytest.raises(ValueError) as error:
+            check(ids)
+        assert str(error.value).startswith(str(keras_error.value))
 
 
 def test_padding_is_fine_beside_a_real_id():

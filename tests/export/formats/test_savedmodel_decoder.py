@@ -12,7 +12,9 @@ import tensorflow as tf
 from export_cases import CLASSIFIER, exported
 
 import keras_attn as ka
+from export.artifact.decoder_io import past_names, present_names
 from export.artifact.metadata import encode_metadata
+from export.formats.decoder_onnx import convert_decoder
 from export.formats.onnx import save_onnx
 from export.formats.savedmodel import write_savedmodel
 from export.formats.savedmodel_decoder import (
@@ -20,7 +22,7 @@ from export.formats.savedmodel_decoder import (
     SavedModelStep,
     has_decoder_step,
 )
-from export.runtime.decoder_step import CachedStep, convert_decoder, past_names, present_names
+from export.runtime.decoder_step import CachedStep
 from export.runtime.sampling import generate_ids
 from export.verification.decoder_parity import check_decoder_parity, exported_steps
 from export.verification.parity import TOLERANCE

@@ -13,7 +13,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from export.serving.triton import config_text, write_triton_repository
-from keras_attn.cli import main
+from keras_attn.cli.main import main
 from tests.export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported
 
 

@@ -9,15 +9,22 @@ import pytest
 from onnx import numpy_helper
 
 import keras_attn as ka
+from export.artifact.decoder_io import past_names, present_names
 from export.artifact.metadata import encode_metadata
+from export.formats.decoder_onnx import convert_decoder, write_decoder_files
 from export.formats.onnx import save_onnx
-from export.runtime.decoder_step import CachedStep, convert_decoder, past_names, present_names
+from export.runtime.decoder_step import CachedStep
 from export.runtime.generation import load_step
 from export.runtime.sampling import generate_ids
-from export.verification.decoder_parity import check_decoder_parity, write_decoder
+from export.verification.decoder_parity import check_decoder, check_decoder_parity
 from keras_attn.models.cached_decoder import CachedDecoder
 
 MAX_LEN = 10
+
+
+def write_decoder(model, folder, metadata):
+    """The exporter's two steps for a decoder: write the files, then check them."""
+    return check_decoder(model, folder, 1e-5, write_decoder_files(model, folder, metadata, 17))
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["post-norm", "pre-norm"])
@@ -105,7 +112,7 @@ def written(tmp_path_factory):
     model = ka.build_language_model(config)
     metadata = encode_metadata(config.to_dict(), "language_model", 17, ka.__version__, None)
     folder = tmp_path_factory.mktemp("written")
-    return model, metadata, folder, write_decoder(model, folder, metadata, 17, 1e-5)
+    return model, metadata, folder, write_decoder(model, folder, metadata)
 
 
 def test_the_optimized_decoder_ships_checked_at_every_step_and_generation_uses_it(written):
@@ -129,13 +136,13 @@ def test_the_optimized_decoder_ships_checked_at_every_step_and_generation_uses_i
 def test_an_optimized_decoder_that_drifts_is_left_out(written, tmp_path, monkeypatch):
     import onnx
 
+    import export.formats.decoder_onnx
     import export.formats.optimize
-    import export.verification.decoder_parity
 
     model, metadata, folder, _ = written
     rewrite = export.formats.optimize.rewrite
     converted = onnx.load(folder / "decoder.onnx")  # the same conversion, not traced again
-    monkeypatch.setattr(export.verification.decoder_parity, "convert_decoder",
+    monkeypatch.setattr(export.formats.decoder_onnx, "convert_decoder",
                         lambda *args: converted)
 
     def drifting(proto):
@@ -145,10 +152,10 @@ def test_an_optimized_decoder_that_drifts_is_left_out(written, tmp_path, monkeyp
                                                 weight.name))
         return rewritten, counts
 
-    monkeypatch.setattr(export.formats.optimize, "rewrite", drifting)
+    monkeypatch.setattr(export.formats.decoder_onnx, "rewrite", drifting)
     with pytest.warns(RuntimeWarning, match="decoder.optimized.onnx is not shipped: failed the "
                                             "parity check"):
-        entry = write_decoder(model, tmp_path, metadata, 17, 1e-5)
+        entry = write_decoder(model, tmp_path, metadata)
     assert not (tmp_path / "decoder.optimized.onnx").exists()
     assert entry["optimized"]["shipped"] is False and entry["parity"]["ok"]
     assert load_step(tmp_path).path.name == "decoder.onnx"
