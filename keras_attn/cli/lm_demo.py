@@ -51,9 +51,10 @@ def run_language_model_demo(texts: list[str], out: str | Path, seed: int = 0,
     from export.runtime.decoder_step import CachedStep
     from export.runtime.sampling import generate_text
     from export.verification.decoder_parity import check_decoder
+    from keras_attn.data.lm_windows import split_texts
     from keras_attn.models.builders import config_from_model, rebuild
     from keras_attn.models.cached_decoder import generate
-    from keras_attn.training.language_model import split_texts, train_language_model
+    from keras_attn.training.language_model import train_language_model
 
     out = Path(out)
     train, validation = split_texts(texts, 0.1, seed=seed)

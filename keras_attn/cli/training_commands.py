@@ -65,10 +65,11 @@ FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "-
                  "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight"}
 
 
-# The data checks (keras_attn.data.records, keras_attn.data.streaming) name load_texts' parameters;
-# on the
-# command line they are flags.
+# The data checks (the one record reader, keras_attn.data.records, and its views: load_texts,
+# keras_attn.data.streaming, keras_attn.data.lm_windows) name the reader's parameters; on the
+# command line they are flags. The labelled pair first: "text_column=" is inside it.
 FLAG_OF_DATA_PARAMETER = {"text_column= / label_column=": "--text-column / --label-column",
+                          "text_column=": "--text-column",
                           "given in class_names": "given in --classes",
                           "class_names=": "--classes "}
 

@@ -1,4 +1,35 @@
-"""Load the user's own labelled text: a folder of .txt files per class, a .csv or a .jsonl file.
+"""The one reader of the user's data files: a record at a time, labelled or text only.
+
+`iter_records(path, text_column, label_column, class_names)` yields ``(text, label, where)``
+for every record of a data path, one at a time, in file order. It has two views:
+
+- labelled (``label_column`` a column name): a folder with one sub-folder of .txt files per
+  class (each file is one text, its label the sub-folder's name; the wanted classes in their
+  order, else every class, sorted), a .csv file (header row) or a .jsonl file (one JSON object
+  per line). ``label`` is the label name: a str, surrounding spaces stripped.
+- text only (``label_column=None``): a folder of .txt files (searched recursively, one text per
+  file, sorted by path), a .txt file (one text per line) or the text column of a .csv / .jsonl
+  file. ``label`` is None: no label is read, so a bad label is no error here.
+
+``where`` names where the record stands, ``"line N of 'path'"`` or ``"path='file'"``, so that a
+text refused later (say, one without tokens) is named where the user can find it.
+
+Files are read a line, a CSV row or (folders) a file at a time, never whole: a .jsonl or .txt
+line ends at "\\n" or "\\r\\n" only (binary lines, as `split_lines` documents), a .csv file is
+read by the `csv` module (its quoting rules, ``newline=""``), all as UTF-8 (a leading byte
+order mark is dropped). Blank .jsonl lines are skipped; blank .txt lines are yielded (empty
+texts: the caller decides).
+
+Its views: `load_texts` (labelled, collected in memory into a `TextDataset`: what
+`keras-attn train` reads), `keras_attn.data.streaming` (labelled, record by record: what
+`keras-attn train --stream` reads) and `keras_attn.data.lm_windows.load_lm_texts` (text only:
+what `keras-attn train-lm` reads). Each problem with the data raises `DataError` with one
+message, the same from every view, naming the file (and its line): a missing path, an
+unsupported extension (saying what the view accepts), a file that is not UTF-8 (line and
+byte), missing column(s) (naming the ``text_column=`` / ``label_column=`` parameters, which
+the CLI turns into its flags), a malformed CSV line, a CSV line with fewer fields than the
+header (of the columns read), a .jsonl line that is not JSON or not a JSON object, a text that
+is not a string, and a label that is neither a non-empty string nor an integer.
 
 Plain Python and NumPy: files are read here, so a bad file gets an error that names it (and its
 line), instead of an error from deep inside a TensorFlow input pipeline.
@@ -6,8 +37,8 @@ line), instead of an error from deep inside a TensorFlow input pipeline.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import json
 import math
 import os
@@ -20,7 +51,16 @@ import numpy as np
 
 from export.artifact.tokenizer import texts_without_tokens
 
-ACCEPTED = "a folder with one sub-folder of .txt files per class, a .csv file or a .jsonl file"
+ACCEPTED_LABELLED = ("a folder with one sub-folder of .txt files per class, a .csv file or a "
+                     ".jsonl file")
+ACCEPTED_TEXT = ("a folder of .txt files (one text per file), a .txt file (one text per line), "
+                 "or a .csv / .jsonl file with a text column")
+# The parameters that name the columns, as the missing-column message names them (the CLI
+# maps them to its flags: keras_attn.cli.training_commands.FLAG_OF_DATA_PARAMETER).
+COLUMN_PARAMETERS = ("text_column", "label_column")
+
+# (text, label name or None in the text-only view, where it stands)
+Record = tuple[str, "str | None", str]
 
 
 class DataError(ValueError):
@@ -76,10 +116,11 @@ def load_texts(
 ) -> TextDataset:
     """Load labelled texts from a folder of class sub-folders, a .csv file or a .jsonl file.
 
-    A folder is read as ``keras.utils.text_dataset_from_directory`` reads it: each sub-folder
-    is a class, its ``.txt`` files (searched recursively, UTF-8) are the examples. A .csv file
-    needs a header row; a .jsonl file holds one JSON object per line (blank lines are skipped).
-    Labels may be strings or integers; surrounding spaces are stripped.
+    The labelled view of `iter_records`, collected. A folder is read as
+    ``keras.utils.text_dataset_from_directory`` reads it: each sub-folder is a class, its
+    ``.txt`` files (searched recursively, UTF-8) are the examples. A .csv file needs a header
+    row; a .jsonl file holds one JSON object per line (blank lines are skipped). Labels may be
+    strings or integers; surrounding spaces are stripped.
 
     Args:
         path: the folder or file.
@@ -90,26 +131,73 @@ def load_texts(
             ``None`` keeps every class, sorted (numerically when every label is an integer).
 
     Returns:
-        A ``TextDataset``. Any problem with the data raises ``DataError``.
+        A ``TextDataset``. Any problem with the data raises ``DataError`` (the reader's errors:
+        see the module docstring; also fewer than two classes, or a text without a token).
 
     Example:
         >>> train = load_texts("aclImdb/train", class_names=["neg", "pos"])  # doctest: +SKIP
     """
+    wanted = _check_class_names(class_names)
+    texts, labels, wheres = [], [], []
+    for text, label, where in iter_records(path, text_column, label_column, wanted):
+        texts.append(text)
+        labels.append(label)
+        wheres.append(where)
+    return _to_dataset(texts, labels, wheres, wanted, Path(path))
+
+
+def iter_records(path: str | os.PathLike[str], text_column: str = "text",
+                 label_column: str | None = "label",
+                 class_names: Sequence[str] | None = None) -> Iterator[Record]:
+    """``(text, label, where)`` of every record of `path`, read one at a time, in file order.
+
+    Args:
+        path: the folder or file (each view's formats: see the module docstring).
+        text_column: the .csv column / .jsonl key holding the text.
+        label_column: the .csv column / .jsonl key holding the label; ``None`` reads the
+            text-only view (``label`` is then None).
+        class_names: labelled folders only: the class sub-folders read, in this order (the
+            others are not read at all); ``None`` reads every one, sorted by name. A .csv /
+            .jsonl file's records are all yielded, whatever their label: the caller keeps the
+            classes it wants.
+
+    Yields:
+        ``(text, label, where)``: the text (str), the label name (str; None in the text-only
+        view) and where the record stands (``"line N of 'path'"`` or ``"path='file'"``).
+
+    Raises:
+        DataError: see the module docstring; raised when the bad record is reached (the
+            records before it have been yielded).
+    """
     path = Path(path)
     wanted = _check_class_names(class_names)
+    labelled = label_column is not None
+    if wanted is not None and not labelled:
+        raise DataError("class_names selects classes, and the text-only view "
+                        f"(label_column=None) reads no label. Received: class_names={wanted!r}")
+    accepted = ACCEPTED_LABELLED if labelled else ACCEPTED_TEXT
     if not path.exists():
-        raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
+        raise DataError(f"The data path does not exist. Expected {accepted}. "
                         f"Received: path='{path}'")
-    if path.is_dir():
-        texts, labels, wheres = _read_folder(path, wanted)
-    elif path.suffix.lower() == ".csv":
-        texts, labels, wheres = _read_csv(path, text_column, label_column)
-    elif path.suffix.lower() == ".jsonl":
-        texts, labels, wheres = _read_jsonl(path, text_column, label_column)
+    columns = (text_column, label_column) if labelled else (text_column,)
+    suffix = path.suffix.lower()
+    if path.is_dir() and labelled:
+        for name, files in class_folders(path, wanted):
+            for file in files:
+                yield _read_text(file), name, f"path='{file}'"
+    elif path.is_dir():
+        for file in sorted(p for p in path.rglob("*.txt") if p.is_file()):
+            yield _read_text(file), None, f"path='{file}'"
+    elif suffix == ".csv":
+        yield from _csv_records(path, columns)
+    elif suffix == ".jsonl":
+        yield from _jsonl_records(path, columns)
+    elif suffix == ".txt" and not labelled:
+        for line, where in _lines(path):
+            yield line, None, where
     else:
-        raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {ACCEPTED}. "
+        raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {accepted}. "
                         f"Received: path='{path}'")
-    return _to_dataset(texts, labels, wheres, wanted, path)
 
 
 def split_train_validation(
@@ -159,19 +247,49 @@ def _check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
     return names
 
 
+def _cannot_read(path: Path, error: OSError) -> DataError:
+    return DataError(f"Cannot read the file ({error.strerror}). Received: path='{path}'")
+
+
+def _not_utf8(path: Path, line: int, byte: int) -> DataError:
+    return DataError(f"The file is not valid UTF-8 text (line {line}, byte {byte}); only UTF-8 "
+                     f"is read. Received: path='{path}'")
+
+
 def _read_text(path: Path) -> str:
-    """Read a whole file as UTF-8 (a leading byte order mark is dropped)."""
+    """A whole file (one text of a folder) as UTF-8; a leading byte order mark is dropped."""
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise DataError(f"Cannot read the file ({error.strerror}). Received: path='{path}'"
-                        ) from None
+        raise _cannot_read(path, error) from None
+    body = data.removeprefix(codecs.BOM_UTF8)
     try:
-        return data.decode("utf-8-sig")
+        return body.decode("utf-8")
     except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise DataError(f"The file is not valid UTF-8 text (line {line}, byte {error.start}); "
-                        f"only UTF-8 is read. Received: path='{path}'") from None
+        byte = len(data) - len(body) + error.start
+        raise _not_utf8(path, data.count(b"\n", 0, byte) + 1, byte) from None
+
+
+def _lines(path: Path) -> Iterator[tuple[str, str]]:
+    """(line, "line N of 'path'") of a UTF-8 file, one at a time. A line ends at "\\n" or
+    "\\r\\n" only, as in `split_lines` (a file object in binary mode splits at b"\\n" alone);
+    the ending is removed, and a leading byte order mark is dropped."""
+    try:
+        file = open(path, "rb")  # noqa: SIM115 (closed by the `with` below)
+    except OSError as error:
+        raise _cannot_read(path, error) from None
+    with file:
+        offset = 0  # of `raw` in the file, for the byte an error names
+        for number, raw in enumerate(file, start=1):
+            body = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
+            try:
+                line = body.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise _not_utf8(path, number, offset + len(raw) - len(body) + error.start
+                                ) from None
+            offset += len(raw)
+            yield (line[:-2] if line.endswith("\r\n") else line.removesuffix("\n"),
+                   f"line {number} of '{path}'")
 
 
 def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[Path]]]:
@@ -200,60 +318,23 @@ def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[
     return classes
 
 
-# Each reader returns (texts, labels, where each text stands: "line N of 'path'" or
-# "path='file'"), so that a text refused later is named where the user can find it.
-Read = tuple[list[str], list[str], list[str]]
-
-
-def _read_folder(path: Path, wanted: list[str] | None) -> Read:
-    texts, labels, wheres = [], [], []
-    for name, files in class_folders(path, wanted):
-        texts.extend(_read_text(file) for file in files)
-        labels.extend([name] * len(files))
-        wheres.extend(f"path='{file}'" for file in files)
-    return texts, labels, wheres
-
-
-def _check_columns(found: Sequence[str], text_column: str, label_column: str, where: str) -> None:
-    missing = [column for column in (text_column, label_column) if column not in found]
-    if missing:
-        raise DataError(f"Missing the column(s) {missing} (set text_column= / label_column= to "
-                        f"the right names). Columns found: {list(found)}. Received: {where}")
-
-
-def _read_csv(path: Path, text_column: str, label_column: str) -> Read:
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    try:
-        _check_columns(reader.fieldnames or [], text_column, label_column, f"path='{path}'")
-        rows = [(row[text_column], row[label_column], reader.line_num) for row in reader]
-    except csv.Error as error:
-        raise DataError(f"The CSV file is malformed at line {reader.line_num} ({error}). "
-                        f"Received: path='{path}'") from None
-    for text, label, line in rows:
-        if text is None or label is None:
-            raise DataError(f"Line {line} has fewer fields than the header. "
-                            f"Received: path='{path}'")
-    wheres = [f"line {line} of '{path}'" for _, _, line in rows]
-    return ([text for text, _, _ in rows],
-            [_label_name(label, where) for (_, label, _), where in zip(rows, wheres, strict=True)],
-            wheres)
-
-
 # A line ends at "\n" or "\r\n" and nowhere else. `str.splitlines` also breaks at U+2028,
 # U+2029, U+0085, form feed, vertical tab, a lone "\r" and U+001C-U+001E, so one text holding
 # one of them would become two records (and two predictions). Text-mode reading has the same
-# flaw for a lone "\r" (universal newlines): callers read bytes, decode, then split here.
+# flaw for a lone "\r" (universal newlines): text already in memory is split here, and files
+# are read as binary lines (`_lines`), which end at b"\n" alone: the same rule.
 LINE_END = re.compile(r"\r?\n")
 
 
 def split_lines(text: str) -> list[str]:
     """The lines of ``text``, each ended by "\\n" or "\\r\\n" (the ending is removed).
 
-    The project's one rule for records in text (.jsonl files, ``keras-attn predict --file``;
-    CSV keeps the `csv` module's quoting rules, a folder holds one text per .txt file). Every
-    other character, U+2028 and form feed included, stays inside its line. A last line
-    without a newline is kept; a final newline does not start an empty line. Blank lines are
-    kept, so ``index + 1`` is the line number an error message names.
+    The project's one rule for records in text (.jsonl and .txt files, which `iter_records`
+    reads line by line by the same rule; ``keras-attn predict --file``; CSV keeps the `csv`
+    module's quoting rules, a folder holds one text per .txt file). Every other character,
+    U+2028 and form feed included, stays inside its line. A last line without a newline is
+    kept; a final newline does not start an empty line. Blank lines are kept, so
+    ``index + 1`` is the line number an error message names.
 
     Args:
         text: the decoded text.
@@ -271,23 +352,50 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def jsonl_records(path: Path) -> Iterator[tuple[dict, str]]:
-    """Each JSON object of a .jsonl file, with where it stands ("line N of 'path'").
-
-    One record per "\n" / "\r\n" line (JSON strings may hold U+2028: see `split_lines`);
-    blank lines are skipped.
-
-    Raises:
-        DataError: a line that is not valid JSON, or not a JSON object, naming the line.
-    """
-    yield from parse_jsonl_lines(split_lines(_read_text(path)), path)
+def _check_columns(found: Sequence[str], columns: Sequence[str], where: str) -> None:
+    missing = [column for column in columns if column not in found]
+    if missing:
+        parameters = " / ".join(f"{name}=" for name in COLUMN_PARAMETERS[:len(columns)])
+        raise DataError(f"Missing the column(s) {missing} (set {parameters} to the right "
+                        f"names). Columns found: {list(found)}. Received: {where}")
 
 
-def parse_jsonl_lines(lines: Iterable[str], path: Path) -> Iterator[tuple[dict, str]]:
-    """`jsonl_records` over lines already split (`keras_attn.data.streaming` reads them one at a
-    time); blank lines are skipped, and a line's number is its position in `lines`."""
-    for number, line in enumerate(lines, start=1):
-        where = f"line {number} of '{path}'"
+def _record(values: Sequence[object], where: str) -> Record:
+    """(text, label name or None, where) from the values of the columns read (text first)."""
+    text = values[0]
+    if not isinstance(text, str):
+        raise DataError(f"The text must be a string. Received: {type(text).__name__} at {where}")
+    return text, _label_name(values[1], where) if len(values) > 1 else None, where
+
+
+def _csv_records(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    try:
+        file = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed below)
+    except OSError as error:
+        raise _cannot_read(path, error) from None
+    with file:
+        reader = csv.DictReader(file)
+        try:
+            _check_columns(reader.fieldnames or [], columns, f"path='{path}'")
+            for row in reader:
+                values = [row[column] for column in columns]
+                if None in values:
+                    raise DataError(f"Line {reader.line_num} has fewer fields than the header. "
+                                    f"Received: path='{path}'")
+                yield _record(values, f"line {reader.line_num} of '{path}'")
+        except csv.Error as error:
+            raise DataError(f"The CSV file is malformed at line {reader.line_num} ({error}). "
+                            f"Received: path='{path}'") from None
+        except UnicodeDecodeError:
+            # The text layer decodes a chunk at a time, so its error knows neither the line nor
+            # the byte: reading the file's lines again raises the error that names them.
+            for _ in _lines(path):
+                pass
+            raise
+
+
+def _jsonl_records(path: Path, columns: Sequence[str]) -> Iterator[Record]:
+    for line, where in _lines(path):
         if not line.strip():
             continue
         try:
@@ -298,27 +406,8 @@ def parse_jsonl_lines(lines: Iterable[str], path: Path) -> Iterator[tuple[dict, 
         if not isinstance(record, dict):
             raise DataError(f"Each line must be one JSON object. Received: "
                             f"{type(record).__name__} at {where}")
-        yield record, where
-
-
-def text_and_label(record: dict, text_column: str, label_column: str,
-                   where: str) -> tuple[str, str]:
-    """The text and the label name of one .jsonl record, checked."""
-    _check_columns(list(record), text_column, label_column, where)
-    if not isinstance(record[text_column], str):
-        raise DataError(f"The text must be a string. Received: "
-                        f"{type(record[text_column]).__name__} at {where}")
-    return record[text_column], _label_name(record[label_column], where)
-
-
-def _read_jsonl(path: Path, text_column: str, label_column: str) -> Read:
-    texts, labels, wheres = [], [], []
-    for record, where in jsonl_records(path):
-        text, label = text_and_label(record, text_column, label_column, where)
-        texts.append(text)
-        labels.append(label)
-        wheres.append(where)
-    return texts, labels, wheres
+        _check_columns(list(record), columns, where)
+        yield _record([record[column] for column in columns], where)
 
 
 def _label_name(label: object, where: str) -> str:

@@ -1,7 +1,8 @@
 """Training data streamed from its files: memory stays flat however many texts there are.
 
 `keras-attn train --stream` reads the data (a .jsonl or .csv file, or a folder of class
-sub-folders, as `keras_attn.data.records.load_texts` reads them, with the same checks and messages)
+sub-folders) through the labelled view of the one record reader,
+`keras_attn.data.records.iter_records`, as `load_texts` does, with the same checks and messages,
 one record at a time, and never holds all texts or all token ids:
 
 1. `scan_stream` reads every record once: checks it, counts each class in each split and
@@ -38,8 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from keras_attn.data.buckets import batches_dataset, bucket_widths
-from keras_attn.data.file_records import iter_records
-from keras_attn.data.records import DataError, _check_class_names, sorted_class_names
+from keras_attn.data.records import (
+    DataError,
+    _check_class_names,
+    iter_records,
+    sorted_class_names,
+)
 
 TOKENIZER_SAMPLE = 100_000
 SHUFFLE_BUFFER = 10_000

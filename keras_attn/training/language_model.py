@@ -1,17 +1,9 @@
-"""Training a causal language model on raw text with `model.fit`: read, pack, fit, resume.
+"""Training a causal language model on raw text with `model.fit`: pack, fit, resume.
 
-Raw text becomes training windows in three steps:
-
-1. Read: a folder of .txt files (searched recursively, one text per file), a .txt file with one
-   text per line (`keras_attn.data.records.split_lines`: a line ends at "\\n" or "\\r\\n" only), or
-   a
-   .csv / .jsonl file's text column. Blank texts are skipped.
-2. Split texts (not windows) into training and validation, shuffled with the seed, so that no
-   text is on both sides; the tokenizer is trained on the training texts only.
-3. Pack: every text's ids followed by the end-of-text id (``tokenizer.vocab_size``, one id more
-   than the tokenizer has, so no text can produce it), all concatenated, then cut into windows
-   of `max_len` + 1 ids: the model reads ids 0..max_len-1 and predicts ids 1..max_len. No
-   window is padded; the tail shorter than a window is dropped.
+The data is read, split and packed into windows by `keras_attn.data.lm_windows` (read:
+`load_lm_texts`, the text-only view of the one record reader `keras_attn.data.records`; split:
+`split_texts`, whole texts; pack: `token_stream` and `pack_windows`, every text's ids followed by
+the end-of-text id ``tokenizer.vocab_size``, cut into windows of `max_len` + 1 ids, unpadded).
 
 The run folder is the classifier's (`keras_attn.training.run_folder`): run.json, model.keras (the
 best model by validation loss), tokenizer.json, config.json, history.csv (with perplexity and
@@ -21,13 +13,10 @@ training, from which the same command resumes after a kill.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,7 +26,7 @@ import numpy as np
 from export.artifact.representative_ids import save_representative_ids
 from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from keras_attn.config import TrainSettings
-from keras_attn.data.records import DataError, _read_text, jsonl_records, split_lines
+from keras_attn.data.lm_windows import pack_windows, token_stream
 from keras_attn.models.builders import build_language_model, load_model
 from keras_attn.training.run_folder import (
     CONFIG_FILE,
@@ -51,114 +40,7 @@ from keras_attn.training.run_folder import (
     run_callbacks,
 )
 
-ACCEPTED = ("a folder of .txt files (one text per file), a .txt file (one text per line), "
-            "or a .csv / .jsonl file with a text column")
 TASK = "language_model"
-
-
-def load_lm_texts(path: str | os.PathLike[str], text_column: str = "text") -> list[str]:
-    """Reads raw texts for a language model; blank texts are skipped.
-
-    Args:
-        path: a folder of .txt files (recursive), a .txt file (one text per line), or a .csv
-            (with a header row) / .jsonl (one JSON object per line) file.
-        text_column: the .csv column / .jsonl key holding the text.
-
-    Returns:
-        The texts, in file order (folders: files sorted by path).
-
-    Raises:
-        DataError: a missing path, an unsupported extension, a file that is not UTF-8, a
-            missing column, a malformed line, or no text at all; the message names the file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"The data path does not exist. Expected {ACCEPTED}. "
-                        f"Received: path='{path}'")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.txt") if p.is_file())
-        texts = [_read_text(file) for file in files]
-    elif path.suffix.lower() == ".txt":
-        texts = split_lines(_read_text(path))
-    elif path.suffix.lower() == ".csv":
-        texts = _csv_texts(path, text_column)
-    elif path.suffix.lower() == ".jsonl":
-        texts = _jsonl_texts(path, text_column)
-    else:
-        raise DataError(f"Unsupported data file extension '{path.suffix}'. Expected {ACCEPTED}. "
-                        f"Received: path='{path}'")
-    texts = [text for text in texts if text.strip()]
-    if not texts:
-        raise DataError(f"No text to learn from: every text is empty or blank. Expected "
-                        f"{ACCEPTED}. Received: path='{path}'")
-    return texts
-
-
-def _csv_texts(path: Path, text_column: str) -> list[str]:
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    try:
-        if text_column not in (reader.fieldnames or []):
-            raise DataError(f"Missing the text column '{text_column}' (set --text-column). "
-                            f"Columns found: {reader.fieldnames or []}. Received: path='{path}'")
-        return [row[text_column] or "" for row in reader]
-    except csv.Error as error:
-        raise DataError(f"The CSV file is malformed at line {reader.line_num} ({error}). "
-                        f"Received: path='{path}'") from None
-
-
-def _jsonl_texts(path: Path, text_column: str) -> list[str]:
-    texts = []
-    for record, where in jsonl_records(path):
-        if not isinstance(record.get(text_column), str):
-            raise DataError(f"Each line must be a JSON object with a string under "
-                            f"'{text_column}' (set --text-column). Received: "
-                            f"{str(record)[:80]!r} at {where}")
-        texts.append(record[text_column])
-    return texts
-
-
-def split_texts(texts: Sequence[str], validation_fraction: float,
-                seed: int) -> tuple[list[str], list[str]]:
-    """Shuffles the texts with `seed` and holds out round(n * fraction) of them (at least 1).
-
-    Raises:
-        DataError: fewer than two texts, or a fraction outside (0, 1).
-    """
-    if not 0 < validation_fraction < 1:
-        raise DataError(f"The validation fraction must lie strictly between 0 and 1. "
-                        f"Received: {validation_fraction}")
-    if len(texts) < 2:
-        raise DataError(f"A language model needs at least two texts: one to train on, one to "
-                        f"validate on. Received: {len(texts)} text(s)")
-    order = np.random.default_rng(seed).permutation(len(texts))
-    held_out = min(len(texts) - 1, max(1, round(len(texts) * validation_fraction)))
-    return ([texts[i] for i in order[held_out:]], [texts[i] for i in order[:held_out]])
-
-
-def token_stream(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
-    """Every text's ids followed by the end-of-text id (``tokenizer.vocab_size``): int64 `[n]`."""
-    end_of_text = tokenizer.vocab_size
-    pieces = []
-    for row in tokenizer.encode_batch(list(texts)):
-        pieces.extend([row[row != 0], [end_of_text]])
-    return np.concatenate(pieces).astype(np.int64)
-
-
-def pack_windows(stream: np.ndarray, max_len: int, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Cuts a token stream into (inputs, targets), each int64 `[windows, max_len]`; targets are
-    the inputs shifted by one. The tail shorter than one window is dropped.
-
-    Raises:
-        DataError: the stream has fewer than max_len + 1 ids (not one window).
-    """
-    windows = (len(stream) - 1) // max_len
-    if windows < 1:
-        raise DataError(f"The {split} texts give {len(stream)} tokens (end-of-text ids "
-                        f"included); one window needs max_len + 1 = {max_len + 1}. Give more "
-                        f"text or a smaller --max-len. Received: max_len={max_len}")
-    used = windows * max_len
-    return (stream[:used].reshape(windows, max_len),
-            stream[1:used + 1].reshape(windows, max_len))
 
 
 def unigram_perplexity(train_targets: np.ndarray, validation_targets: np.ndarray,

@@ -1,7 +1,9 @@
-"""Tests for keras_attn/data/records.py: folders, CSV, JSONL, the errors a user sees, the split."""
+"""Tests for keras_attn/data/records.py: folders, CSV, JSONL, the errors a user sees, the split,
+and the one reader's two views (labelled, text only) agreeing."""
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keras_attn.data import records as data
-from keras_attn.data.records import DataError, TextDataset, load_texts, split_train_validation
+from keras_attn.data.lm_windows import load_lm_texts
+from keras_attn.data.records import (
+    DataError,
+    TextDataset,
+    iter_records,
+    load_texts,
+    split_train_validation,
+)
 
 
 def write_folder(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -243,6 +252,68 @@ def test_csv_keeps_line_separators_inside_unquoted_fields(tmp_path):
     dataset = load_texts(tmp_path / "d.csv")
     assert dataset.texts == [f"half{c}half" for c in NOT_LINE_ENDS]
     assert dataset.labels.tolist() == [i % 2 for i in range(len(NOT_LINE_ENDS))]
+
+
+# --- one reader, two views: labelled and text only ------------------------------------------
+
+
+def _views(path):
+    """What each view makes of `path`: the texts, or the message of the error it raised.
+    Labelled: load_texts (in memory) and iter_records (streamed); text only: iter_records with
+    label_column=None and load_lm_texts."""
+    readers = (lambda: load_texts(path).texts,
+               lambda: [text for text, _, _ in iter_records(path)],
+               lambda: [text for text, _, _ in iter_records(path, label_column=None)],
+               lambda: load_lm_texts(path))
+    results = []
+    for read in readers:
+        try:
+            results.append(read())
+        except DataError as error:
+            results.append(str(error))
+    return results
+
+
+def test_labelled_and_text_only_views_give_the_same_texts_and_the_same_errors(tmp_path):
+    good = ['{"text": "one\u2028still one", "label": "x"}', '', '{"text": "two", "label": "y"}']
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_bytes("\r\n".join(good).encode())
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_bytes(b'text,label\r\n"one\xe2\x80\xa8still one",x\r\ntwo,y\r\n')
+    for path in (jsonl, csv_file):
+        assert _views(path) == [["one\u2028still one", "two"]] * 4
+
+    jsonl.write_text("\n".join([good[0], "{oops", good[2]]), encoding="utf-8")
+    csv_file.write_bytes(b"text,label\na,x\n\xe9,y\nb,y\n")  # not UTF-8 in the text of line 3
+    for path, message in ((jsonl, r"^Each line must be one JSON object; this one is not valid "
+                                  r"JSON \(.*\)\. Received: line 2 of '.*d\.jsonl'$"),
+                          (csv_file, r"^The file is not valid UTF-8 text \(line 3, byte 15\); "
+                                     r"only UTF-8 is read\. Received: path='.*d\.csv'$")):
+        messages = _views(path)
+        assert all(isinstance(each, str) for each in messages), messages
+        assert len(set(messages)) == 1, messages
+        assert re.match(message, messages[0]), messages[0]
+
+
+def test_a_txt_file_is_read_line_by_line_as_split_lines_splits_it(tmp_path):
+    text = "".join(f"a{c}b\r\n\n c{c}\n" for c in NOT_LINE_ENDS) + "lone\rreturn\r\nlast\r"
+    path = tmp_path / "texts.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # with a byte order mark
+    assert [line for line, _, _ in iter_records(path, label_column=None)] == \
+        data.split_lines(text)
+    assert load_lm_texts(path) == [line for line in data.split_lines(text) if line.strip()]
+    with pytest.raises(DataError, match=r"extension '\.txt'.*one sub-folder.*texts\.txt"):
+        load_texts(path)  # a .txt file holds no labels
+
+
+def test_a_missing_column_names_the_parameters_each_view_reads(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("body,label\na,x\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"\['text'\] \(set text_column= / label_column= to"):
+        load_texts(path)
+    with pytest.raises(DataError, match=r"\['text'\] \(set text_column= to"):
+        load_lm_texts(path)
+    assert load_lm_texts(path, text_column="body") == ["a"]  # the label is not read
 
 
 # --- TextDataset and the split ----------------------------------------------------------------

@@ -16,8 +16,7 @@ from export.artifact.tokenizer import train_tokenizer
 from keras_attn.cli.main import main
 from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import bucket_widths
-from keras_attn.data.file_records import iter_records
-from keras_attn.data.records import load_texts
+from keras_attn.data.records import iter_records, load_texts
 from keras_attn.data.streaming import TextStream, in_validation, scan_stream
 from keras_attn.models.builders import build_classifier
 from keras_attn.training.streamed import train_streaming

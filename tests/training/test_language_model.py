@@ -12,15 +12,9 @@ from repo_paths import FIXTURES
 from export.artifact.tokenizer import train_tokenizer
 from keras_attn.cli.main import main
 from keras_attn.config import TrainSettings
+from keras_attn.data.lm_windows import load_lm_texts, pack_windows, split_texts, token_stream
 from keras_attn.data.records import DataError
-from keras_attn.training.language_model import (
-    load_lm_texts,
-    pack_windows,
-    split_texts,
-    token_stream,
-    train_language_model,
-    unigram_perplexity,
-)
+from keras_attn.training.language_model import train_language_model, unigram_perplexity
 
 FIXTURE = FIXTURES / "fortune_topics.jsonl"
 TINY = ["--max-len", "16", "--d-model", "16", "--heads", "2", "--ff-dim", "32", "--layers", "1",
@@ -129,8 +123,10 @@ def test_validation_split_keeps_whole_texts_apart():
     (lambda p: _write(p / "x.txt", "\n \n"), [], "every text is empty"),
     (lambda p: _write(p / "x.txt", "only one text"), [], "at least two texts"),
     (lambda p: _write(p / "x.txt", "a b\nc d\n"), [], "one window needs max_len"),
-    (lambda p: _write(p / "x.csv", "body\nhello\n"), [], "Missing the text column 'text'"),
-    (lambda p: _write(p / "x.jsonl", '{"text": 3}\n'), [], "a string under 'text'"),
+    (lambda p: _write(p / "x.csv", "body\nhello\n"), [],
+     "Missing the column(s) ['text'] (set --text-column to"),
+    (lambda p: _write(p / "x.jsonl", '{"text": 3}\n'), [],
+     "The text must be a string. Received: int at line 1"),
     (lambda p: p.joinpath("x.txt").write_bytes(b"caf\xe9\n") and p / "x.txt", [], "UTF-8"),
     (lambda p: _write(p / "x.txt", "a\nb\n"), ["--validation-split", "1.5"], "strictly"),
     (lambda p: _write(p / "x.txt", "a\nb\n"), ["--d-model", "15"], "divisible"),
