@@ -13,7 +13,9 @@ real difference (a padded key that leaks in, a future token seen) moves the floa
 much as the fp32 ones and stays far outside.
 
 JAX computes float64 only inside `jax.enable_x64` (elsewhere it truncates to float32 with a
-warning, which would measure a floor of 0): the twin is built and run inside it.
+warning, which would measure a floor of 0), and Keras's type promotion narrows float64 results
+to float32 (the torch backend's matmul follows it): the twin is built and run inside
+`float64_enabled`, and its outputs are checked to be float64.
 """
 
 from __future__ import annotations
@@ -33,14 +35,30 @@ FP32_EPS = float(np.finfo(np.float32).eps)
 
 @contextlib.contextmanager
 def float64_enabled() -> Iterator[None]:
-    """float64 that is float64 on every backend (JAX needs x64 switched on)."""
-    if keras.backend.backend() != "jax":
-        yield
-        return
-    import jax
+    """float64 that is float64 on every backend.
 
-    with jax.enable_x64(True):
-        yield
+    JAX gets x64 switched on. Keras's own type promotion (`keras.backend.result_type`) maps
+    every 64-bit result to 32 bits, as JAX does without x64 (`BIT64_TO_BIT32_DTYPE` in
+    keras/src/backend/common/dtypes.py, Keras 3.15), so on the torch backend `ops.matmul` of
+    two float64 tensors returns float32: that one entry is lifted here, for the twin only, the
+    analogue of `jax.enable_x64`. `fp32_floor` checks that the twin's outputs are float64, so a
+    Keras that promotes otherwise fails loudly instead of measuring a floor of 0.
+    """
+    from keras.src.backend.common import dtypes as keras_dtypes
+
+    narrowing = getattr(keras_dtypes, "BIT64_TO_BIT32_DTYPE", {})
+    lifted = narrowing.pop("float64", None)
+    try:
+        if keras.backend.backend() != "jax":
+            yield
+            return
+        import jax
+
+        with jax.enable_x64(True):
+            yield
+    finally:
+        if lifted is not None:
+            narrowing["float64"] = lifted
 
 
 def _as_float64(config: Any) -> Any:
