@@ -11,6 +11,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from interrupted_runs import InterruptAfterEpoch, SimulatedKillError
 
 from export.artifact.tokenizer import train_tokenizer
 from keras_attn.cli.main import main
@@ -125,16 +126,6 @@ def test_logits_do_not_depend_on_the_bucket_padding(streams):
             rows += 1
     assert rows == len(texts)
     assert worst < 1e-5
-
-
-class SimulatedKillError(Exception):
-    """Stands for the process being killed between two epochs."""
-
-
-class InterruptAfterEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 0:
-            raise SimulatedKillError
 
 
 def test_an_interrupted_stream_run_resumes_through_the_cli(streams, data_file, tmp_path,

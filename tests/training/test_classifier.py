@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+from interrupted_runs import InterruptAfterEpoch, SimulatedKillError
 
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import TextDataset, split_train_validation
@@ -52,20 +53,6 @@ def test_run_folder_rules(tmp_path):
         with pytest.raises(NotADirectoryError, match=f"--out must name a folder.*{where}"):
             prepare_run_folder(path, record, overwrite=True)
     assert file.read_text() == "precious"
-
-
-class SimulatedKillError(Exception):
-    pass
-
-
-class InterruptAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise SimulatedKillError
 
 
 def test_resume_keeps_the_best_model_so_far(tmp_path):

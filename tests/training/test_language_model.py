@@ -3,10 +3,10 @@ a run folder (Keras) and on its export (onnxruntime, with TensorFlow unimportabl
 
 import json
 
-import keras
 import numpy as np
 import pytest
 from export_cases import BLOCK_IMPORTS, run_python
+from interrupted_runs import InterruptAfterEpoch, SimulatedKillError
 from repo_paths import FIXTURES
 
 from export.artifact.tokenizer import train_tokenizer
@@ -146,20 +146,6 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, make, flags, mes
 def _write(path, text):
     path.write_text(text, encoding="utf-8")
     return path
-
-
-class SimulatedKillError(Exception):
-    """Stands for the process being killed between two epochs."""
-
-
-class InterruptAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise SimulatedKillError
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):

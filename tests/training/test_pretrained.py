@@ -6,10 +6,10 @@ import dataclasses
 import json
 import shutil
 
-import keras
 import numpy as np
 import pytest
 from fp32_floor import fp32_tolerance
+from interrupted_runs import InterruptAfterEpoch, SimulatedKillError
 from repo_paths import FIXTURES
 
 from export.artifact.manifest import sha256_of
@@ -157,15 +157,6 @@ def test_init_attention_needs_init_from(tmp_path, capsys):
     assert not out.exists()
 
 
-class SimulatedKillError(Exception):
-    pass
-
-
-class KillAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        raise SimulatedKillError
-
-
 def test_an_interrupted_init_from_run_resumes_and_keeps_its_provenance(root, tmp_path):
     lm = read_language_model_run(root / "lm")
     lm_settings = json.loads((root / "lm" / "config.json").read_text())["settings"]
@@ -175,7 +166,7 @@ def test_an_interrupted_init_from_run_resumes_and_keeps_its_provenance(root, tmp
     run = tmp_path / "run"
     with pytest.raises(SimulatedKillError):
         train_classifier(train, validation, settings, run, data_description="d",
-                         callbacks=[KillAfterFirstEpoch()], verbose=0, init_from=lm)
+                         callbacks=[InterruptAfterEpoch(0)], verbose=0, init_from=lm)
     logs = []
     resumed = train_classifier(train, validation, settings, run, data_description="d",
                                verbose=0, init_from=lm, log=logs.append)
