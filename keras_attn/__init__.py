@@ -2,8 +2,9 @@
 
 `import keras_attn` is light: Keras (and so TensorFlow) is imported on first use of a layer
 or builder name, so that serving-side commands such as `keras-attn predict` run on
-onnxruntime alone. Touching any of those names imports every layer module, which registers
-all layers with Keras; `keras_attn.load_model(path)` does that for you before loading.
+onnxruntime alone. Touching any of those names imports every layer module and CheckedModel,
+which registers them with Keras; `keras_attn.load_model(path)` does that for you before
+loading.
 """
 
 import importlib
@@ -32,9 +33,17 @@ _lazy_getattr, __dir__, _names = lazy_loader.attach(__name__, submod_attrs=_LAZY
 __all__ = ["ModelConfig", "__version__", "register_layers", *_names]
 
 
+# The modules that register classes with Keras (`register_keras_serializable`): every layer,
+# and CheckedModel, the class both builders return.
+_REGISTERING = [*(module for module in _LAZY if module.startswith("layers.")),
+                "models.checked_model"]
+
+
 def register_layers() -> None:
-    """Imports every layer module, registering the layers with Keras for `load_model`."""
-    for module in sorted(_LAZY):
+    """Imports every module that registers a class with Keras (the layers and `CheckedModel`),
+    so that `keras.models.load_model` finds them. Nothing else: the builders, the decoder and
+    the tokenizer are imported when their names are used."""
+    for module in _REGISTERING:
         importlib.import_module(f"{__name__}.{module}")
 
 
