@@ -32,6 +32,20 @@ def range_message(vocab_size: int, received: str) -> str:
     return f"token_ids must lie in [0, vocab_size={vocab_size}). Received: {received}"
 
 
+EMPTY_BATCH_MESSAGE = "token_ids must hold at least one sequence. Received: an empty batch"
+
+
+def object_ids_message(array: np.ndarray, where: str = "token_ids") -> str:
+    """What ids NumPy can hold only as Python objects are told (JSON null, a string among
+    numbers, an integer beyond 64 bits: `np.asarray` gives dtype object), naming the first
+    value that is not a 64-bit integer."""
+    culprits = [value for value in array.flat if not _fits_64_bits(value)]
+    if not culprits:
+        return f"{where} must be an integer array (int32 or int64). Received: dtype object"
+    return (f"{where} must hold integer token ids that fit in 64 bits. Received: values NumPy "
+            f"can hold only as Python objects (e.g. {culprits[0]!r})")
+
+
 def padding_only_message(received: str) -> str:
     """What a sequence of padding only is told; `received` says which sequence."""
     return (
@@ -79,7 +93,7 @@ def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray
             )
     batch, length = array.shape
     if batch == 0:
-        raise ValueError("token_ids must hold at least one sequence. Received: an empty batch")
+        raise ValueError(EMPTY_BATCH_MESSAGE)
     if not 1 <= length <= max_len:
         raise ValueError(length_message(max_len, f"sequence length {length} (token_ids of "
                                                   f"shape {array.shape})"))
@@ -130,11 +144,19 @@ def _pad_ragged(rows: Sequence[Any], max_len: int) -> np.ndarray:
 
 def _check_dtype(array: np.ndarray, where: str = "token_ids") -> None:
     """Integers only: a float id is a bug upstream, a bool or string is never an id."""
+    if array.dtype == object:  # null, a string among numbers, or an integer beyond 64 bits
+        raise ValueError(object_ids_message(array, where))
     if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
         raise ValueError(
             f"{where} must hold integer token ids. Received: dtype {array.dtype}"
             + (f" (e.g. {array.flat[0].item()!r})" if array.size else "")
         )
+
+
+def _fits_64_bits(value: Any) -> bool:
+    """An integer (not a bool) that int64 or uint64 can hold."""
+    return (isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+            and -(2**63) <= int(value) < 2**64)
 
 
 def _check_range(array: np.ndarray, vocab_size: int) -> None:

@@ -83,7 +83,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if offset != len(binary):
         raise BadRequestError(f"The inputs' binary_data_size add up to {offset} bytes, but "
                               f"{len(binary)} bytes of binary data follow the JSON")
-    parameters = _parameters(document, "the request")
+    binary_output = bool(_flag(document, "binary_data_output", "the request"))
     outputs = None
     if document.get("outputs") is not None:
         if not isinstance(document["outputs"], list):
@@ -94,12 +94,13 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
                 raise BadRequestError(f"Each requested output needs a \"name\". Received: "
                                       f"{_short(spec)}")
-            binary_flag = _parameters(spec, f"output {spec['name']!r}").get("binary_data")
-            outputs[spec["name"]] = bool(parameters.get("binary_data_output", False)
-                                         if binary_flag is None else binary_flag)
-    request_id = document.get("id", "")
-    return InferRequest(str(request_id), inputs, outputs,
-                        bool(parameters.get("binary_data_output", False)))
+            binary_flag = _flag(spec, "binary_data", f"output {spec['name']!r}")
+            outputs[spec["name"]] = binary_output if binary_flag is None else binary_flag
+    request_id = document.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError(f"\"id\" must be a string (it is echoed in the response). "
+                              f"Received: {_short(request_id)}")
+    return InferRequest(request_id or "", inputs, outputs, binary_output)
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
@@ -122,6 +123,22 @@ def _parameters(document: dict[str, Any], where: str) -> dict[str, Any]:
     return parameters
 
 
+def _flag(document: dict[str, Any], name: str, where: str) -> bool | None:
+    """A boolean parameter (`binary_data_output`, `binary_data`): true, false or absent.
+    A string such as "false" is refused: read as a truth value it would mean true."""
+    value = _parameters(document, where).get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequestError(f"The parameter {name!r} of {where} must be true or false (a "
+                              f"JSON boolean). Received: {_short(value)}")
+    return value
+
+
+def _is_count(value: Any) -> bool:
+    """A non-negative JSON integer; true and false are not counts, though Python's bool is an
+    int."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
     """One input tensor: (name, array or list of str, offset after its binary data)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
@@ -129,7 +146,7 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
                               f"\"data\" (or binary data). Received: {_short(spec)}")
     name = spec["name"]
     shape, datatype = spec.get("shape"), spec.get("datatype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise BadRequestError(f"Input {name!r} needs \"shape\": a list of non-negative "
                               f"integers. Received: {_short(shape)}")
     if datatype not in DATATYPES:
@@ -138,7 +155,7 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
     size = int(np.prod(shape))
     binary_size = _parameters(spec, f"input {name!r}").get("binary_data_size")
     if binary_size is not None:
-        if not isinstance(binary_size, int) or not 0 <= binary_size <= len(binary) - offset:
+        if not _is_count(binary_size) or binary_size > len(binary) - offset:
             raise BadRequestError(f"Input {name!r}: binary_data_size must fit in the "
                                   f"{len(binary) - offset} bytes of binary data left. "
                                   f"Received: {binary_size!r}")
@@ -178,10 +195,18 @@ def _from_json(name: str, data: Any, datatype: str, shape: list[int], size: int)
     except ValueError:
         raise BadRequestError(f"Input {name!r}: \"data\" must be a flat or nested list of "
                               f"numbers. Received: {_short(data)}") from None
+    dtype = DATATYPES[datatype]
+    if array.size == 0 and array.size == size:  # [] for a zero-size shape: no value to check
+        return np.zeros(shape, dtype)
     if array.dtype.kind not in "biuf" or array.size != size:
         raise BadRequestError(f"Input {name!r}: \"data\" must hold {size} numbers for shape "
                               f"{shape}. Received: {array.size} values of type {array.dtype}")
-    dtype = DATATYPES[datatype]
+    if (array.dtype.kind == "b") != (dtype.kind == "b"):  # true is not 1, nor 1 true
+        raise BadRequestError(f"Input {name!r} is declared {datatype}, and its data holds "
+                              + ("booleans (true/false): numbers are JSON numbers"
+                                 if array.dtype.kind == "b" else
+                                 f"numbers (e.g. {array.ravel()[0].item()!r}): BOOL data is "
+                                 "true/false"))
     if dtype.kind in "iu" and array.dtype.kind == "f":
         raise BadRequestError(f"Input {name!r} is declared {datatype}, and its data holds "
                               f"non-integer numbers (e.g. {array.ravel()[0]!r})")

@@ -21,7 +21,13 @@ from keras import ops
 
 # The messages are the token-id contract's (export.artifact.token_ids, NumPy only), so that a
 # user reads the same words from Keras, the SavedModel and onnxruntime.
-from export.artifact.token_ids import length_message, padding_only_message, range_message
+from export.artifact.token_ids import (
+    EMPTY_BATCH_MESSAGE,
+    length_message,
+    object_ids_message,
+    padding_only_message,
+    range_message,
+)
 
 
 def concrete_values(tensor):
@@ -33,13 +39,19 @@ def concrete_values(tensor):
 
 
 def check_token_values(values: np.ndarray, vocab_size: int, max_len: int) -> None:
-    """Raises ValueError unless `values` is an int array `[batch, n]` with 1 <= n <= max_len,
-    every id in [0, vocab_size) and at least one non-padding id in every sequence.
+    """Raises ValueError unless `values` is an int array `[batch, n]` with batch >= 1,
+    1 <= n <= max_len, every id in [0, vocab_size) and at least one non-padding id in every
+    sequence (dtype object, e.g. from a JSON null or an integer beyond 64 bits, is refused by
+    name).
 
     Pure NumPy, so that it says the same on every backend, and sees an int64 id before any
     cast could narrow it (2**32 + 5 would become 5 as int32).
     """
+    if values.dtype == object:  # Keras would say only "Invalid dtype: object"
+        raise ValueError(object_ids_message(values))
     _check_static(keras.backend.standardize_dtype(values.dtype), tuple(values.shape), max_len)
+    if values.shape[0] == 0:  # Keras's predict fails on it deep inside, with UnboundLocalError
+        raise ValueError(EMPTY_BATCH_MESSAGE)
     if values.size and (values.min() < 0 or values.max() >= vocab_size):
         raise ValueError(range_message(vocab_size, f"ids from {values.min()} to {values.max()}"))
     empty = np.flatnonzero((values == 0).all(axis=1)) if values.size else []

@@ -26,6 +26,12 @@ BAD = {
     "padding-only": (np.array([[3, 4, 0], [0, 0, 0]], "int32"),
                      r"at least one non-padding id.*sequence 1 is all padding"),
     "float": (np.array([[1.0, 2.0]], "float32"), r"must be integers.*float32"),
+    # Issue 19 case 12: Keras said only "Invalid dtype: object".
+    "null": (np.array([[1, None]], dtype=object), r"fit in 64 bits.*\(e\.g\. None\)"),
+    "beyond-64-bits": (np.array([[3, 2**70]], dtype=object),
+                       rf"fit in 64 bits.*\(e\.g\. {2**70}\)"),
+    # An empty batch: Keras's predict failed with UnboundLocalError.
+    "empty-batch": (np.zeros((0, 3), "int32"), r"at least one sequence.*an empty batch"),
 }
 
 

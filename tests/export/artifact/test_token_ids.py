@@ -74,6 +74,13 @@ def test_ragged_padding_keeps_every_id_in_place(rows):
          [NOT_PADDING, "Received: sequence 1 is all padding", "2 such sequences: [1, 2]"]),
         ([0], [NOT_PADDING, "sequence 0 is all padding"]),
         ([1, [2, 3]], ["integer array or a list of id lists", "list"]),
+        # Values NumPy holds only as objects: JSON null, integers beyond 64 bits (issue 19
+        # case 12: these raised AttributeError from the message itself).
+        ([[None, 2]], ["fit in 64 bits", "Python objects (e.g. None)", "sequence 0"]),
+        (np.array([[1, None]], dtype=object), ["fit in 64 bits", "(e.g. None)"]),
+        ([[3, 2**70]], ["fit in 64 bits", f"(e.g. {2**70})"]),
+        ([[1], [2, None]], ["fit in 64 bits", "(e.g. None)", "sequence 1"]),
+        (np.array([[1, 2]], dtype=object), ["integer array (int32 or int64)", "dtype object"]),
     ],
 )
 def test_bad_token_ids_say_what_is_allowed_and_what_was_received(token_ids, fragments):

@@ -267,6 +267,28 @@ def test_wrong_dtype_gets_400(server, predictor):
      b'"datatype": "INT32", "data": [1]}]}', 400, "['token_ids', 'text']"),
     ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [1], '
      b'"datatype": "BYTES", "data": ["   "]}]}', 400, "at least one token"),
+    # Issue 19: booleans are not ids (case 6), typed fields are typed (7), zero-size tensors
+    # (11) and ids NumPy holds only as objects (12) are refused, never a 500.
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [1, 2], '
+     b'"datatype": "INT64", "data": [true, true]}]}', 400, "booleans"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [true, 2], '
+     b'"datatype": "INT64", "data": [1, 2]}]}', 400, "non-negative integers"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [1, 2], '
+     b'"datatype": "INT64", "data": [1, 2]}], "parameters": {"binary_data_output": "false"}}',
+     400, "JSON boolean"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [1, 0], '
+     b'"datatype": "INT64", "data": []}]}', 400, "Received: sequence length 0"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [0, 3], '
+     b'"datatype": "INT64", "data": []}]}', 400, "at least one sequence"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "token_ids", "shape": [0], '
+     b'"datatype": "INT32", "data": []}]}', 400, "Received: sequence length 0"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[3, null]]}', 400, "fit in 64 bits"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[3, 18446744073709551616]]}', 400,
+     "(e.g. 18446744073709551616)"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"inputs": {"token_ids": [[null]]}}', 400,
+     "fit in 64 bits"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[true, true]]}', 400,
+     "integer token ids"),
     ("POST", "/v2/models/other/infer", b"{}", 404, "'other' is not served here"),
     ("POST", f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [[1]]}', 404,
      "no version '7'"),
@@ -277,6 +299,16 @@ def test_client_mistakes_are_4xx_never_500(server, method, path, body, status, w
     answer_status, answer = call(server, method, path, body)
     assert answer_status == status and words in answer["error"], answer
     assert call(server, "GET", "/v2/health/live")[0] == 200  # still serving
+
+
+def test_a_null_request_id_is_not_echoed_as_none(server):
+    """Issue 19 case 7 (kserve #2775): "id": null is no id, not the string "None"."""
+    status, answer = post(server, f"/v2/models/{NAME}/infer", {"id": None, "inputs": [
+        {"name": "token_ids", "shape": [1, 2], "datatype": "INT64", "data": [3, 4]}]})
+    assert status == 200 and "id" not in answer, answer
+    status, answer = post(server, f"/v2/models/{NAME}/infer", {"id": "r-7", "inputs": [
+        {"name": "token_ids", "shape": [1, 2], "datatype": "INT64", "data": [3, 4]}]})
+    assert status == 200 and answer["id"] == "r-7", answer
 
 
 def test_binary_data_of_the_wrong_size_is_400(server):
