@@ -186,7 +186,7 @@ def iter_records(path: str | os.PathLike[str], text_column: str = "text",
             for file in files:
                 yield _read_text(file), name, f"path='{file}'"
     elif path.is_dir():
-        for file in sorted(p for p in path.rglob("*.txt") if p.is_file()):
+        for file in text_files(path):
             yield _read_text(file), None, f"path='{file}'"
     elif suffix == ".csv":
         yield from _csv_records(path, columns)
@@ -292,6 +292,13 @@ def _lines(path: Path) -> Iterator[tuple[str, str]]:
                    f"line {number} of '{path}'")
 
 
+def text_files(folder: Path) -> list[Path]:
+    """The .txt files below `folder` (recursively), sorted by path. The extension is matched
+    in any case (`.txt`, `.TXT`, `.Txt`), as `keras.utils.text_dataset_from_directory` matches
+    it: a case-sensitive glob skipped `*.TXT` files and trained on the rest without a word."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".txt" and p.is_file())
+
+
 def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[Path]]]:
     """(class name, its .txt files, sorted) for each class sub-folder of `path` that is read:
     the `wanted` ones in their order, else all, sorted by name.
@@ -310,7 +317,7 @@ def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[
                         f"sub-folders are {folders}. Received: path='{path}'")
     classes = []
     for name in wanted or folders:
-        files = sorted(p for p in (path / name).rglob("*.txt") if p.is_file())
+        files = text_files(path / name)
         if not files:
             raise DataError(f"The class folder '{name}' holds no .txt files; each class needs at "
                             f"least one. Received: path='{path / name}'")

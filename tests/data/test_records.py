@@ -20,6 +20,7 @@ from keras_attn.data.records import (
     load_texts,
     split_train_validation,
 )
+from keras_attn.data.streaming import scan_stream
 
 
 def write_folder(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -395,3 +396,20 @@ def test_a_text_without_tokens_is_refused_naming_where_it_stands(tmp_path):
         (folder / name / "1.txt").write_text(text, encoding="utf-8")
     with pytest.raises(DataError, match=r"at path='.*y.1\.txt'"):
         load_texts(folder)
+
+
+def test_txt_files_are_found_in_any_case_on_every_reader(tmp_path):
+    """Issue 19 case 2 (keras #2932): `*.TXT` and `*.Txt` files were skipped by a case-sensitive
+    glob, and training went on without them. Every folder reader finds them, as
+    `keras.utils.text_dataset_from_directory` does (its extension match is case-insensitive)."""
+    names = {"neg": ["a.txt", "B.TXT", "deep/c.Txt"], "pos": ["D.TXT", "e.txt"]}
+    for label, files in names.items():
+        for name in files:
+            (tmp_path / label / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / label / name).write_text(f"{label} {name}", encoding="utf-8")
+    (tmp_path / "neg" / "notes.md").write_text("not a text", encoding="utf-8")
+    expected = sorted(f"{label} {name}" for label, files in names.items() for name in files)
+    assert sorted(load_texts(tmp_path).texts) == expected  # in memory
+    assert sorted(text for text, _, _ in iter_records(tmp_path)) == expected  # streamed
+    assert scan_stream(tmp_path).counts.sum(axis=0).tolist() == [3, 2]
+    assert sorted(load_lm_texts(tmp_path / "neg")) == expected[:3]  # text only (train-lm)
