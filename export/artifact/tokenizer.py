@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -135,6 +136,28 @@ def _model_and_trainer(model: str, vocab_size: int,
                                       **quiet))
 
 
+# A UTF-16 surrogate code point alone in a str: what JSON's "\ud83d" escape without its low
+# half decodes to. It is no character, UTF-8 cannot encode it, and the Rust tokenizer refuses
+# the whole batch with a TypeError that names neither the text nor the cause.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_message(text: str, where: str) -> str | None:
+    """The message for a text holding a lone surrogate, or None for a valid text.
+
+    Args:
+        text: the text.
+        where: where it stands, for the message ("text #3", "line 4 of 'data.jsonl'").
+    """
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (f"Texts must be valid Unicode; {where} holds a lone UTF-16 surrogate "
+            f"U+{ord(found.group()):04X} at character {found.start()} (a JSON \\u escape of "
+            f"one half of a pair, e.g. \"\\ud83d\" without its low half). Received: "
+            f"{text[max(0, found.start() - 20):found.start() + 20]!r}")
+
+
 def _check_texts(texts: Sequence[str], caller: str) -> list[str]:
     if isinstance(texts, str) or not isinstance(texts, Sequence):
         raise TypeError(f"{caller} expects a list of texts. Received: {type(texts).__name__} "
@@ -144,6 +167,10 @@ def _check_texts(texts: Sequence[str], caller: str) -> list[str]:
     if bad is not None:
         raise TypeError(f"{caller} expects every text to be a str. Received: text #{bad} = "
                         f"{type(texts[bad]).__name__} {texts[bad]!r:.80}")
+    for index, text in enumerate(texts):
+        message = surrogate_message(text, f"text #{index}")
+        if message is not None:
+            raise ValueError(message)
     return texts
 
 

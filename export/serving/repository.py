@@ -105,7 +105,10 @@ class ServedVersion:
         if not texts or not all(isinstance(text, str) for text in texts):
             raise BadRequestError("text must be a non-empty list of strings. Received: "
                                   f"{_describe(texts)}")
-        ids = self.tokenizer.encode_batch(list(texts), self.predictor.max_len)
+        try:
+            ids = self.tokenizer.encode_batch(list(texts), self.predictor.max_len)
+        except ValueError as error:  # a lone surrogate: JSON allows it, Unicode does not
+            raise BadRequestError(str(error)) from None
         empty = np.flatnonzero(~ids.any(axis=1))
         if empty.size:
             raise BadRequestError(f"Every text needs at least one token after tokenization. "

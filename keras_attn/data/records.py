@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.artifact.tokenizer import texts_without_tokens
+from export.artifact.tokenizer import surrogate_message, texts_without_tokens
 
 ACCEPTED_LABELLED = ("a folder with one sub-folder of .txt files per class, a .csv file or a "
                      ".jsonl file")
@@ -372,6 +372,9 @@ def _record(values: Sequence[object], where: str) -> Record:
     text = values[0]
     if not isinstance(text, str):
         raise DataError(f"The text must be a string. Received: {type(text).__name__} at {where}")
+    surrogate = surrogate_message(text, where)  # only a .jsonl escape can make one
+    if surrogate is not None:
+        raise DataError(surrogate)
     return text, _label_name(values[1], where) if len(values) > 1 else None, where
 
 

@@ -439,6 +439,9 @@ def test_predict_input_errors(trained, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["predict", version, "--file", str(tmp_path / "missing.txt")]) == 2
     assert "Cannot read --file" in capsys.readouterr().err
+    # A byte that is not UTF-8 in argv reaches Python as a lone surrogate (surrogateescape).
+    assert main(["predict", version, "caf\udce9"]) == 2
+    assert "lone UTF-16 surrogate U+DCE9" in capsys.readouterr().err
 
 
 def test_predict_refuses_a_language_model(capsys):

@@ -190,6 +190,9 @@ def test_jsonl_with_integer_labels_blank_lines_and_unicode(tmp_path):
         (['{"text": "a", "label": true}'], "Received: True at line 1"),
         (['{"text": "a", "label": 1.5}'], "Received: 1.5 at line 1"),
         (['{"text": "a", "label": "x"}', '{"text": "\xe9", "label": "y"}'], "UTF-8 text.*line 2"),
+        # Issue 19 case 8: JSON may escape half a surrogate pair; it became a traceback.
+        (['{"text": "a", "label": "x"}', '{"text": "ok \\ud83d", "label": "y"}'],
+         r"valid Unicode; line 2 of .* lone UTF-16 surrogate U\+D83D at character 3"),
     ],
 )
 def test_jsonl_errors_name_the_line(tmp_path, lines, message):
@@ -413,3 +416,10 @@ def test_txt_files_are_found_in_any_case_on_every_reader(tmp_path):
     assert sorted(text for text, _, _ in iter_records(tmp_path)) == expected  # streamed
     assert scan_stream(tmp_path).counts.sum(axis=0).tolist() == [3, 2]
     assert sorted(load_lm_texts(tmp_path / "neg")) == expected[:3]  # text only (train-lm)
+
+
+def test_a_lone_surrogate_is_refused_by_the_text_only_reader_too(tmp_path):
+    path = tmp_path / "lm.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "\\udc00 alone"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 2 of .* lone UTF-16 surrogate U\+DC00"):
+        load_lm_texts(path)

@@ -216,6 +216,17 @@ def test_encode_batch_rejects_a_single_str_and_non_str_texts(trained):
         trained["word"].encode_batch(["the", 5])
 
 
+def test_a_lone_surrogate_is_a_value_error_naming_the_text(trained):
+    """Issue 19 case 8: the Rust tokenizer raised TypeError ("TextEncodeInput must be ...") on a
+    whole batch for one text with half a surrogate pair; the server answered 500."""
+    for caller in (lambda texts: trained["word"].encode_batch(texts),
+                   lambda texts: train_tokenizer(texts, model="word", vocab_size=20)):
+        with pytest.raises(ValueError, match=r"text #1 holds a lone UTF-16 surrogate U\+D83D "
+                                             r"at character 4"):
+            caller(["the dog", "the \ud83d cat"])
+    assert trained["word"].encode_batch(["the \U0001f436 dog"]).shape == (1, 3)  # a real pair
+
+
 # --- training arguments -----------------------------------------------------------------------
 
 

@@ -289,6 +289,11 @@ def test_wrong_dtype_gets_400(server, predictor):
      "fit in 64 bits"),
     ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[true, true]]}', 400,
      "integer token ids"),
+    # case 8: half a surrogate pair, which JSON can escape and Unicode cannot hold
+    ("POST", f"/v1/models/{NAME}:predict", b'{"instances": ["the dog \\ud83d"]}', 400,
+     "lone UTF-16 surrogate U+D83D"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [1], '
+     b'"datatype": "BYTES", "data": ["\\udc00 x"]}]}', 400, "lone UTF-16 surrogate U+DC00"),
     ("POST", "/v2/models/other/infer", b"{}", 404, "'other' is not served here"),
     ("POST", f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [[1]]}', 404,
      "no version '7'"),
