@@ -21,7 +21,14 @@ import keras
 import numpy as np
 
 from keras_attn.layers.token_checks import check_token_values, concrete_values
-from keras_attn.models.checked_data import INPUT_NAME, BadBatchError, checked_data, raised_from_data
+from keras_attn.models.checked_data import (
+    INPUT_NAME,
+    RAGGED,
+    BadBatchError,
+    check_label_values,
+    checked_data,
+    raised_from_data,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_attn")
@@ -47,11 +54,36 @@ class CheckedModel(keras.Model):
         embedding = self._embedding()
         check_token_values(values, embedding.vocab_size, embedding.max_len)
 
-    def checked(self, x):
-        """`x` checked now if it holds values, else wrapped to be checked batch by batch."""
+    def checked(self, x, y=None, labels: bool = False):
+        """`x` (and `y`) checked now if it holds values, else wrapped to be checked batch by
+        batch; the labels (`y`, or those of each drawn batch) only when `labels`."""
         self.check_inputs(x)
+        if labels and y is not None:
+            self.check_labels(y)
         embedding = self._embedding()
-        return checked_data(x, embedding.vocab_size, embedding.max_len)
+        return checked_data(x, embedding.vocab_size, embedding.max_len,
+                            self._num_labels() if labels else None)
+
+    def check_labels(self, y) -> None:
+        """Raises ValueError about sparse labels outside `[0, logits)` or not integers
+        (`keras_attn.models.checked_data.check_label_values`); arrays only."""
+        if isinstance(y, (list, tuple)):
+            try:
+                y = np.asarray(y)
+            except ValueError:  # ragged labels: Keras refuses them itself
+                return
+        if isinstance(y, np.ndarray):
+            values = y
+        elif hasattr(y, "shape") and hasattr(y, "dtype") and not _is_dataset(y):
+            values = concrete_values(y)  # a backend tensor
+        else:
+            return  # a dict of outputs, or nothing
+        if values is not None:
+            check_label_values(values, self._num_labels())
+
+    def _num_labels(self) -> int:
+        """Logits per prediction: the last axis of the model's output."""
+        return int(self.outputs[0].shape[-1])
 
     def _embedding(self):
         from keras_attn.layers.positional_embedding import PositionalEmbedding
@@ -100,17 +132,19 @@ class CheckedModel(keras.Model):
             return super().predict(x, *args, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        x = self.checked(x)
+        x = self.checked(x, y, labels=True)
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and validation:
             self.check_inputs(validation[0])
+            if len(validation) > 1:
+                self.check_labels(validation[1])
         elif validation is not None:
-            kwargs["validation_data"] = self.checked(validation)
+            kwargs["validation_data"] = self.checked(validation, labels=True)
         with _CheckedNarrowing(), self._drawing_batches():
             return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        x = self.checked(x)
+        x = self.checked(x, y, labels=True)
         with _CheckedNarrowing(), self._drawing_batches():
             return super().evaluate(x, y, *args, **kwargs)
 
@@ -119,15 +153,25 @@ class CheckedModel(keras.Model):
         with _CheckedNarrowing():
             return super().predict_on_batch(x)
 
-    def train_on_batch(self, x, *args, **kwargs):
+    def train_on_batch(self, x, y=None, *args, **kwargs):
         self.check_inputs(x)
+        if y is not None:
+            self.check_labels(y)
         with _CheckedNarrowing():
-            return super().train_on_batch(x, *args, **kwargs)
+            return super().train_on_batch(x, y, *args, **kwargs)
 
-    def test_on_batch(self, x, *args, **kwargs):
+    def test_on_batch(self, x, y=None, *args, **kwargs):
         self.check_inputs(x)
+        if y is not None:
+            self.check_labels(y)
         with _CheckedNarrowing():
-            return super().test_on_batch(x, *args, **kwargs)
+            return super().test_on_batch(x, y, *args, **kwargs)
+
+
+def _ragged(x) -> bool:
+    """A list of sequences (lists or 1-D arrays) of different lengths."""
+    rows = [row for row in x if isinstance(row, (list, tuple, np.ndarray))]
+    return len(rows) == len(x) > 0 and len({len(row) for row in rows}) > 1
 
 
 def _values_of(x) -> np.ndarray | None:
@@ -138,11 +182,15 @@ def _values_of(x) -> np.ndarray | None:
     if isinstance(x, (list, tuple)):
         if len(x) == 1 and hasattr(x[0], "shape"):
             x = x[0]
+        elif _ragged(x):
+            lengths = [len(row) for row in x[:10]]
+            raise ValueError(RAGGED.format(received=f"a list of {len(x)} sequences of lengths "
+                                                    f"{lengths}{' ...' if len(x) > 10 else ''}"))
         else:
-            try:
-                x = np.asarray(x)
-            except ValueError:  # ragged nested lists: Keras will refuse them itself
-                return None
+            x = np.asarray(x)
+    if type(x).__name__ in ("RaggedTensor", "RaggedTensorValue"):
+        raise ValueError(RAGGED.format(received=f"a tf.RaggedTensor of shape {x.shape} (its "
+                                                f"`.to_tensor()` pads it with 0)"))
     if x is None or isinstance(x, keras.KerasTensor) or not hasattr(x, "shape"):
         return None
     if isinstance(x, np.ndarray):

@@ -127,6 +127,91 @@ def test_bad_ids_in_drawn_batches_raise_the_same_message(call):
     DRAWN[call](model, GOOD)  # and the model still works
 
 
+# Issue 19 case 5: labels outside [0, num_classes) trained on with loss NaN (TF + XLA) or a
+# finite loss (JAX); case 14: string labels gave "Invalid dtype: str96".
+BAD_LABELS = {
+    "too-big": (np.array([0, 2]), r"\[0, 2\).*Received: labels from 0 to 2"),
+    "negative": (np.array([-1, 1]), r"\[0, 2\).*Received: labels from -1 to 1"),
+    "strings": (np.array(["neg", "pos"]),
+                r"integer class indices.*(dtype <U3 \(e\.g\. 'neg'\)|tf\.string labels).*"
+                r"StringLookup"),
+    "fractions": (np.array([0.5, 1.0]), r"non-integer values, e\.g\. 0\.5"),
+}
+LABELLED = {
+    "fit": lambda model, y: model.fit(GOOD, y, verbose=0),
+    "fit-validation": lambda model, y: model.fit(GOOD, LABELS, verbose=0,
+                                                 validation_data=(GOOD, y)),
+    "evaluate": lambda model, y: model.evaluate(GOOD, y, verbose=0),
+    "train_on_batch": lambda model, y: model.train_on_batch(GOOD, y),
+    "test_on_batch": lambda model, y: model.test_on_batch(GOOD, y),
+    "fit-generator": lambda model, y: model.fit(iter([(GOOD, y)]), verbose=0),
+    "fit-tf.data": lambda model, y: model.fit(labelled_dataset(y), verbose=0),
+}
+
+
+def labelled_dataset(y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((GOOD, y)).batch(2)
+
+
+@pytest.mark.parametrize("call", LABELLED)
+def test_bad_labels_are_refused_before_training(call):
+    model = compiled(jit_compile=keras.backend.backend() == "jax")
+    weights = model.get_weights()
+    for name, (labels, message) in BAD_LABELS.items():
+        with pytest.raises(ValueError, match=message):
+            LABELLED[call](model, labels)
+        assert name
+    for before, after in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(after, before)  # not one step was taken
+    LABELLED[call](model, LABELS)  # and good labels still train
+
+
+def test_one_hot_targets_pass_the_label_check():
+    model = ka.build_classifier(CONFIG)
+    model.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.fit(GOOD, np.eye(2, dtype="float32")[LABELS], verbose=0)
+
+
+# Case 13: ragged ids never said to pad ("received 4 input tensors", "Index 1 is not uniform",
+# and a TypeError inside checked_data for a ragged tf.data batch).
+RAGGED_IDS = [[1, 2, 3], [4, 5]]
+
+
+def ragged_inputs():
+    cases = {"list": RAGGED_IDS, "arrays": [np.array(row) for row in RAGGED_IDS]}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        cases["tf.ragged"] = tf.ragged.constant(RAGGED_IDS)
+        cases["tf.data-ragged"] = tf.data.Dataset.from_tensor_slices(
+            tf.ragged.constant(RAGGED_IDS)).batch(2)
+    return cases
+
+
+def _with_labels(ids):
+    return ids.map(lambda x: (x, 0)) if hasattr(ids, "element_spec") else ids
+
+
+RAGGED_CALLS = {
+    "call": lambda model, ids: model(ids),
+    "predict": lambda model, ids: model.predict(ids, verbose=0),
+    "fit": lambda model, ids: model.fit(_with_labels(ids), None if hasattr(ids, "element_spec")
+                                        else LABELS, verbose=0),
+}
+
+
+@pytest.mark.parametrize("call", RAGGED_CALLS)
+def test_ragged_ids_are_told_to_pad(call):
+    model = compiled()
+    for name, ids in ragged_inputs().items():
+        if call == "call" and name == "tf.data-ragged":
+            continue  # a model is not called on a dataset
+        with pytest.raises(ValueError, match=r"pad every sequence with 0.*pad_sequences"):
+            RAGGED_CALLS[call](model, ids)
+
+
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("builder", [ka.build_classifier, ka.build_language_model])
 def test_fit_predict_save_load(builder, jit_compile, tmp_path):
