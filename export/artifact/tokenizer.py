@@ -364,6 +364,16 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         backend = tokenizers.Tokenizer.from_str(text)
     except Exception as error:  # tokenizers raises its own Exception subclass
         raise ValueError(f"Malformed {source}: not a Hugging Face tokenizer ({error})") from None
+    for setting, value in (("truncation", backend.truncation), ("padding", backend.padding)):
+        # `encode_batch` would apply them: other ids than the model was trained on, and answers
+        # that only `keras-attn verify` would catch (issue 19 case 3).
+        if value is not None:
+            raise ValueError(
+                f"The {source} sets {setting} ({json.dumps(value, default=str)[:120]}), which "
+                f"keras-attn never writes: it truncates to max_len and pads with id 0 itself, "
+                f"and the model was trained on ids made without it. The file was changed after "
+                f"export (another tool re-saved it?): set \"{setting}\" back to null, or export "
+                f"the run again.")
     try:
         return Tokenizer(backend)
     except ValueError as error:

@@ -35,7 +35,14 @@ from starlette.exceptions import HTTPException
 
 from export.serving import protocol_v1 as tf_serving_rest
 from export.serving import protocol_v2 as open_inference
-from export.serving.repository import BadRequestError, BatchSettings, ModelRoot, NotFoundError
+from export.serving.repository import (
+    LOG,
+    BadRequestError,
+    BatchSettings,
+    ModelRoot,
+    NotFoundError,
+    UnavailableError,
+)
 
 # Where `--workers N` hands the settings to each uvicorn worker process.
 SETTINGS_VARIABLE = "KERAS_ATTN_SERVE"
@@ -47,7 +54,10 @@ def create_app(root: ModelRoot) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        root.get(root.name)  # the latest version is loaded before the server says ready
+        try:
+            root.get(root.name)  # the latest version is loaded before the server says ready
+        except UnavailableError as error:  # up, not ready, until a version can be loaded
+            LOG.warning("%s", error)
         yield
         await root.close()  # uvicorn has drained the connections: finish what is queued
 
@@ -61,6 +71,10 @@ def create_app(root: ModelRoot) -> FastAPI:
     async def bad_request(request: Request, error: BadRequestError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=400)
 
+    @app.exception_handler(UnavailableError)
+    async def unavailable(request: Request, error: UnavailableError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=503)
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return JSONResponse({"error": f"{error.detail}: {request.method} {request.url.path}"},
@@ -70,9 +84,16 @@ def create_app(root: ModelRoot) -> FastAPI:
     @app.get("/v1/models/{name}")
     @app.get("/v1/models/{name}/versions/{version}")
     async def v1_status(name: str, version: str | None = None) -> dict[str, Any]:
-        served = root.get(name, version)
-        return tf_serving_rest.version_status(
-            name, root.versions() if version is None else [served.version])
+        if version is None:  # every version present, with why it is not served if it is not
+            root.check_name(name)
+            versions = root.versions()
+        else:
+            try:
+                versions = [root.get(name, version).version]
+            except UnavailableError:
+                versions = [int(version)]
+        return tf_serving_rest.version_status(name, {number: root.state(number)
+                                                     for number in versions})
 
     @app.get("/v1/models/{name}/metadata")
     @app.get("/v1/models/{name}/versions/{version}/metadata")
@@ -98,14 +119,22 @@ def create_app(root: ModelRoot) -> FastAPI:
         return {"live": True}
 
     @app.get("/v2/health/ready")
-    async def v2_ready() -> dict[str, bool]:
-        return {"ready": True}  # the lifespan loaded the latest version before serving
+    async def v2_ready() -> Response:
+        try:
+            root.get(root.name)  # loaded once; a failed version is retried only on a change
+        except (UnavailableError, NotFoundError):
+            return JSONResponse({"ready": False}, status_code=503)
+        return JSONResponse({"ready": True})
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
-    async def v2_model_ready(name: str, version: str | None = None) -> dict[str, Any]:
-        served = root.get(name, version)
-        return {"name": name, "version": str(served.version), "ready": True}
+    async def v2_model_ready(name: str, version: str | None = None) -> Response:
+        try:
+            served = root.get(name, version)
+        except UnavailableError as error:  # the protocol: a 4xx status means "not ready"
+            return JSONResponse({"name": name, "version": version or "", "ready": False,
+                                 "error": str(error)}, status_code=400)
+        return JSONResponse({"name": name, "version": str(served.version), "ready": True})
 
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")

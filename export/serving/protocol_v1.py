@@ -98,12 +98,20 @@ def predict_response(logits: Any, format_: str) -> dict[str, Any]:
     return {"predictions" if format_ == "instances" else "outputs": logits.tolist()}
 
 
-def version_status(name: str, versions: list[int]) -> dict[str, Any]:
-    """GET /v1/models/NAME: every version present is AVAILABLE (each loads on first use)."""
+def version_status(name: str, versions: dict[int, str | None]) -> dict[str, Any]:
+    """GET /v1/models/NAME: each version present, newest first, with its state as TF Serving
+    names them: AVAILABLE (loaded, or not tried yet: each loads on first use), or END with
+    error_code UNAVAILABLE and the reason when it could not be loaded.
+
+    Args:
+        name: the model's name.
+        versions: version -> why it could not be loaded, or None.
+    """
     return {"model_version_status": [
-        {"version": str(version), "state": "AVAILABLE",
-         "status": {"error_code": "OK", "error_message": ""}}
-        for version in sorted(versions, reverse=True)]}
+        {"version": str(version), "state": "AVAILABLE" if reason is None else "END",
+         "status": {"error_code": "OK" if reason is None else "UNAVAILABLE",
+                    "error_message": reason or ""}}
+        for version, reason in sorted(versions.items(), reverse=True)]}
 
 
 def model_metadata(name: str, served: ServedVersion) -> dict[str, Any]:

@@ -8,6 +8,12 @@ use,
 as an `export.runtime.predictor.Predictor` behind its own `DynamicBatcher`, with the export's own
 `tokenizer.json` when it has one.
 
+A version that cannot be loaded (a folder still being copied in, `gsutil cp -r` or `kubectl cp`
+style; a file that differs from its manifest; a `tokenizer.json` another tool changed) is not
+served, as TF Serving skips a version it cannot load: the default goes to the highest version
+that loads, a request naming it gets 503 with the reason, the reason is logged once, and the
+version is tried again when its folder changes.
+
 `ServedVersion.infer` is what both protocols call: token ids or texts in, logits out, plus
 labels and probabilities for classifiers. NumPy, onnxruntime, `tokenizers` and the standard
 library only: no TensorFlow, no Keras.
@@ -16,6 +22,7 @@ library only: no TensorFlow, no Keras.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 from pathlib import Path
@@ -24,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from export import runtime
-from export.artifact.manifest import TOKENIZER_FILENAME
+from export.artifact.manifest import TOKENIZER_FILENAME, check_manifest
 from export.artifact.metadata import INPUT_NAME, OUTPUT_NAME
 from export.artifact.token_ids import check_token_ids
 from export.artifact.versions import existing_versions
@@ -41,6 +48,14 @@ class NotFoundError(LookupError):
 
 class BadRequestError(ValueError):
     """A request the server cannot read (beyond `export.artifact.token_ids`' checks): 400."""
+
+
+class UnavailableError(RuntimeError):
+    """A version present on disk that cannot be loaded now (the message says why): 503."""
+
+
+# uvicorn's own logger, so the reason shows where the server's other lines do.
+LOG = logging.getLogger("uvicorn.error")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +79,13 @@ class ServedVersion:
     def __init__(self, version: int, folder: Path, settings: BatchSettings) -> None:
         self.version = version
         self.folder = folder
+        # Files missing or changed since export: a folder still being copied in, or edited.
+        # (A file the manifest does not list is harmless and is not served.)
+        problems = [line for line in check_manifest(folder)
+                    if not line.endswith("not listed in the manifest")]
+        if problems:
+            raise ValueError(f"the folder does not match its manifest: {'; '.join(problems[:5])}"
+                             + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
         self.predictor = runtime.load(folder)
         self.batcher = DynamicBatcher(self.predictor.run, settings.max_batch_size,
                                       settings.max_queue_delay_ms, settings.threads)
@@ -172,6 +194,8 @@ class ModelRoot:
                 + ("" if self.root.is_dir() else ", which is not a folder"))
         self._loaded: dict[int, ServedVersion] = {}
         self._retired: list[ServedVersion] = []  # removed folders; closed with the server
+        # version -> (the folder's files when loading failed, why): tried again on a change
+        self._failed: dict[int, tuple[tuple, str]] = {}
         self._lock = threading.Lock()
 
     def versions(self) -> list[int]:
@@ -185,35 +209,77 @@ class ModelRoot:
                                 f"{self.name!r}. Received: model name {name!r}")
 
     def get(self, name: str, version: str | int | None = None) -> ServedVersion:
-        """The loaded version `version` (default: the highest present) of model `name`.
+        """The loaded version `version` (default: the highest present that loads) of model
+        `name`.
 
         Raises:
             NotFoundError: another model name, or a version that is not present.
+            UnavailableError: the version asked for cannot be loaded, or (default) none can.
         """
         self.check_name(name)
         present = self.versions()
         if version is None:
             if not present:
                 raise NotFoundError(f"Model {name!r} has no version left in {str(self.root)!r}")
-            number = present[-1]
-        else:
-            text = str(version)
-            if not text.isdigit() or int(text) not in present:
-                raise NotFoundError(f"Model {name!r} has no version {text!r}; versions present: "
-                                    f"{present}. Received: version {text!r}")
-            number = int(text)
+            reasons = []
+            for number in reversed(present):
+                try:
+                    return self._load(number, present)
+                except UnavailableError as error:
+                    reasons.append(str(error))
+            raise UnavailableError(f"No version of model {name!r} can be loaded: "
+                                   + " ".join(reasons))
+        text = str(version)
+        if not text.isdigit() or int(text) not in present:
+            raise NotFoundError(f"Model {name!r} has no version {text!r}; versions present: "
+                                f"{present}. Received: version {text!r}")
+        return self._load(int(text), present)
+
+    def state(self, number: int) -> str | None:
+        """Why version `number` could not be loaded when last tried (None: loaded, or not
+        tried since its folder last changed)."""
+        failed = self._failed.get(number)
+        if failed is None or failed[0] != _files_of(self.root / str(number)):
+            return None
+        return failed[1]
+
+    def _load(self, number: int, present: list[int]) -> ServedVersion:
         with self._lock:
             for gone in set(self._loaded) - set(present):  # a version folder was removed
                 self._retired.append(self._loaded.pop(gone))
-            if number not in self._loaded:
-                self._loaded[number] = ServedVersion(number, self.root / str(number),
-                                                     self.settings)
+            if number in self._loaded:
+                return self._loaded[number]
+            folder = self.root / str(number)
+            files = _files_of(folder)
+            failed = self._failed.get(number)
+            if failed is not None and failed[0] == files:
+                raise UnavailableError(failed[1])
+            try:
+                self._loaded[number] = ServedVersion(number, folder, self.settings)
+            except Exception as error:  # noqa: BLE001 (any load failure: not served, said why)
+                reason = (f"Version {number} of model {self.name!r} is not available: "
+                          f"{type(error).__name__}: {error}")
+                self._failed[number] = (files, reason)
+                LOG.warning("%s (tried again once its folder changes)", reason)
+                raise UnavailableError(reason) from None
+            self._failed.pop(number, None)
             return self._loaded[number]
 
     async def close(self) -> None:
         """Finishes every queued request of every loaded version."""
         for served in [*self._loaded.values(), *self._retired]:
             await served.batcher.close()
+
+
+def _files_of(folder: Path) -> tuple:
+    """(relative path, size, mtime) of every file below `folder`: what changes while a copy
+    fills it in."""
+    try:
+        return tuple(sorted((str(path.relative_to(folder)), stat.st_size, stat.st_mtime_ns)
+                            for path in folder.rglob("*")
+                            if path.is_file() and (stat := path.stat())))
+    except OSError:  # removed while being listed
+        return ()
 
 
 def _describe(value: Any) -> str:

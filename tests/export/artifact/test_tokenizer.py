@@ -303,6 +303,22 @@ def test_load_rejects_malformed_file_naming_it(tmp_path, content, message):
     assert str(path) in str(error.value)
 
 
+@pytest.mark.parametrize("setting", ["truncation", "padding"])
+def test_load_refuses_a_file_that_truncates_or_pads(trained, tmp_path, setting):
+    """Issue 19 case 3: a tokenizer.json re-saved by another tool with truncation or padding on
+    made `predict` and `serve` answer other ids than the model was trained on (0.73 instead of
+    0.58); only `verify` noticed. Every loader refuses it now, saying what to set back."""
+    backend = tokenizers.Tokenizer.from_str(trained["word"].backend.to_str())
+    if setting == "truncation":
+        backend.enable_truncation(2)
+    else:
+        backend.enable_padding(length=16)
+    path = tmp_path / "tokenizer.json"
+    backend.save(str(path))
+    with pytest.raises(ValueError, match=f'sets {setting} .*set "{setting}" back to null'):
+        load_tokenizer(path)
+
+
 def test_load_rejects_a_tokenizer_without_pad_at_id_0(tmp_path):
     backend = tokenizers.Tokenizer(tokenizers.models.WordLevel({"a": 0, "[PAD]": 1}, "a"))
     path = tmp_path / "tokenizer.json"

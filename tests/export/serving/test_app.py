@@ -352,6 +352,49 @@ def test_a_new_version_is_served_without_restart(server, client, model_root, pre
     assert status == 404
 
 
+def infer_ids(server, version: int | None = None) -> tuple[int, dict]:
+    path = f"/v2/models/{NAME}" + (f"/versions/{version}" if version else "") + "/infer"
+    return post(server, path, {"inputs": [{"name": "token_ids", "shape": [1, 3],
+                                           "datatype": "INT64", "data": [3, 4, 5]}]})
+
+
+@pytest.mark.parametrize("damage, reason", [
+    # issue 19 case 9 (tensorflow/serving #1480): a version folder still being copied in
+    (lambda folder: (folder / "model.onnx").unlink(), "model.onnx: missing"),
+    # a corrupted model.onnx: its sha256 is not the manifest's
+    (lambda folder: (folder / "model.onnx").write_bytes(b"\x08\x07 not a model"),
+     "model.onnx: changed (sha256 differs"),
+])
+def test_a_version_that_cannot_load_is_skipped_until_it_can(server, model_root, damage, reason):
+    """The default infer, ready and status go on with version 1 and say why 8 is not served
+    (they were 500s while /v2/health/ready said true); once the folder is whole, 8 serves."""
+    partial = model_root / "8"
+    shutil.copytree(model_root / "1", partial)
+    damage(partial)
+    try:
+        status, answer = infer_ids(server)
+        assert status == 200 and answer["model_version"] == "1", answer
+        status, answer = infer_ids(server, 8)
+        assert status == 503 and "Version 8 of model 'tiny' is not available" in answer["error"]
+        assert reason in answer["error"], answer
+        status, answer = call(server, "GET", f"/v2/models/{NAME}/versions/8/ready")
+        assert (status, answer["ready"]) == (400, False) and reason in answer["error"]
+        assert call(server, "GET", f"/v2/models/{NAME}/ready") == (
+            200, {"name": NAME, "version": "1", "ready": True})
+        assert call(server, "GET", "/v2/health/ready") == (200, {"ready": True})
+        status, answer = call(server, "GET", f"/v1/models/{NAME}")
+        assert status == 200 and [(entry["version"], entry["state"], entry["status"]["error_code"])
+                                  for entry in answer["model_version_status"]] == [
+            ("8", "END", "UNAVAILABLE"), ("1", "AVAILABLE", "OK")]
+        assert reason in answer["model_version_status"][0]["status"]["error_message"]
+        shutil.copy2(model_root / "1" / "model.onnx", partial / "model.onnx")  # the copy ends
+        status, answer = infer_ids(server)
+        assert status == 200 and answer["model_version"] == "8", answer
+    finally:
+        shutil.rmtree(partial)
+    assert infer_ids(server)[1]["model_version"] == "1"
+
+
 def test_concurrent_requests_of_mixed_lengths(server, predictor):
     rng = np.random.default_rng(5)
     requests = [rng.integers(1, 50, (int(rng.integers(1, 4)), int(rng.integers(1, 17))))
