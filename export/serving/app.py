@@ -10,8 +10,10 @@ Inference Protocol (KServe v2 / Triton), on onnxruntime. FastAPI routes, uvicorn
 
 Errors are `{"error": message}`: 400 for a request the server cannot use (malformed JSON, a
 missing field, ids that `export.artifact.token_ids` refuses, with its message), 404 for an unknown
-model or
-version. A bad request never stops the server. Requests run through each version's
+model or version, 413 for a body over `--max-request-bytes`, 503 for a version that cannot be
+loaded. A bad request never stops the server. A request is parsed, tokenized and answered in a
+worker thread, never on the event loop, so one large request does not hold up a liveness probe
+or a small request behind it (fastapi #1806). Requests run through each version's
 `DynamicBatcher`; on SIGTERM or Ctrl-C uvicorn stops accepting connections and the requests in
 flight finish before the process exits.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import importlib.metadata
 import json
 import os
@@ -31,6 +34,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from export.serving import protocol_v1 as tf_serving_rest
@@ -47,10 +51,40 @@ from export.serving.repository import (
 # Where `--workers N` hands the settings to each uvicorn worker process.
 SETTINGS_VARIABLE = "KERAS_ATTN_SERVE"
 GRACEFUL_SHUTDOWN_S = 30
+MAX_REQUEST_BYTES = 32 * 2**20
 
 
-def create_app(root: ModelRoot) -> FastAPI:
-    """The FastAPI application serving `root`'s versions in both protocols."""
+class PayloadTooLargeError(ValueError):
+    """A request body over the server's limit: 413."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (PayloadTooLargeError) as soon as it is known to pass `limit`
+    bytes: from its Content-Length before reading, or while it streams in (chunked)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(_too_large(limit, f"Content-Length {declared}"))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(_too_large(limit, f"more than {limit} bytes"))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int, received: str) -> str:
+    return (f"The request body is larger than this server takes (--max-request-bytes {limit}). "
+            f"Send fewer or shorter texts per request. Received: {received}")
+
+
+def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
+    """The FastAPI application serving `root`'s versions in both protocols.
+
+    Args:
+        root: the model folder.
+        max_request_bytes: the largest request body answered; larger ones get 413.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -70,6 +104,10 @@ def create_app(root: ModelRoot) -> FastAPI:
     @app.exception_handler(BadRequestError)
     async def bad_request(request: Request, error: BadRequestError) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=400)
+
+    @app.exception_handler(PayloadTooLargeError)
+    async def too_large(request: Request, error: PayloadTooLargeError) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=413)
 
     @app.exception_handler(UnavailableError)
     async def unavailable(request: Request, error: UnavailableError) -> JSONResponse:
@@ -104,9 +142,12 @@ def create_app(root: ModelRoot) -> FastAPI:
     @app.post("/v1/models/{name}/versions/{version}:predict")
     async def v1_predict(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
-        inputs, format_ = tf_serving_rest.parse_predict(await request.body(), served.input_names)
+        body = await read_body(request, max_request_bytes)
+        inputs, format_ = await run_in_threadpool(tf_serving_rest.parse_predict, body,
+                                                  served.input_names)
         outputs = await served.infer(inputs)
-        return _json(tf_serving_rest.predict_response(outputs["logits"], format_))
+        return await run_in_threadpool(
+            lambda: _json(tf_serving_rest.predict_response(outputs["logits"], format_)))
 
     # Open Inference Protocol (v2)
     @app.get("/v2")
@@ -145,11 +186,14 @@ def create_app(root: ModelRoot) -> FastAPI:
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
-        parsed = open_inference.parse_infer_request(
-            await request.body(), request.headers.get(open_inference.HEADER_LENGTH))
+        body = await read_body(request, max_request_bytes)
+        parsed = await run_in_threadpool(open_inference.parse_infer_request, body,
+                                         request.headers.get(open_inference.HEADER_LENGTH))
         outputs = await served.infer(parsed.inputs)
-        body, headers = open_inference.infer_response(name, served.version, parsed, outputs)
-        return Response(body, headers=headers)
+        answer, headers = await run_in_threadpool(
+            functools.partial(open_inference.infer_response, name, served.version, parsed,
+                              outputs))
+        return Response(answer, headers=headers)
 
     return app
 
@@ -198,6 +242,7 @@ class ServeOptions:
     max_queue_delay_ms: float = 0.0
     threads: int | None = None  # batches run at once per worker; default: cores / workers
     name: str | None = None  # the model's name in URLs; default: the folder's name
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     def settings(self) -> BatchSettings:
         threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
@@ -207,7 +252,8 @@ class ServeOptions:
 def app_from_environment() -> FastAPI:
     """The app of one `--workers` process, built from `SETTINGS_VARIABLE` (uvicorn factory)."""
     options = ServeOptions(**json.loads(os.environ[SETTINGS_VARIABLE]))
-    return create_app(ModelRoot(options.root, options.settings(), options.name))
+    return create_app(ModelRoot(options.root, options.settings(), options.name),
+                      options.max_request_bytes)
 
 
 def check(options: ServeOptions) -> ModelRoot:
@@ -215,11 +261,12 @@ def check(options: ServeOptions) -> ModelRoot:
 
     Raises:
         FileNotFoundError: the folder holds no numbered version.
-        ValueError: a non-positive port, worker count or batch size, or a negative delay.
+        ValueError: a non-positive port, worker count, batch size or request size, or a
+            negative delay.
     """
-    for name in ("port", "workers", "max_batch_size"):
+    for name in ("port", "workers", "max_batch_size", "max_request_bytes"):
         value = getattr(options, name)
-        if not 0 < value < (65536 if name == "port" else 1 << 31):
+        if not 0 < value < (65536 if name == "port" else 1 << 62):
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer"
                              f"{' below 65536' if name == 'port' else ''}. Received: {value}")
     if options.max_queue_delay_ms < 0:
@@ -285,7 +332,8 @@ def serve(options: ServeOptions, root: ModelRoot | None = None,
     with sock:
         try:
             if options.workers == 1:
-                server = uvicorn.Server(uvicorn.Config(create_app(root), **common))
+                server = uvicorn.Server(uvicorn.Config(
+                    create_app(root, options.max_request_bytes), **common))
                 server.run(sockets=[sock])
                 started = server.started
             else:

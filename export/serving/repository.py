@@ -21,6 +21,7 @@ library only: no TensorFlow, no Keras.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -162,7 +163,9 @@ class ServedVersion:
         Raises:
             BadRequestError: see `token_ids`.
         """
-        logits = await self.batcher.submit(self.token_ids(inputs))
+        # tokenizing a long text takes seconds: off the event loop, as parsing is
+        ids = await asyncio.to_thread(self.token_ids, inputs)
+        logits = await self.batcher.submit(ids)
         outputs = {OUTPUT_NAME: logits}
         if self.predictor.task == "classifier":
             probabilities, outputs[LABEL_OUTPUT] = self.predictor.classify(logits)

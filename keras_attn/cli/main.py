@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-queue-delay-ms", type=float, default=0.0,
                        help="how long a request may wait for others to batch with while a "
                             "thread is free; default 0 (batches form while threads are busy)")
+    serve.add_argument("--max-request-bytes", type=_positive, default=32 * 2**20,
+                       help="the largest request body; a larger one gets 413 before it is "
+                            "read; default 33554432 (32 MiB)")
 
     triton = command("triton-repo", cmd_triton_repo, "Write a Triton Inference Server model "
                      "repository (config.pbtxt + every version's model.onnx).",

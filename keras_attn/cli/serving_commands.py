@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     options = ServeOptions(args.model_root, args.host, args.port, args.workers,
                            args.max_batch_size, args.max_queue_delay_ms, args.threads,
-                           args.name)
+                           args.name, args.max_request_bytes)
     root = check(options)
     sock = listen(options)  # a port in use is an error before the banner, not after it
     _print(f"serving {root.name!r} from {root.root} (versions {root.versions()}; the latest "

@@ -10,6 +10,7 @@ imported."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import signal
@@ -393,6 +394,91 @@ def test_a_version_that_cannot_load_is_skipped_until_it_can(server, model_root, 
     finally:
         shutil.rmtree(partial)
     assert infer_ids(server)[1]["model_version"] == "1"
+
+
+def test_a_body_over_the_limit_is_413_and_the_server_goes_on(model_root):
+    """Issue 19 case 10: request bodies have a size limit, refused before they are read (from
+    Content-Length) or as they stream in (chunked), with 413 and what to do."""
+    import http.client
+
+    limited = ServerProcess(model_root, "--max-request-bytes", "2000")
+    try:
+        body = json.dumps({"instances": [[3] * 8] * 120}).encode()
+        assert len(body) > 2000
+        status, answer = call(limited, "POST", f"/v1/models/{NAME}:predict", body)
+        assert status == 413 and "--max-request-bytes 2000" in answer["error"], answer
+        connection = http.client.HTTPConnection(limited.address, timeout=30)
+        connection.request("POST", f"/v1/models/{NAME}:predict", body=iter([body[:1500]] * 2),
+                           headers={"Content-Type": "application/json"}, encode_chunked=True)
+        reply = connection.getresponse()
+        assert reply.status == 413 and "more than 2000 bytes" in json.loads(reply.read())["error"]
+        connection.close()
+        assert post(limited, f"/v1/models/{NAME}:predict", {"instances": [[3, 4]]})[0] == 200
+    finally:
+        code, output = limited.stop()
+    assert "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("path, body", [
+    (f"/v2/models/{NAME}/infer", {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES",
+                                               "data": ["the dog was very happy"]}]}),
+    (f"/v1/models/{NAME}:predict", {"instances": ["the dog was very happy"]}),
+])
+def test_parsing_tokenizing_and_answering_run_off_the_event_loop(model_root, monkeypatch, path,
+                                                                 body):
+    """Issue 19 case 10 (fastapi #1806): a 10 MB text took 4 s to tokenize on the event loop, and
+    a liveness probe sent after it waited for it. Each CPU-bound step of a request must run in a
+    worker thread: checked by where it runs (the app called in-process through ASGI), not by
+    how long a probe takes."""
+    from export.serving import app as app_module
+    from export.serving import protocol_v1, protocol_v2
+    from export.serving.repository import ModelRoot, ServedVersion
+
+    on_loop = {}
+
+    def recording(name, function):
+        def wrapper(*args, **kwargs):
+            try:
+                asyncio.get_running_loop()
+                on_loop[name] = True  # called from a coroutine, on the loop's thread
+            except RuntimeError:
+                on_loop[name] = False
+            return function(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(protocol_v2, "parse_infer_request",
+                        recording("parse", protocol_v2.parse_infer_request))
+    monkeypatch.setattr(protocol_v1, "parse_predict", recording("parse", protocol_v1.parse_predict))
+    monkeypatch.setattr(protocol_v2, "infer_response",
+                        recording("answer", protocol_v2.infer_response))
+    monkeypatch.setattr(app_module, "_json", recording("answer", app_module._json))
+    monkeypatch.setattr(ServedVersion, "token_ids",
+                        recording("tokenize", ServedVersion.token_ids))
+    root = ModelRoot(model_root)
+    status = asyncio.run(_asgi_post(app_module.create_app(root), path, json.dumps(body).encode()))
+    asyncio.run(root.close())
+    assert status == 200
+    assert on_loop == {"parse": False, "tokenize": False, "answer": False}, on_loop
+
+
+async def _asgi_post(app, path: str, body: bytes) -> int:
+    """One POST through the ASGI interface, as uvicorn makes it; the response's status."""
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return next(message["status"] for message in sent if message["type"] == "http.response.start")
 
 
 def test_concurrent_requests_of_mixed_lengths(server, predictor):
