@@ -34,7 +34,18 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from export.artifact.decoder_io import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
+from export.artifact.decoder_io import (
+    LOGITS,
+    POSITION_IDS,
+    SHAPE_MESSAGE,
+    TOKEN_IDS,
+    batch_message,
+    past_length_message,
+    past_names,
+    position_message,
+    present_names,
+    window_message,
+)
 from export.artifact.token_ids import range_message
 from keras_attn.layers.token_checks import in_range_asserts
 
@@ -95,27 +106,25 @@ def checked_step_function(model, max_len: int, vocab_size: int
                               lambda received: range_message(vocab_size, received)),
             tf.debugging.assert_equal(
                 tf.shape(position_ids), tf.shape(token_ids),
-                message="position_ids must have the shape of token_ids, [batch, new]. "
-                        "Received (x: the shape of position_ids, y: of token_ids)"),
+                message=f"{SHAPE_MESSAGE}. Received (x: the shape of position_ids, y: of "
+                        f"token_ids)"),
             *in_range_asserts(position_ids, max_len, "position",
-                              lambda received: _position_message(max_len, received)),
+                              lambda received: position_message(max_len, received)),
             tf.debugging.assert_less_equal(
                 past_length + new, max_len,
-                message=f"past + new must be at most max_len={max_len}, the number of "
-                        "learned position vectors. Received (x: past + new)"),
+                message=f"{window_message(max_len)}. Received (x: past + new)"),
         ]
         for name, tensor in zip((name for layer in range(len(past) // 2)
                                  for name in past_names(layer)), past, strict=True):
             checks += [
                 tf.debugging.assert_equal(
                     tf.shape(tensor)[0], batch,
-                    message=f"{name} must have the batch size of token_ids. Received (x: its "
-                            "batch size, y: that of token_ids)"),
+                    message=f"{batch_message(name)}. Received (x: its batch size, y: that of "
+                            "token_ids)"),
                 tf.debugging.assert_equal(
                     tf.shape(tensor)[2], past_length,
-                    message=f"{name} must have the past length of past_key_values.0.key "
-                            "(every block has read the same tokens). Received (x: its past "
-                            "length, y: that of past_key_values.0.key)"),
+                    message=f"{past_length_message(name)}. Received (x: its past length, y: "
+                            "that of past_key_values.0.key)"),
             ]
         # Every input waits for the checks: else the model's own Gather or the stacking of a
         # block's key and value could fail first, with a message about indices or shapes.
@@ -125,11 +134,6 @@ def checked_step_function(model, max_len: int, vocab_size: int
         return step(token_ids, position_ids, *past)
 
     return decoder_step, specs
-
-
-def _position_message(max_len: int, received: str) -> str:
-    return (f"position_ids must lie in [0, max_len={max_len}), one learned position vector "
-            f"each. Received: {received}")
 
 
 def add_decoder_step(archive, model, max_len: int, vocab_size: int) -> None:

@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from export.artifact.decoder_io import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
+from export.artifact.decoder_io import (
+    LOGITS,
+    POSITION_IDS,
+    TOKEN_IDS,
+    check_step_inputs,
+    past_names,
+    present_names,
+)
 from export.artifact.metadata import decode_metadata
 from export.runtime.predictor import OPTIMIZATION_LEVELS
 
@@ -59,16 +66,15 @@ class CachedStep:
         """(logits float32 `[batch, new, vocab]`, the present keys and values per block).
 
         Raises:
-            ValueError: a position at or beyond max_len, or an id outside [0, vocab_size).
+            ValueError: any input the SavedModel's `decoder_step` refuses, with its message
+                (`export.artifact.decoder_io.check_step_inputs`): ids outside
+                [0, vocab_size), positions outside [0, max_len), past + new > max_len, or a
+                cache whose batch, heads, past length or head size does not fit.
         """
-        token_ids = np.asarray(token_ids, dtype=np.int64)
-        position_ids = np.asarray(position_ids, dtype=np.int64)
-        if position_ids.size and (position_ids.min() < 0 or position_ids.max() >= self.max_len):
-            raise ValueError(f"Positions must lie in [0, max_len={self.max_len}). Received: "
-                             f"{position_ids.min()}..{position_ids.max()}")
-        if token_ids.size and (token_ids.min() < 0 or token_ids.max() >= self.vocab_size):
-            raise ValueError(f"Token ids must lie in [0, {self.vocab_size}). Received: "
-                             f"{token_ids.min()}..{token_ids.max()}")
+        token_ids, position_ids = np.asarray(token_ids), np.asarray(position_ids)
+        check_step_inputs(token_ids, position_ids, cache, self.max_len, self.vocab_size,
+                          self.num_heads, self.head_dim)  # before the cast to int64
+        token_ids, position_ids = token_ids.astype(np.int64), position_ids.astype(np.int64)
         feed = {TOKEN_IDS: token_ids, POSITION_IDS: position_ids}
         for layer, (key, value) in enumerate(cache):
             feed.update(zip(past_names(layer), (key, value), strict=True))

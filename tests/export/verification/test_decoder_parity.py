@@ -97,10 +97,29 @@ def test_the_parity_check_fails_when_the_decoder_drifts(exported):
     assert report["onnx decoder vs recompute"] == pytest.approx(1e-3, rel=1e-2)
 
 
-def test_positions_beyond_max_len_are_refused(exported):
+def _past(batch, length):
+    return np.zeros((batch, 2, length, 8), np.float32)
+
+
+@pytest.mark.parametrize("token_ids, position_ids, past, fragment", [
+    ([[1]], [[10]], None, r"position_ids must lie in \[0, max_len=10\).*positions from 10"),
+    ([[30]], [[0]], None, r"token_ids must lie in \[0, vocab_size=30\).*ids from 30 to 30"),
+    ([[1.5]], [[0]], None, r"token_ids must be an integer array.*float64"),
+    ([[3, 4]], [[0]], None, r"position_ids must have the shape of token_ids"),
+    # issue 19 case 4: both ONNX steps answered for max_len + 1 keys
+    ([[3, 4]], [[8, 9]], [_past(1, 9)] * 2, r"past \+ new must be at most max_len=10.*= 11"),
+    # ... and a cache of another batch failed deep inside onnxruntime
+    ([[3]], [[2]], [_past(2, 2)] * 2, r"past_key_values.0.key must have the batch size"),
+    ([[3]], [[2]], [_past(1, 2), _past(1, 1)],
+     r"past_key_values.0.value must have the past length of past_key_values.0.key"),
+    ([[3]], [[2]], [np.zeros((1, 3, 2, 8), np.float32)] * 2, r"heads=2"),
+])
+def test_bad_step_inputs_get_the_savedmodel_steps_message(exported, token_ids, position_ids,
+                                                           past, fragment):
     _, step = exported
-    with pytest.raises(ValueError, match=r"Positions must lie in \[0, max_len=10\)"):
-        step(np.array([[1]]), np.array([[10]]), step.empty_cache())
+    cache = step.empty_cache() if past is None else [tuple(past)] * step.num_layers
+    with pytest.raises(ValueError, match=fragment):
+        step(np.array(token_ids), np.array(position_ids), cache)
 
 
 @pytest.fixture(scope="module")
