@@ -49,8 +49,12 @@ LEGACY_FORMAT = "keras-attn-tokenizer"
 
 # Controls, format characters, surrogates and variation selectors, less whitespace ("\t", "\n").
 _INVISIBLE = r"[\p{Cc}\p{Cf}\p{Cs}\x{FE00}-\x{FE0F}\x{E0100}-\x{E01EF}&&[^\s]]"
-# One Han ideograph, one run of word characters, or any other single visible character.
-_WORD = r"\p{Han}|[\p{L}\p{N}\p{M}&&\P{Han}]+|\S"
+# One Han ideograph, one run of word characters, or any other single visible character. A
+# run is cut every MAX_WORD_CHARS characters: WordPiece maps a longer word to [UNK] whole
+# (its max_input_chars_per_word), and Thai, Lao, Khmer or Burmese, written without spaces,
+# make one such word of a whole sentence (huggingface/transformers #17551).
+MAX_WORD_CHARS = 100
+_WORD = rf"\p{{Han}}|[\p{{L}}\p{{N}}\p{{M}}&&\P{{Han}}]{{1,{MAX_WORD_CHARS}}}|\S"
 _MODEL_NAMES = {models.WordPiece: "wordpiece", models.BPE: "bpe", models.Unigram: "unigram",
                 models.WordLevel: "word"}
 

@@ -19,6 +19,7 @@ from export.artifact.tokenizer import (
     MODELS,
     PAD,
     PAD_ID,
+    UNK,
     Tokenizer,
     load_tokenizer,
     texts_without_tokens,
@@ -214,6 +215,28 @@ def test_encode_batch_rejects_a_single_str_and_non_str_texts(trained):
         trained["word"].encode_batch("the dog")
     with pytest.raises(TypeError, match="Received: text #1 = int 5"):
         trained["word"].encode_batch(["the", 5])
+
+
+THAI = "ภาษาไทยเป็นภาษาที่ไม่มีการเว้นวรรคระหว่างคำ ผู้คนจึงต้องอ่านจากบริบทว่าคำหนึ่งจบที่ใด"
+
+
+@pytest.mark.parametrize("model", ["wordpiece", "unigram", "bpe"])
+def test_a_word_of_more_than_100_characters_is_not_unknown(model):
+    """Issue 19 case 1 (transformers #17551): WordPiece maps a word of over 100 characters to
+    [UNK] whole, and Thai (no spaces between words) made one such word of a sentence: a
+    162-character sentence encoded as ['[UNK]']. Runs of letters are cut every 100 characters,
+    in the tokenizer.json itself, so training and serving read it alike."""
+    sentence = (THAI.replace(" ", "") * 3)[:162]
+    long_word = "pneumonoultramicroscopicsilicovolcanoconiosis" * 3  # 135 letters
+    tokenizer = train_tokenizer([sentence, long_word, "the dog was happy"] * 10, model=model,
+                                vocab_size=200)
+    for text in (sentence, long_word):
+        ids = tokenizer.encode_batch([text])[0]
+        tokens = tokenizer.tokens(ids[ids != PAD_ID].tolist())
+        assert UNK not in tokens and len(tokens) >= 2, tokens
+        if model != "bpe":  # (bpe's tokens are bytes, shown as characters)
+            normalized = tokenizer.backend.normalizer.normalize_str(text)  # NFKC: "ำ" is "ํา"
+            assert "".join(token.removeprefix("##") for token in tokens) == normalized
 
 
 def test_a_lone_surrogate_is_a_value_error_naming_the_text(trained):
