@@ -15,11 +15,37 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.export_cases import BLOCK_IMPORTS, REPO_ROOT
+from tests.export_cases import BLOCK_IMPORTS, CLASSIFIER, REPO_ROOT, build_model
 
 HOST = "127.0.0.1"  # loopback only: the tests never listen on another address
 EXPORT_SIDE = "tensorflow,keras,onnx,onnxscript,onnx_ir,tf2onnx,matplotlib"
 SERVE = BLOCK_IMPORTS + "from keras_attn.cli.main import main\nsys.exit(main(sys.argv[2:]))\n"
+
+
+NAME = "tiny"
+CLASSES = ["negative", "neutral", "positive"]
+WORDS = ("the a dog cat ball box it was very happy sad hungry excited near hit loved toy "
+         "park ran sat on under big small red blue green old new good bad day night sun "
+         "moon tree house car road river hill bird fish water food play sleep jump walk "
+         "fast slow").split()
+
+
+def export_tiny_classifier(parent: Path) -> Path:
+    """parent/tiny/ with version 1: the CLASSIFIER case with a 50-id word tokenizer and three
+    class names, the model every server test serves."""
+    import warnings
+
+    import export
+    from export.artifact.tokenizer import train_tokenizer
+
+    root = parent / NAME
+    corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))]
+    tokenizer = train_tokenizer(corpus, model="word", vocab_size=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # int8 left out of a random model
+        export.export_model(build_model(CLASSIFIER), root, tokenizer=tokenizer,
+                            class_names=CLASSES)
+    return root
 
 
 def free_port() -> int:

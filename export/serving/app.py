@@ -138,8 +138,9 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
     async def v1_metadata(name: str, version: str | None = None) -> dict[str, Any]:
         return tf_serving_rest.model_metadata(name, root.get(name, version))
 
-    @app.post("/v1/models/{name}:predict")
-    @app.post("/v1/models/{name}/versions/{version}:predict")
+    @app.post("/v1/models/{name}:predict", openapi_extra=_body(tf_serving_rest.REQUEST_SCHEMA))
+    @app.post("/v1/models/{name}/versions/{version}:predict",
+              openapi_extra=_body(tf_serving_rest.REQUEST_SCHEMA))
     async def v1_predict(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
         body = await read_body(request, max_request_bytes)
@@ -182,8 +183,9 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
     async def v2_metadata(name: str, version: str | None = None) -> dict[str, Any]:
         return _v2_metadata(name, root.versions(), root.get(name, version))
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
+    @app.post("/v2/models/{name}/infer", openapi_extra=_body(open_inference.REQUEST_SCHEMA))
+    @app.post("/v2/models/{name}/versions/{version}/infer",
+              openapi_extra=_body(open_inference.REQUEST_SCHEMA))
     async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
         body = await read_body(request, max_request_bytes)
@@ -196,6 +198,12 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         return Response(answer, headers=headers)
 
     return app
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI requestBody of JSON `schema` (the routes read the raw body themselves)."""
+    return {"requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}}}
 
 
 def _package_version() -> str:

@@ -28,6 +28,19 @@ SIGNATURES = {"serving_default": "DT_INT32", "serving_int64": "DT_INT64"}
 PREDICT_METHOD = "tensorflow/serving/predict"
 
 
+# The predict request body as JSON Schema, for the app's OpenAPI document (TF Serving's REST API:
+# "instances", the row format, or "inputs", the columnar format). The parser checks every field
+# itself; a body outside this schema still gets a 400, never a 500.
+REQUEST_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "signature_name": {"type": "string", "enum": sorted(SIGNATURES)},
+        "instances": {"type": "array", "minItems": 1, "items": {}},
+        "inputs": {},
+    },
+}
+
+
 def parse_predict(body: bytes, input_names: list[str]) -> tuple[dict[str, Any], str]:
     """The inputs of a predict request and its format ("instances" or "inputs").
 

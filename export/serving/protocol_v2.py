@@ -36,6 +36,34 @@ DATATYPES = {
 _NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
 
 
+_PARAMETERS = {"type": "object", "additionalProperties": True}
+# The request body as JSON Schema, for the app's OpenAPI document (KServe's Open Inference
+# Protocol REST specification, "$inference_request"): what clients and fuzzers read. The parser
+# checks every field itself; a body outside this schema still gets a 400, never a 500.
+REQUEST_SCHEMA = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": _PARAMETERS,
+        "inputs": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["name", "shape", "datatype"],
+            "properties": {
+                "name": {"type": "string", "enum": ["token_ids", "text"]},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                "datatype": {"type": "string", "enum": sorted(DATATYPES)},
+                "parameters": _PARAMETERS,
+                "data": {"type": "array"},
+            },
+        }},
+        "outputs": {"type": "array", "items": {
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string"}, "parameters": _PARAMETERS}}},
+    },
+}
+
+
 @dataclasses.dataclass
 class InferRequest:
     """A parsed infer request.
@@ -149,7 +177,7 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise BadRequestError(f"Input {name!r} needs \"shape\": a list of non-negative "
                               f"integers. Received: {_short(shape)}")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise BadRequestError(f"Input {name!r} has an unknown datatype; expected one of "
                               f"{sorted(DATATYPES)}. Received: {_short(datatype)}")
     size = int(np.prod(shape))

@@ -125,7 +125,8 @@ class ServedVersion:
         if INPUT_NAME in inputs:
             return self._checked(inputs[INPUT_NAME])
         texts = inputs[TEXT_INPUT]
-        if not texts or not all(isinstance(text, str) for text in texts):
+        if not isinstance(texts, list) or not texts or not all(isinstance(text, str)
+                                                                for text in texts):
             raise BadRequestError("text must be a non-empty list of strings. Received: "
                                   f"{_describe(texts)}")
         try:

@@ -21,40 +21,24 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import warnings
 
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-import export
 from export import runtime
-from export.artifact.tokenizer import train_tokenizer
 from export.verification.parity import TOLERANCE
-from tests.export_cases import CLASSIFIER, REPO_ROOT, build_model
-from tests.serving_cases import ServerProcess
+from tests.export_cases import REPO_ROOT
+from tests.serving_cases import CLASSES, NAME, ServerProcess, export_tiny_classifier
 
-NAME = "tiny"
-CLASSES = ["negative", "neutral", "positive"]
-WORDS = ("the a dog cat ball box it was very happy sad hungry excited near hit loved toy "
-         "park ran sat on under big small red blue green old new good bad day night sun "
-         "moon tree house car road river hill bird fish water food play sleep jump walk "
-         "fast slow").split()
 TEXTS = ["the dog was very happy", "a cat sat on the old box", "it ran fast near the river"]
 
 
 @pytest.fixture(scope="module")
 def model_root(tmp_path_factory):
     """saved_models/tiny/ with version 1: the CLASSIFIER case, a 50-id word tokenizer."""
-    root = tmp_path_factory.mktemp("serve") / NAME
-    corpus = [" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))]
-    tokenizer = train_tokenizer(corpus, model="word", vocab_size=50)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # int8 left out of a random model
-        export.export_model(build_model(CLASSIFIER), root, tokenizer=tokenizer,
-                            class_names=CLASSES)
-    return root
+    return export_tiny_classifier(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +279,11 @@ def test_wrong_dtype_gets_400(server, predictor):
      "lone UTF-16 surrogate U+D83D"),
     ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [1], '
      b'"datatype": "BYTES", "data": ["\\udc00 x"]}]}', 400, "lone UTF-16 surrogate U+DC00"),
+    # found by the fuzzer (test_fuzz.py): "text" declared as numbers was a 500
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [0], '
+     b'"datatype": "INT32", "data": []}]}', 400, "text must be a non-empty list of strings"),
+    ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [2], '
+     b'"datatype": "INT32", "data": [1, 2]}]}', 400, "text must be a non-empty list of strings"),
     ("POST", "/v2/models/other/infer", b"{}", 404, "'other' is not served here"),
     ("POST", f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [[1]]}', 404,
      "no version '7'"),

@@ -36,6 +36,9 @@ def ids_input(**fields):
      ["'binary_data'", "output 'logits'", "Received: 0"]),
     ({"inputs": [ids_input()], "id": 7}, ['"id" must be a string', "Received: 7"]),
     ({"inputs": [ids_input(shape=[1, 3], data=[])]}, ["3 numbers for shape [1, 3]"]),
+    # found by the fuzzer (test_fuzz.py): an unhashable datatype was a TypeError, a 500
+    ({"inputs": [ids_input(datatype={"a": 1})]}, ["unknown datatype", '{"a": 1}']),
+    ({"inputs": [ids_input(datatype=["INT64"])]}, ["unknown datatype"]),
 ])
 def test_a_bad_request_names_what_is_wrong(document, words):
     with pytest.raises(BadRequestError) as raised:
