@@ -108,14 +108,8 @@ def plot_attention(tokens: Sequence[str], weights: np.ndarray, path: str | Path,
     size = max(4.0, 0.45 * n + 2)
     figure, axes = plt.subplots(figsize=(size, size))
     image = axes.imshow(weights, cmap="viridis", vmin=0.0, vmax=1.0)
-    axes.set_xticks(range(n), tokens, rotation=90)
-    axes.set_yticks(range(n), tokens)
-    axes.set_xlabel("attended to (key)")
-    axes.set_ylabel("attending (query)")
-    axes.set_title(title)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    figure.tight_layout()
-    return _save(figure, path)
+    return _save_matrix(figure, axes, image, tokens, ("attended to (key)", "attending (query)"),
+                        title, path)
 
 
 @_every_script
@@ -154,10 +148,17 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
         for column in range(n):
             axes.text(column, row, str(int(matrix[row, column])), ha="center", va="center",
                       fontsize=8, color="white" if shares[row, column] > 0.5 else "black")
-    axes.set_xticks(range(n), class_names, rotation=90)
-    axes.set_yticks(range(n), class_names)
-    axes.set_xlabel("predicted class")
-    axes.set_ylabel("actual class")
+    return _save_matrix(figure, axes, image, class_names, ("predicted class", "actual class"),
+                        title, path)
+
+
+def _save_matrix(figure, axes, image, labels, axis_names: tuple[str, str], title: str, path):
+    """A square matrix figure finished and saved: `labels` on both axes (columns rotated),
+    `axis_names` (x, y), the title and a colour bar."""
+    axes.set_xticks(range(len(labels)), labels, rotation=90)
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_xlabel(axis_names[0])
+    axes.set_ylabel(axis_names[1])
     axes.set_title(title)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     figure.tight_layout()

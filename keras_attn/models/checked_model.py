@@ -154,18 +154,19 @@ class CheckedModel(keras.Model):
             return super().predict_on_batch(x)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
-        self.check_inputs(x)
-        if y is not None:
-            self.check_labels(y)
+        self._check_batch(x, y)
         with _CheckedNarrowing():
             return super().train_on_batch(x, y, *args, **kwargs)
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
+        self._check_batch(x, y)
+        with _CheckedNarrowing():
+            return super().test_on_batch(x, y, *args, **kwargs)
+
+    def _check_batch(self, x, y) -> None:
         self.check_inputs(x)
         if y is not None:
             self.check_labels(y)
-        with _CheckedNarrowing():
-            return super().test_on_batch(x, y, *args, **kwargs)
 
 
 def _ragged(x) -> bool:
