@@ -18,6 +18,12 @@ from pathlib import Path
 STAGING_PREFIX = ".staging-"
 
 
+
+def ascii_digits(text: str) -> bool:
+    """True for a non-empty run of the digits 0-9 only. `str.isdigit` is also true for "¹",
+    "²" or "٣", which `int` refuses (a ValueError where a 404 or a 400 was meant)."""
+    return text.isascii() and text.isdigit()
+
 def check_folder_path(path: str | os.PathLike, name: str) -> Path:
     """`path` as a folder that exists or can be made: neither it nor a folder above it may be
     a file.
@@ -47,7 +53,7 @@ def existing_versions(out_dir: str | os.PathLike) -> list[int]:
     if not out_dir.is_dir():
         return []
     return sorted(int(path.name) for path in out_dir.iterdir()
-                  if path.is_dir() and path.name.isdigit())
+                  if path.is_dir() and ascii_digits(path.name))
 
 
 def next_version(out_dir: str | os.PathLike) -> int:

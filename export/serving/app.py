@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from export.artifact.versions import ascii_digits
 from export.serving import protocol_v1 as tf_serving_rest
 from export.serving import protocol_v2 as open_inference
 from export.serving.repository import (
@@ -62,7 +63,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused (PayloadTooLargeError) as soon as it is known to pass `limit`
     bytes: from its Content-Length before reading, or while it streams in (chunked)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if ascii_digits(declared) and int(declared) > limit:
         raise PayloadTooLargeError(_too_large(limit, f"Content-Length {declared}"))
     chunks, size = [], 0
     async for chunk in request.stream():

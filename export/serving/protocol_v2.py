@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from export.artifact.versions import ascii_digits
 from export.serving.repository import BadRequestError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -95,7 +96,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if header_length is None:
         header, binary = body, b""
     else:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not ascii_digits(header_length) or int(header_length) > len(body):
             raise BadRequestError(f"{HEADER_LENGTH} must be the length of the JSON part, at "
                                   f"most the body's {len(body)} bytes. Received: {header_length!r}")
         header, binary = body[: int(header_length)], body[int(header_length):]

@@ -35,7 +35,7 @@ from export import runtime
 from export.artifact.manifest import TOKENIZER_FILENAME, check_manifest
 from export.artifact.metadata import INPUT_NAME, OUTPUT_NAME
 from export.artifact.token_ids import check_token_ids
-from export.artifact.versions import existing_versions
+from export.artifact.versions import ascii_digits, existing_versions
 from export.serving.batching import DynamicBatcher
 
 TEXT_INPUT = "text"
@@ -234,7 +234,7 @@ class ModelRoot:
             raise UnavailableError(f"No version of model {name!r} can be loaded: "
                                    + " ".join(reasons))
         text = str(version)
-        if not text.isdigit() or int(text) not in present:
+        if not ascii_digits(text) or int(text) not in present:
             raise NotFoundError(f"Model {name!r} has no version {text!r}; versions present: "
                                 f"{present}. Received: version {text!r}")
         return self._load(int(text), present)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from export.artifact.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
+from export.artifact.versions import ascii_digits
 from keras_attn.cli.common import EXIT_OK, UsageError, _print, check_version_folder
 
 
@@ -125,7 +126,7 @@ def cmd_triton_repo(args: argparse.Namespace) -> int:
     folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
                                      args.max_queue_delay_us)
     _print(f"Triton model repository: {folder.parent} (model {folder.name!r}, versions "
-           f"{sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())})")
+           f"{sorted(int(p.name) for p in folder.iterdir() if ascii_digits(p.name))})")
     _print(f"  tritonserver --model-repository={folder.parent}")
     return EXIT_OK
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from export.artifact.manifest import read_manifest
-from export.artifact.versions import check_folder_path
+from export.artifact.versions import ascii_digits, check_folder_path
 from keras_attn.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, _print, check_version_folder
 
 
@@ -280,7 +280,7 @@ def _export_from_another_backend(run_dir: Path, out: Path) -> int:
     code = export_in_tensorflow(run_dir, out)
     if code != EXIT_OK:
         return code
-    written = sorted(path for path in set(out.iterdir()) - before if path.name.isdigit())
+    written = sorted(path for path in set(out.iterdir()) - before if ascii_digits(path.name))
     if len(written) != 1:
         raise RuntimeError(f"Expected one new version folder in {out} after the export. "
                            f"Received: {[path.name for path in written]}")

@@ -284,6 +284,10 @@ def test_wrong_dtype_gets_400(server, predictor):
      b'"datatype": "INT32", "data": []}]}', 400, "text must be a non-empty list of strings"),
     ("POST", f"/v2/models/{NAME}/infer", b'{"inputs": [{"name": "text", "shape": [2], '
      b'"datatype": "INT32", "data": [1, 2]}]}', 400, "text must be a non-empty list of strings"),
+    # found by the long fuzz run: "¹" is a digit to str.isdigit, not to int (a 500)
+    ("POST", f"/v2/models/{NAME}/infer?version=%C2%B9", b"{}", 404, "no version '\u00b9'"),
+    ("POST", f"/v2/models/{NAME}/versions/%C2%B9/infer", b"{}", 404, "no version '\u00b9'"),
+    ("GET", f"/v1/models/{NAME}/versions/%C2%B9", None, 404, "no version '\u00b9'"),
     ("POST", "/v2/models/other/infer", b"{}", 404, "'other' is not served here"),
     ("POST", f"/v1/models/{NAME}/versions/7:predict", b'{"instances": [[1]]}', 404,
      "no version '7'"),
