@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from typing import Any
 
@@ -27,6 +28,7 @@ from export.artifact.versions import ascii_digits
 from export.serving.repository import BadRequestError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_DIMENSION = 2**31 - 1  # elements of one tensor, and of any one dimension
 DATATYPES = {
     "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
     "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
@@ -181,7 +183,12 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
     if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise BadRequestError(f"Input {name!r} has an unknown datatype; expected one of "
                               f"{sorted(DATATYPES)}. Received: {_short(datatype)}")
-    size = int(np.prod(shape))
+    if any(dimension > MAX_DIMENSION for dimension in shape) or math.prod(shape) > MAX_DIMENSION:
+        # np.prod wraps around in int64 ([2**32, 2**32] -> 0 elements), and NumPy refuses or
+        # allocates for minutes what no request body can fill
+        raise BadRequestError(f"Input {name!r}: a shape may have at most {MAX_DIMENSION} "
+                              f"elements in all. Received: {_short(shape)}")
+    size = math.prod(shape)
     binary_size = _parameters(spec, f"input {name!r}").get("binary_data_size")
     if binary_size is not None:
         if not _is_count(binary_size) or binary_size > len(binary) - offset:

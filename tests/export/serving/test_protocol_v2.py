@@ -39,6 +39,10 @@ def ids_input(**fields):
     # found by the fuzzer (test_fuzz.py): an unhashable datatype was a TypeError, a 500
     ({"inputs": [ids_input(datatype={"a": 1})]}, ["unknown datatype", '{"a": 1}']),
     ({"inputs": [ids_input(datatype=["INT64"])]}, ["unknown datatype"]),
+    # found by the long fuzz run: np.prod wrapped to 0 elements, then NumPy refused the
+    # dimension (a 500) or allocated for minutes (a timeout)
+    ({"inputs": [ids_input(shape=[2**32, 2**32], data=[])]}, ["at most 2147483647 elements"]),
+    ({"inputs": [ids_input(shape=[0, 2**40], data=[])]}, ["at most 2147483647 elements"]),
 ])
 def test_a_bad_request_names_what_is_wrong(document, words):
     with pytest.raises(BadRequestError) as raised:
