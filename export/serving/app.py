@@ -98,21 +98,8 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
 
     app = FastAPI(title=f"keras-attn serve {root.name}", lifespan=lifespan)
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, error: NotFoundError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=404)
-
-    @app.exception_handler(BadRequestError)
-    async def bad_request(request: Request, error: BadRequestError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=400)
-
-    @app.exception_handler(PayloadTooLargeError)
-    async def too_large(request: Request, error: PayloadTooLargeError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=413)
-
-    @app.exception_handler(UnavailableError)
-    async def unavailable(request: Request, error: UnavailableError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=503)
+    for error_type, status in ERROR_STATUS.items():
+        app.add_exception_handler(error_type, _error_response(status))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -199,6 +186,18 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         return Response(answer, headers=headers)
 
     return app
+
+
+# The server's own errors, each answered {"error": its message} with its HTTP status.
+ERROR_STATUS = {NotFoundError: 404, BadRequestError: 400, PayloadTooLargeError: 413,
+                UnavailableError: 503}
+
+
+def _error_response(status: int):
+    async def respond(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=status)
+
+    return respond
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
