@@ -18,11 +18,11 @@ from pathlib import Path
 STAGING_PREFIX = ".staging-"
 
 
-
 def ascii_digits(text: str) -> bool:
     """True for a non-empty run of the digits 0-9 only. `str.isdigit` is also true for "¹",
     "²" or "٣", which `int` refuses (a ValueError where a 404 or a 400 was meant)."""
     return text.isascii() and text.isdigit()
+
 
 def check_folder_path(path: str | os.PathLike, name: str) -> Path:
     """`path` as a folder that exists or can be made: neither it nor a folder above it may be
@@ -84,6 +84,8 @@ def staged_version(out_dir: str | os.PathLike, version: int) -> Iterator[Path]:
     Raises:
         NotADirectoryError: `out_dir` or a path above it is a file (`check_folder_path`).
         FileExistsError: the version exists already (`check_version`).
+        OSError: a write inside the block failed (a full disk: errno ENOSPC), re-raised with
+            the version, the folder and that nothing was left behind.
 
     Example:
         >>> with staged_version("saved_models/demo", 3) as folder:   # doctest: +SKIP
@@ -101,6 +103,15 @@ def staged_version(out_dir: str | os.PathLike, version: int) -> Iterator[Path]:
         # os.rename fails on a non-empty target; check first so an empty one is not replaced.
         check_version(out_dir, version)
         os.rename(staging, target)
+    except FileExistsError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except OSError as error:  # a write failed: a full disk, a permission
+        shutil.rmtree(staging, ignore_errors=True)
+        message = (f"Writing version {version} into {str(out_dir)!r} failed "
+                   f"({error.strerror or error}); its unfinished folder was removed, and the "
+                   "versions already there are untouched")
+        raise (OSError(error.errno, message) if error.errno else OSError(message)) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

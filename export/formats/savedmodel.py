@@ -42,6 +42,10 @@ def write_savedmodel(
         vocab_size: ids must lie in [0, vocab_size).
         decoder_step: also write the `decoder_step` signature (language models: one cached
             decoding step, decoder.onnx's twin; `export.formats.savedmodel_decoder`).
+
+    Raises:
+        OSError: a file could not be written (a full disk, no permission), with TensorFlow's
+            message, which names the file.
     """
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -53,10 +57,16 @@ def write_savedmodel(
         )
     if decoder_step:
         add_decoder_step(archive, model, max_len, vocab_size)
-    with quiet_sanitizing():  # writing traces `decoder_step` again, with its dotted names
-        archive.write_out(os.fspath(folder), verbose=False)
-    # TF Serving replays these before serving the version (export.formats.warmup).
-    write_warmup_requests(folder, max_len, vocab_size, SIGNATURES)
+    try:
+        with quiet_sanitizing():  # writing traces `decoder_step` again, with its dotted names
+            archive.write_out(os.fspath(folder), verbose=False)
+        # TF Serving replays these before serving the version (export.formats.warmup).
+        write_warmup_requests(folder, max_len, vocab_size, SIGNATURES)
+    except tf.errors.OpError as error:
+        # TensorFlow's file writes fail with its own errors (a full disk is a
+        # ResourceExhaustedError), not OSError: the error of a failed write, as Python's own
+        # writes (the ONNX files, model.keras) raise it.
+        raise OSError(f"Cannot write the SavedModel: {error.message}") from None
 
 
 def savedmodel_runtimes(folder: str | os.PathLike) -> dict[str, Callable[[np.ndarray], np.ndarray]]:

@@ -1,7 +1,11 @@
 """export/exporter.py: `export_model` writes complete, verified versions, atomically."""
 
+import contextlib
 import json
 import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -108,6 +112,53 @@ def test_failure_partway_leaves_nothing_behind(tmp_path, monkeypatch):
         export_model(model, out_dir)
     assert os.listdir(out_dir) == ["1"]
     assert snapshot(out_dir) == before
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size_bytes: int):
+    """A tmpfs of `size_bytes` mounted at `folder`: a real filesystem that fills up, so every
+    writer (TensorFlow's C++, onnx's protobuf, Keras's zip, Python's own) meets a real ENOSPC."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs",
+                              str(folder)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip("a full disk is made with a tmpfs, which needs mount (root, or "
+                    f"CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def free_bytes(folder: Path) -> int:
+    status = os.statvfs(folder)
+    return status.f_bavail * status.f_frsize
+
+
+# The tiny classifier's version folder is ~480 kB, written in this order: saved_model.pb
+# (~310 kB) and variables/, model.onnx, model.optimized.onnx, model.keras, parity.json,
+# manifest.json. The free space left decides which writer meets the full disk.
+@pytest.mark.parametrize("free_kb, writer", [(64, "SavedModel"), (380, "ONNX"),
+                                             (440, "model.keras")])
+def test_a_full_disk_during_export_leaves_every_earlier_version_byte_identical(
+        tmp_path, free_kb, writer):
+    """Issue 19 (a server under faults): the export fails with an OSError that says the disk
+    is full (TensorFlow's own ResourceExhaustedError was a traceback from the CLI), its staging
+    folder is gone, version 1 is byte-identical, and the space is given back."""
+    model, result = exported(CLASSIFIER)
+    with small_disk(tmp_path / "disk", 2 * 1024 * 1024) as disk:
+        out_dir = disk / "model"
+        shutil.copytree(result.path.parent, out_dir)
+        before = snapshot(out_dir)
+        (disk / "filler").write_bytes(b"\0" * (free_bytes(disk) - free_kb * 1024))
+        left = free_bytes(disk)
+        with pytest.raises(OSError, match="No space left on device") as error:
+            export_model(model, out_dir)
+        assert f"Writing version 2 into {str(out_dir)!r} failed" in str(error.value)
+        assert (writer == "SavedModel") == ("Cannot write the SavedModel" in str(error.value))
+        assert os.listdir(out_dir) == ["1"]  # no staging folder, no version 2
+        assert snapshot(out_dir) == before
+        assert free_bytes(disk) == left
 
 
 def test_parity_failure_leaves_nothing_behind(tmp_path, monkeypatch):
