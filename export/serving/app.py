@@ -11,7 +11,9 @@ Inference Protocol (KServe v2 / Triton), on onnxruntime. FastAPI routes, uvicorn
 Errors are `{"error": message}`: 400 for a request the server cannot use (malformed JSON, a
 missing field, ids that `export.artifact.token_ids` refuses, with its message), 404 for an unknown
 model or version, 413 for a body over `--max-request-bytes`, 503 for a version that cannot be
-loaded. A bad request never stops the server. A request is parsed, tokenized and answered in a
+loaded. A client that hangs up before its whole body is sent is logged (INFO) and dropped; one
+that hangs up while its request runs is answered into the void (uvicorn drops the answer). A bad
+request never stops the server. A request is parsed, tokenized and answered in a
 worker thread, never on the event loop, so one large request does not hold up a liveness probe
 or a small request behind it (fastapi #1806). Requests run through each version's
 `DynamicBatcher`; on SIGTERM or Ctrl-C uvicorn stops accepting connections and the requests in
@@ -36,6 +38,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from export.artifact.versions import ascii_digits
 from export.serving import protocol_v1 as tf_serving_rest
@@ -53,6 +56,7 @@ from export.serving.repository import (
 SETTINGS_VARIABLE = "KERAS_ATTN_SERVE"
 GRACEFUL_SHUTDOWN_S = 30
 MAX_REQUEST_BYTES = 32 * 2**20
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that hung up mid-request
 
 
 class PayloadTooLargeError(ValueError):
@@ -100,6 +104,14 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
 
     for error_type, status in ERROR_STATUS.items():
         app.add_exception_handler(error_type, _error_response(status))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, error: ClientDisconnect) -> Response:
+        # The client hung up before its body was read: nothing to answer, nothing wrong here.
+        # 499 is nginx's "client closed request", for the access log; no one receives it.
+        LOG.info("The client hung up before sending its whole request: %s %s", request.method,
+                 request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:

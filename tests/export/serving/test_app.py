@@ -513,6 +513,77 @@ def test_sigterm_lets_requests_in_flight_finish(model_root, predictor):
                                   predictor.predict([[5, 6, 7]]))
 
 
+@pytest.fixture(scope="module")
+def queued_server(model_root):
+    """A server whose requests wait 1.5 s in the queue for batch-mates: a request stays in
+    flight long enough for a fault to strike it. Its log must end clean."""
+    process = ServerProcess(model_root, "--max-queue-delay-ms", "1500")
+    yield process
+    code, output = process.stop()
+    assert code == -signal.SIGTERM, output
+    for sign in ("Traceback", "Exception in ASGI application", "ERROR"):
+        assert sign not in output, output
+
+
+def post_in_background(server, path: str, document) -> tuple[threading.Thread, list]:
+    answers: list = []
+    sender = threading.Thread(target=lambda: answers.append(post(server, path, document)))
+    sender.start()
+    return sender, answers
+
+
+def test_a_version_deleted_while_served_finishes_its_requests_and_is_gone(queued_server,
+                                                                         model_root, predictor):
+    """Issue 19 (a server under faults): `rm -r 2/` while version 2 serves. The request in flight
+    on it finishes with version 2's answer (its session is in memory); from then on the
+    default is version 1, version 2 is 404, and /v1 status lists version 1 only."""
+    staging = model_root / ".staging-3"
+    shutil.copytree(model_root / "1", staging)
+    staging.rename(model_root / "3")
+    body = {"inputs": [{"name": "token_ids", "shape": [1, 3], "datatype": "INT32",
+                        "data": [5, 6, 7]}]}
+    try:
+        assert infer_ids(queued_server, 3)[0] == 200  # version 3 loaded
+        sender, answers = post_in_background(queued_server, f"/v2/models/{NAME}/versions/3/infer",
+                                             body)
+        time.sleep(0.5)  # the request waits in version 3's queue
+    finally:
+        shutil.rmtree(model_root / "3")
+    sender.join()
+    status, answer = answers[0]
+    assert status == 200 and answer["model_version"] == "3", answer
+    assert_close(np.asarray(answer["outputs"][0]["data"], np.float32),
+                 predictor.predict([[5, 6, 7]]).reshape(-1))
+    status, answer = infer_ids(queued_server, 3)
+    assert status == 404 and "has no version '3'; versions present: [1]" in answer["error"]
+    assert infer_ids(queued_server)[1]["model_version"] == "1"
+    status, answer = call(queued_server, "GET", f"/v1/models/{NAME}")
+    assert [entry["version"] for entry in answer["model_version_status"]] == ["1"]
+
+
+def test_a_client_that_disconnects_mid_request_harms_no_one(queued_server, predictor):
+    """Issue 19 (a server under faults): one client hangs up halfway through its body, another
+    right after sending a whole request (while it waits in the queue). The server logs no
+    error, and the requests around them are answered."""
+    sender, answers = post_in_background(queued_server, f"/v1/models/{NAME}:predict",
+                                         {"instances": [[5, 6, 7]]})
+    body = json.dumps({"instances": [[3, 4, 5]]}).encode()
+    head = (f"POST /v1/models/{NAME}:predict HTTP/1.1\r\nHost: {queued_server.address}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    for sent in (head + body[:len(body) // 2], head + body):
+        with socket.create_connection(("127.0.0.1", queued_server.port), timeout=10) as hung_up:
+            hung_up.sendall(sent)
+            time.sleep(0.2)  # the server has read what was sent
+    sender.join()
+    status, answer = answers[0]
+    assert status == 200, answer
+    assert_close(np.asarray(answer["predictions"], np.float32), predictor.predict([[5, 6, 7]]))
+    time.sleep(1.5)  # the abandoned request's batch runs, and its answer has nowhere to go
+    status, answer = post(queued_server, f"/v1/models/{NAME}:predict", {"instances": [[8, 9]]})
+    assert status == 200, answer
+    assert call(queued_server, "GET", "/v2/health/live") == (200, {"live": True})
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_port_in_use_is_bad_input_before_the_banner(tmp_path, workers):
     from tests.serving_cases import HOST
