@@ -24,7 +24,7 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     A line ends at "\\n" or "\\r\\n" only (`keras_attn.data.records.split_lines`), so U+2028, form
     feed and the like stay inside their text; blank lines are skipped.
     """
-    from keras_attn.data.records import split_lines
+    from keras_attn.data.records import DataError, decode_utf8, split_lines
 
     if args.file and args.texts:
         raise UsageError("Give texts either as arguments or with --file, not both. "
@@ -40,10 +40,9 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
         except OSError as error:
             raise UsageError(f"Cannot read --file {args.file}: {error.strerror}") from None
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{source} is not UTF-8 text (byte {error.start}). Save it as "
-                         f"UTF-8, one text per line. Received: --file {args.file}") from None
+        text = decode_utf8(data, source)
+    except DataError as error:
+        raise UsageError(f"--file {args.file}: {error}") from None
     return _required([line for line in split_lines(text) if line.strip()])
 
 

@@ -16,9 +16,11 @@ text refused later (say, one without tokens) is named where the user can find it
 
 Files are read a line, a CSV row or (folders) a file at a time, never whole: a .jsonl or .txt
 line ends at "\\n" or "\\r\\n" only (binary lines, as `split_lines` documents), a .csv file is
-read by the `csv` module (its quoting rules, ``newline=""``), all as UTF-8 (a leading byte
-order mark is dropped). Blank .jsonl lines are skipped; blank .txt lines are yielded (empty
-texts: the caller decides).
+read by the `csv` module (its quoting rules, ``newline=""``, fields of any length), all as UTF-8
+(a leading byte order mark is dropped). Blank .jsonl lines are skipped; blank .txt lines are
+yielded (empty texts: the caller decides). Extensions match in any case; hidden files and
+folders (a name starting with ".") are not read. Label, class folder, class_names and column
+names are compared in Unicode NFC (`nfc`), so one name in two forms is one class or column.
 
 Its views: `load_texts` (labelled, collected in memory into a `TextDataset`: what
 `keras-attn train` reads), `keras_attn.data.streaming` (labelled, record by record: what
@@ -26,7 +28,8 @@ Its views: `load_texts` (labelled, collected in memory into a `TextDataset`: wha
 what `keras-attn train-lm` reads). Each problem with the data raises `DataError` with one
 message, the same from every view, naming the file (and its line): a missing path, an
 unsupported extension (saying what the view accepts), a file that is not UTF-8 (line and
-byte), missing column(s) (naming the ``text_column=`` / ``label_column=`` parameters, which
+byte; a UTF-16 / UTF-32 file by the byte order mark it starts with, with its conversion),
+missing column(s) (naming the ``text_column=`` / ``label_column=`` parameters, which
 the CLI turns into its flags), a malformed CSV line, a CSV line with fewer fields than the
 header (of the columns read), a .jsonl line that is not JSON or not a JSON object, a text that
 is not a string, and a label that is neither a non-empty string nor an integer.
@@ -43,6 +46,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +244,7 @@ def _check_class_names(class_names: Sequence[str] | None) -> list[str] | None:
                                                for name in class_names):
         raise DataError("class_names must be a list of non-empty strings. "
                         f"Received: class_names={class_names!r}")
-    names = [name.strip() for name in class_names]
+    names = [nfc(name.strip()) for name in class_names]
     if len(names) < 2 or len(set(names)) != len(names):
         raise DataError("class_names must name at least two different classes. "
                         f"Received: class_names={class_names!r}")
@@ -251,7 +255,21 @@ def _cannot_read(path: Path, error: OSError) -> DataError:
     return DataError(f"Cannot read the file ({error.strerror}). Received: path='{path}'")
 
 
-def _not_utf8(path: Path, line: int, byte: int) -> DataError:
+# The byte order marks of the other Unicode encodings, UTF-32 first (its little-endian mark
+# begins with UTF-16's): Windows Notepad and Excel's "Unicode Text" save UTF-16 with one.
+OTHER_BYTE_ORDER_MARKS = ((codecs.BOM_UTF32_LE, "UTF-32LE"), (codecs.BOM_UTF32_BE, "UTF-32BE"),
+                          (codecs.BOM_UTF16_LE, "UTF-16LE"), (codecs.BOM_UTF16_BE, "UTF-16BE"))
+
+
+def _not_utf8(path: Path, line: int, byte: int, head: bytes) -> DataError:
+    """The error for a file that is not UTF-8; `head` is its first bytes (at least 4, where
+    the file has them), to name a UTF-16 or UTF-32 file by its byte order mark."""
+    for mark, encoding in OTHER_BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            return DataError(f"The file is {encoding} text (it starts with that byte order "
+                             f"mark); only UTF-8 is read. Convert it, e.g. `iconv -f "
+                             f"{encoding.removesuffix('LE').removesuffix('BE')} -t UTF-8 "
+                             f"'{path}' > converted{path.suffix}`. Received: path='{path}'")
     return DataError(f"The file is not valid UTF-8 text (line {line}, byte {byte}); only UTF-8 "
                      f"is read. Received: path='{path}'")
 
@@ -262,12 +280,24 @@ def _read_text(path: Path) -> str:
         data = path.read_bytes()
     except OSError as error:
         raise _cannot_read(path, error) from None
+    return decode_utf8(data, path)
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike[str]) -> str:
+    """The bytes of the file at `path` as UTF-8 text; a leading UTF-8 byte order mark is dropped.
+
+    Raises:
+        DataError: the bytes are not UTF-8, naming the line and byte, or the UTF-16 / UTF-32
+            encoding that a leading byte order mark shows, with the `iconv` command that
+            converts the file.
+    """
+    path = Path(path)
     body = data.removeprefix(codecs.BOM_UTF8)
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as error:
         byte = len(data) - len(body) + error.start
-        raise _not_utf8(path, data.count(b"\n", 0, byte) + 1, byte) from None
+        raise _not_utf8(path, data.count(b"\n", 0, byte) + 1, byte, data[:4]) from None
 
 
 def _lines(path: Path) -> Iterator[tuple[str, str]]:
@@ -280,23 +310,32 @@ def _lines(path: Path) -> Iterator[tuple[str, str]]:
         raise _cannot_read(path, error) from None
     with file:
         offset = 0  # of `raw` in the file, for the byte an error names
+        head = file.peek(4)[:4]  # a BufferedReader's peek does not move the position
         for number, raw in enumerate(file, start=1):
             body = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
             try:
                 line = body.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise _not_utf8(path, number, offset + len(raw) - len(body) + error.start
-                                ) from None
+                raise _not_utf8(path, number, offset + len(raw) - len(body) + error.start,
+                                head) from None
             offset += len(raw)
             yield (line[:-2] if line.endswith("\r\n") else line.removesuffix("\n"),
                    f"line {number} of '{path}'")
 
 
 def text_files(folder: Path) -> list[Path]:
-    """The .txt files below `folder` (recursively), sorted by path. The extension is matched
-    in any case (`.txt`, `.TXT`, `.Txt`), as `keras.utils.text_dataset_from_directory` matches
-    it: a case-sensitive glob skipped `*.TXT` files and trained on the rest without a word."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".txt" and p.is_file())
+    """The .txt files below `folder` (recursively), sorted by path.
+
+    The extension is matched in any case (`.txt`, `.TXT`, `.Txt`), as
+    `keras.utils.text_dataset_from_directory` matches it: a case-sensitive glob skipped `*.TXT`
+    files and trained on the rest without a word. Hidden files and folders (a name starting
+    with ".") are not read: macOS's ``._name.txt`` resource forks are not text, and Jupyter's
+    ``.ipynb_checkpoints/name-checkpoint.txt`` copies would put each text in twice (and across
+    the training / validation split).
+    """
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() == ".txt" and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[Path]]]:
@@ -307,22 +346,34 @@ def class_folders(path: Path, wanted: list[str] | None) -> list[tuple[str, list[
         DataError: fewer than two sub-folders, a wanted class without a sub-folder, or a class
             folder without .txt files.
     """
-    folders = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    by_name: dict[str, list[Path]] = {}  # class name (NFC) -> its folders
+    for folder in sorted(path.iterdir()):
+        if folder.is_dir() and not folder.name.startswith("."):
+            by_name.setdefault(nfc(folder.name), []).append(folder)
+    folders = sorted(by_name)
     if len(folders) < 2:
         raise DataError(f"A data folder needs one sub-folder of .txt files per class, and at least "
                         f"two classes. Received: path='{path}' with sub-folders {folders}")
-    missing = [name for name in wanted or [] if name not in folders]
+    missing = [name for name in wanted or [] if name not in by_name]
     if missing:
         raise DataError(f"No sub-folder for the classes {missing} given in class_names; the "
                         f"sub-folders are {folders}. Received: path='{path}'")
     classes = []
     for name in wanted or folders:
-        files = text_files(path / name)
+        files = sorted(file for folder in by_name[name] for file in text_files(folder))
         if not files:
             raise DataError(f"The class folder '{name}' holds no .txt files; each class needs at "
-                            f"least one. Received: path='{path / name}'")
+                            f"least one. Received: path='{by_name[name][0]}'")
         classes.append((name, files))
     return classes
+
+
+def nfc(name: str) -> str:
+    """A class or column name in Unicode normalization form C (composed), the one form names
+    are compared in. "café" can be spelled with U+00E9 or with "e" + U+0301: macOS file systems
+    store folder names decomposed (NFD) and most editors write CSV labels composed (NFC), so
+    without this one class became two, and a ``--classes`` name matched no folder."""
+    return unicodedata.normalize("NFC", name)
 
 
 # A line ends at "\n" or "\r\n" and nowhere else. `str.splitlines` also breaks at U+2028,
@@ -359,12 +410,19 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def _check_columns(found: Sequence[str], columns: Sequence[str], where: str) -> None:
-    missing = [column for column in columns if column not in found]
+def _column_keys(found: Sequence[str], columns: Sequence[str], where: str) -> list[str]:
+    """The header names / keys in `found` that hold `columns`: the same string, else the one
+    that is the same in NFC (a header written decomposed still matches ``text_column=``)."""
+    if all(column in found for column in columns):
+        return list(columns)
+    by_nfc = {nfc(name): name for name in found}
+    keys = [column if column in found else by_nfc.get(nfc(column)) for column in columns]
+    missing = [column for column, key in zip(columns, keys, strict=True) if key is None]
     if missing:
         parameters = " / ".join(f"{name}=" for name in COLUMN_PARAMETERS[:len(columns)])
         raise DataError(f"Missing the column(s) {missing} (set {parameters} to the right "
                         f"names). Columns found: {list(found)}. Received: {where}")
+    return keys
 
 
 def _record(values: Sequence[object], where: str) -> Record:
@@ -378,17 +436,25 @@ def _record(values: Sequence[object], where: str) -> Record:
     return text, _label_name(values[1], where) if len(values) > 1 else None, where
 
 
+# The `csv` module refuses a field over 131,072 characters ("field larger than field limit")
+# by default, so one long review or article made a well-formed file "malformed". The limit is
+# raised (never lowered) to what a C long holds on every platform: a CSV file's fields are
+# bounded by its size, as a .jsonl line or a .txt file is.
+CSV_FIELD_SIZE_LIMIT = 2**31 - 1
+
+
 def _csv_records(path: Path, columns: Sequence[str]) -> Iterator[Record]:
     try:
         file = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115 (closed below)
     except OSError as error:
         raise _cannot_read(path, error) from None
     with file:
+        csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_SIZE_LIMIT))
         reader = csv.DictReader(file)
         try:
-            _check_columns(reader.fieldnames or [], columns, f"path='{path}'")
+            keys = _column_keys(reader.fieldnames or [], columns, f"path='{path}'")
             for row in reader:
-                values = [row[column] for column in columns]
+                values = [row[key] for key in keys]
                 if None in values:
                     raise DataError(f"Line {reader.line_num} has fewer fields than the header. "
                                     f"Received: path='{path}'")
@@ -416,15 +482,15 @@ def _jsonl_records(path: Path, columns: Sequence[str]) -> Iterator[Record]:
         if not isinstance(record, dict):
             raise DataError(f"Each line must be one JSON object. Received: "
                             f"{type(record).__name__} at {where}")
-        _check_columns(list(record), columns, where)
-        yield _record([record[column] for column in columns], where)
+        keys = _column_keys(list(record), columns, where)
+        yield _record([record[key] for key in keys], where)
 
 
 def _label_name(label: object, where: str) -> str:
     if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
         raise DataError(f"A label must be a non-empty string or an integer. "
                         f"Received: {label!r} at {where}")
-    return str(label).strip()
+    return nfc(str(label).strip())
 
 
 def _to_dataset(texts: list[str], labels: list[str], wheres: list[str],

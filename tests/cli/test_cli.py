@@ -4,6 +4,7 @@ TensorFlow, attend, resume after a kill, and every bad input with exit code 2.""
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -434,7 +435,13 @@ def test_predict_input_errors(trained, tmp_path, capsys):
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café\n".encode("latin-1"))
     assert main(["predict", version, "--file", str(latin1)]) == 2
-    assert "latin1.txt is not UTF-8" in capsys.readouterr().err
+    assert re.search(r"--file .*latin1\.txt: The file is not valid UTF-8 text \(line 1, byte 3\)",
+                     capsys.readouterr().err)
+    utf16 = tmp_path / "notepad.txt"
+    utf16.write_bytes("café\n".encode("utf-16"))  # with its byte order mark, as Notepad saves
+    assert main(["predict", version, "--file", str(utf16)]) == 2
+    assert re.search(r"The file is UTF-16LE text .*`iconv -f UTF-16 -t UTF-8 .*notepad",
+                     capsys.readouterr().err)
     assert main(["predict", version, "--file", str(latin1), "and a text"]) == 2
     assert "not both" in capsys.readouterr().err
     assert main(["predict", version, "--file", str(tmp_path / "missing.txt")]) == 2

@@ -2,6 +2,8 @@
 and the one reader's two views (labelled, text only) agreeing."""
 
 import ast
+import codecs
+import csv
 import json
 import re
 from pathlib import Path
@@ -423,3 +425,121 @@ def test_a_lone_surrogate_is_refused_by_the_text_only_reader_too(tmp_path):
     path.write_text('{"text": "fine"}\n{"text": "\\udc00 alone"}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"line 2 of .* lone UTF-16 surrogate U\+DC00"):
         load_lm_texts(path)
+
+
+# --- siblings of cases 2 and 8 on every reader: encodings, long fields, hidden files, names in
+# two Unicode forms (issue 19, "the data files") -------------------------------------------------
+
+
+def _folder_views(path, **kwargs):
+    """The class names and texts each labelled folder reader makes of `path` (in memory,
+    streamed record by record, and the streaming scan), or the message of its error."""
+    def streamed():
+        scan = scan_stream(path, validation_fraction=0.5, **kwargs)
+        return scan.class_names, sorted(t for split in ("train", "validation")
+                                        for t, _, _ in scan.records(split))
+    readers = (lambda: (load_texts(path, **kwargs).class_names,
+                        sorted(load_texts(path, **kwargs).texts)),
+               lambda: (sorted({label for _, label, _ in iter_records(path, **kwargs)}),
+                        sorted(text for text, _, _ in iter_records(path, **kwargs))),
+               streamed)
+    results = []
+    for read in readers:
+        try:
+            results.append(read())
+        except DataError as error:
+            results.append(str(error))
+    return results
+
+
+UTF_ENCODINGS = [("UTF-16LE", codecs.BOM_UTF16_LE, "utf-16-le"),
+                 ("UTF-16BE", codecs.BOM_UTF16_BE, "utf-16-be"),
+                 ("UTF-32LE", codecs.BOM_UTF32_LE, "utf-32-le"),
+                 ("UTF-32BE", codecs.BOM_UTF32_BE, "utf-32-be")]
+
+
+@pytest.mark.parametrize(("name", "mark", "codec"), UTF_ENCODINGS)
+def test_a_utf16_or_utf32_file_is_named_with_its_conversion_on_every_reader(tmp_path, name, mark,
+                                                                           codec):
+    """Notepad and Excel's "Unicode Text" save UTF-16 with a byte order mark: the message said
+    "not valid UTF-8 (line 1, byte 0)", which does not say what the file is or what to do."""
+    family = name[:-2]  # iconv's name: the mark gives the byte order
+    message = (rf"^The file is {name} text \(it starts with that byte order mark\); only UTF-8 "
+               rf"is read\. Convert it, e\.g\. `iconv -f {family} -t UTF-8 '.*d\.(csv|jsonl)' > "
+               rf"converted\.(csv|jsonl)`\. Received: path='.*d\.(csv|jsonl)'$")
+    for file, content in (("d.csv", "text,label\ncafé,x\nthé,y\n"),
+                          ("d.jsonl", '{"text": "café", "label": "x"}\n')):
+        (tmp_path / file).write_bytes(mark + content.encode(codec))
+        messages = _views(tmp_path / file)
+        assert len(set(messages)) == 1 and re.match(message, messages[0]), messages
+    folder = write_folder(tmp_path / "folder", {"x/1.txt": "one", "y/2.txt": "two"})
+    (folder / "y" / "3.txt").write_bytes(mark + "trois".encode(codec))
+    for result in (*_folder_views(folder), _views(folder / "y")[2:]):
+        assert re.search(rf"is {name} text .*Received: path='.*3\.txt'", str(result)), result
+    (tmp_path / "lines.txt").write_bytes(mark + "one\ntwo\n".encode(codec))
+    with pytest.raises(DataError, match=rf"^The file is {name} text"):
+        load_lm_texts(tmp_path / "lines.txt")
+
+
+def test_a_csv_field_longer_than_the_csv_module_limit_is_read_on_every_reader(tmp_path):
+    """The csv module refuses fields over 131,072 characters by default: a CSV of long articles
+    was "malformed at line 2 (field larger than field limit (131072))"."""
+    long_text = "word " * 40_000  # 200,000 characters
+    path = tmp_path / "long.csv"
+    with path.open("w", encoding="utf-8", newline="") as file:
+        csv.writer(file).writerows([["text", "label"], [long_text, "x"], ["two", "y"],
+                                    ["three", "x"], ["four", "y"]])
+    assert _views(path) == [[long_text, "two", "three", "four"]] * 4
+    assert scan_stream(path, validation_fraction=0.5).counts.sum() == 4
+
+
+def test_hidden_files_and_folders_are_not_read_by_any_folder_reader(tmp_path):
+    """A Jupyter checkpoint copy put a text in twice (in training and in validation), and a
+    macOS ``._`` resource fork is not text at all; neither is data."""
+    folder = write_folder(tmp_path / "data", {
+        "x/1.txt": "one", "x/1b.txt": "one b", "x/.ipynb_checkpoints/1-checkpoint.txt": "one",
+        "y/2.txt": "two", "y/2b.txt": "two b", "y/._2.txt": b"\x00\x05\x16\x07 Mac OS X \xff",
+        "y/.hidden/3.txt": "three", ".git/x/4.txt": "four"})
+    texts = ["one", "one b", "two", "two b"]
+    assert _folder_views(folder) == [(["x", "y"], texts)] * 3
+    assert load_lm_texts(folder) == texts
+    assert [text for text, _, _ in iter_records(folder / "y", label_column=None)] == texts[2:]
+
+
+CAFE_NFC, CAFE_NFD = "caf\u00e9", "cafe\u0301"
+
+
+def test_a_label_written_in_two_unicode_forms_is_one_class_on_every_reader(tmp_path):
+    """"café" composed (NFC, most editors) and decomposed (NFD, macOS folder names) were two
+    classes, and a --classes name in one form matched no folder in the other."""
+    assert CAFE_NFC != CAFE_NFD
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text(f"text,label\na,{CAFE_NFC}\nb,{CAFE_NFD}\nc,tea\nd,tea\n",
+                        encoding="utf-8")
+    jsonl = write_jsonl(tmp_path / "d.jsonl", [{"text": t, "label": label} for t, label in
+                                                (("a", CAFE_NFC), ("b", CAFE_NFD), ("c", "tea"),
+                                                 ("d", "tea"))])
+    folder = write_folder(tmp_path / "data", {f"{CAFE_NFD}/a.txt": "a", f"{CAFE_NFC}/b.txt": "b",
+                                              "tea/c.txt": "c", "tea/d.txt": "d"})
+    for path in (csv_file, jsonl, folder):
+        for class_names in (None, [CAFE_NFC, "tea"], [CAFE_NFD, "tea"]):
+            assert _folder_views(path, class_names=class_names) == \
+                [([CAFE_NFC, "tea"], ["a", "b", "c", "d"])] * 3, (path, class_names)
+            dataset = load_texts(path, class_names=class_names)
+            assert dataset.labels.tolist() == [0, 0, 1, 1]
+    only_nfd = write_folder(tmp_path / "mac", {f"{CAFE_NFD}/a.txt": "a", "tea/c.txt": "c"})
+    assert load_texts(only_nfd, class_names=[CAFE_NFC, "tea"]).class_names == [CAFE_NFC, "tea"]
+
+
+def test_a_column_name_in_the_other_unicode_form_is_found_on_every_reader(tmp_path):
+    header_nfd = f"{CAFE_NFD},label"
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text(f"{header_nfd}\none,x\ntwo,y\n", encoding="utf-8")
+    jsonl = write_jsonl(tmp_path / "d.jsonl", [{CAFE_NFD: "one", "label": "x"},
+                                               {CAFE_NFC: "two", "label": "y"}])
+    for path in (csv_file, jsonl):
+        texts = [load_texts(path, text_column=CAFE_NFC).texts,
+                 [t for t, _, _ in iter_records(path, text_column=CAFE_NFC)],
+                 [t for t, _, _ in iter_records(path, text_column=CAFE_NFC, label_column=None)],
+                 load_lm_texts(path, text_column=CAFE_NFC)]
+        assert texts == [["one", "two"]] * 4, path
