@@ -82,7 +82,7 @@ def check_token_ids(token_ids: Any, vocab_size: int, max_len: int) -> np.ndarray
     if _is_ragged(token_ids):
         array = _pad_ragged(token_ids, max_len)
     else:
-        array = _as_array(token_ids)
+        array = as_id_array(token_ids)
         _check_dtype(array)
         if array.ndim == 1:
             array = array[np.newaxis, :]
@@ -112,20 +112,52 @@ def _is_ragged(token_ids: Any) -> bool:
     )
 
 
-def _as_array(token_ids: Any) -> np.ndarray:
-    """np.asarray, with NumPy's complaint about mixed nesting turned into ours."""
+def as_id_array(token_ids: Any, where: str = "token_ids") -> np.ndarray:
+    """`np.asarray` for ids, before any cast: NumPy's complaint about mixed nesting turned into
+    ours, and a boolean among integers refused (NumPy reads ``[1, True]`` as the int64 ids
+    ``[1, 1]``). The dtype is left as NumPy reads it: the caller checks it is an integer one.
+
+    Args:
+        token_ids: an array, or (nested) lists / tuples of numbers.
+        where: the name the messages give the values (``"token_ids"``, ``"sequence 2"``).
+
+    Returns:
+        The array, of any dtype and rank.
+
+    Raises:
+        ValueError: NumPy cannot read the nesting as an array, or a list holds a boolean
+            among integers.
+    """
     try:
-        return np.asarray(token_ids)
+        array = np.asarray(token_ids)
     except ValueError as error:
         raise ValueError(
-            "token_ids must be an integer array or a list of id lists. Received: "
+            f"{where} must be an integer array or a list of id lists. Received: "
             f"{type(token_ids).__name__} that NumPy cannot read as an array ({error})"
         ) from None
+    if np.issubdtype(array.dtype, np.integer) and isinstance(token_ids, (list, tuple)):
+        flag = _first_bool(token_ids)
+        if flag is not None:
+            raise ValueError(f"{where} must hold integers, and a boolean is not one. "
+                             f"Received: {flag!r} among the integers")
+    return array
+
+
+def _first_bool(values: list | tuple) -> bool | None:
+    """The first boolean (Python or NumPy) in nested lists / tuples, else None."""
+    for value in values:
+        if isinstance(value, (bool, np.bool_)):
+            return bool(value)
+        if isinstance(value, (list, tuple)):
+            found = _first_bool(value)
+            if found is not None:
+                return found
+    return None
 
 
 def _pad_ragged(rows: Sequence[Any], max_len: int) -> np.ndarray:
     """Right-pads id lists with `PADDING_ID` to the longest one."""
-    arrays = [_as_array(row) for row in rows]
+    arrays = [as_id_array(row, where=f"sequence {index}") for index, row in enumerate(rows)]
     for index, row in enumerate(arrays):
         if row.ndim != 1:
             raise ValueError(

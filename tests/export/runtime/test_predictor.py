@@ -16,9 +16,13 @@ from export_cases import (
     exported_confident,
     run_python,
 )
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from token_id_cases import CALLER_INPUT, MAX_LEN, VOCAB, reference_ids
 
 from export import runtime
 from export.formats.tf_function import keras_runtime
+from export.runtime.generation import RecomputeStep
 from export.verification.parity import TOLERANCE, diff_stats
 
 
@@ -172,6 +176,18 @@ def test_bad_inputs_raise_clear_errors(predictor, token_ids, message):
         predictor.predict(token_ids)
 
 
+@pytest.mark.parametrize("token_ids, message", [
+    ([[3, 1.7]], r"integer token ids\. Received: dtype float64"),  # was run as id 1
+    ([[3, True]], r"a boolean is not one\. Received: True"),  # was run as id 1
+])
+def test_the_recompute_step_never_casts_an_id(token_ids, message):
+    step = RecomputeStep(runtime.load(exported(LANGUAGE_MODEL)[1].path))
+    with pytest.raises(ValueError, match=message):
+        step(token_ids, [[0, 1]], step.empty_cache())
+    logits, cache = step([[3, 4]], [[0, 1]], step.empty_cache())
+    assert logits.shape == (1, 2, 50) and cache.tolist() == [[3, 4]]
+
+
 def test_plain_onnx_model_without_our_metadata_is_refused(tmp_path):
     from onnx import TensorProto, helper, save_model
 
@@ -228,3 +244,42 @@ def test_runtime_serves_in_a_process_where_tensorflow_cannot_be_imported():
     for logits in (served["logits"], served["portable"]):
         assert diff_stats(expected, np.array(logits, np.float32))[0] <= TOLERANCE
 
+
+
+# --- properties: hypothesis over what callers pass (issue 19: "hypothesis property tests on the
+# predictor") --------------------------------------------------------------------------------
+
+@settings(max_examples=600, derandomize=True, deadline=None)  # the same 600 inputs each run
+@given(CALLER_INPUT)
+def test_any_input_is_run_exactly_as_given_or_refused_with_a_value_error(predictor, token_ids):
+    """A property of every input: logits for exactly the ids given (no cast, no wrap, no clamp,
+    a boolean never read as id 1), or a ValueError that says what was received."""
+    expected = reference_ids(token_ids)
+    event("valid ids" if expected is not None else "not ids")  # --hypothesis-show-statistics
+    try:
+        logits = predictor.predict(token_ids)
+    except ValueError as error:
+        assert expected is None, f"refused valid ids {expected.tolist()}: {error}"
+        assert "Received" in str(error)
+        return
+    assert expected is not None, f"ran {token_ids!r}, which holds a value that is not an id"
+    np.testing.assert_array_equal(logits, predictor.run(expected))
+    assert logits.shape == (len(expected), 3) and np.isfinite(logits).all()
+
+
+VALID_BATCH = st.lists(st.lists(st.integers(1, VOCAB - 1), min_size=1, max_size=MAX_LEN),
+                       min_size=1, max_size=6)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(VALID_BATCH, st.integers(1, 4))
+def test_a_rows_logits_depend_on_neither_its_batch_mates_nor_its_padding(predictor, rows,
+                                                                           batch_size):
+    together = predictor.predict(rows)
+    alone = np.concatenate([predictor.predict([row]) for row in rows])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    padded = np.zeros((len(rows), MAX_LEN), np.int32)
+    for index, row in enumerate(rows):
+        padded[index, :len(row)] = row
+    np.testing.assert_allclose(predictor.predict(padded), alone, atol=1e-5)
+    np.testing.assert_allclose(predictor.predict_by_length(rows, batch_size), together, atol=1e-5)
