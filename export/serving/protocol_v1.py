@@ -53,7 +53,8 @@ def parse_predict(body: bytes, input_names: list[str]) -> tuple[dict[str, Any], 
 
     Raises:
         BadRequestError: malformed JSON, neither or both of "instances" and "inputs", an
-            unknown signature_name, or instances that mix named and unnamed values.
+            signature_name that is not one of `SIGNATURES` (or not a string), or instances
+            that mix named and unnamed values.
     """
     try:
         document = json.loads(body)
@@ -65,9 +66,9 @@ def parse_predict(body: bytes, input_names: list[str]) -> tuple[dict[str, Any], 
                               '"instances" (row format) or "inputs" (columnar format). '
                               f"Received: {_keys(document)}")
     signature = document.get("signature_name", "serving_default")
-    if signature not in SIGNATURES:
+    if not isinstance(signature, str) or signature not in SIGNATURES:  # [] is unhashable
         raise BadRequestError(f"signature_name must be one of {sorted(SIGNATURES)}. "
-                              f"Received: {signature!r}")
+                              f"Received: {json.dumps(signature)[:80]}")
     if "instances" in document:
         return _rows(document["instances"], input_names), "instances"
     columns = document["inputs"]

@@ -274,6 +274,14 @@ def test_wrong_dtype_gets_400(server, predictor):
      "fit in 64 bits"),
     ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[true, true]]}', 400,
      "integer token ids"),
+    # found by the v1 parser's property test (test_protocol_v1.py): NumPy reads [3, true] as
+    # the ids [3, 1] (a 200), and a signature_name that is a list was a 500
+    ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[3, true]]}', 400,
+     "a boolean is not one. Received: True among the integers"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"inputs": {"token_ids": [[3, 4], [false, 5]]}}',
+     400, "sequence 1 must hold integers, and a boolean is not one"),
+    ("POST", f"/v1/models/{NAME}:predict", b'{"instances": [[3]], "signature_name": []}', 400,
+     "signature_name must be one of"),
     # case 8: half a surrogate pair, which JSON can escape and Unicode cannot hold
     ("POST", f"/v1/models/{NAME}:predict", b'{"instances": ["the dog \\ud83d"]}', 400,
      "lone UTF-16 surrogate U+D83D"),
