@@ -41,6 +41,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 
+from export.artifact.token_ids import as_id_array
 from export.artifact.tokenizer_choices import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE, MODELS
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -257,7 +258,10 @@ class Tokenizer:
         Raises:
             ValueError: an id outside ``[0, vocab_size)``.
         """
-        ids = np.asarray(ids, dtype=np.int64).reshape(-1).tolist()
+        array = as_id_array(ids)
+        if array.size and (array.dtype == bool or not np.issubdtype(array.dtype, np.integer)):
+            raise ValueError(f"Token ids must be integers. Received: dtype {array.dtype}")
+        ids = array.reshape(-1).tolist()
         outside = [token_id for token_id in ids if not 0 <= token_id < self.vocab_size]
         if outside:
             raise ValueError(f"Token ids must lie in [0, {self.vocab_size}). Received: "

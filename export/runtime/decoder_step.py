@@ -24,6 +24,7 @@ from export.artifact.decoder_io import (
     present_names,
 )
 from export.artifact.metadata import decode_metadata
+from export.artifact.token_ids import as_id_array
 from export.runtime.predictor import OPTIMIZATION_LEVELS
 
 
@@ -71,7 +72,8 @@ class CachedStep:
                 [0, vocab_size), positions outside [0, max_len), past + new > max_len, or a
                 cache whose batch, heads, past length or head size does not fit.
         """
-        token_ids, position_ids = np.asarray(token_ids), np.asarray(position_ids)
+        token_ids = as_id_array(token_ids, TOKEN_IDS)  # a boolean among ids is refused
+        position_ids = as_id_array(position_ids, POSITION_IDS)
         check_step_inputs(token_ids, position_ids, cache, self.max_len, self.vocab_size,
                           self.num_heads, self.head_dim)  # before the cast to int64
         token_ids, position_ids = token_ids.astype(np.int64), position_ids.astype(np.int64)

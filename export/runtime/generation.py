@@ -25,6 +25,7 @@ from export.artifact.manifest import (
     OPTIMIZED_DECODER_FILENAME,
     TOKENIZER_FILENAME,
 )
+from export.artifact.token_ids import as_id_array
 from export.artifact.tokenizer import load_tokenizer
 from export.runtime.decoder_step import CachedStep
 from export.runtime.sampling import GeneratedText, generate_text
@@ -46,8 +47,13 @@ class RecomputeStep:
         return np.zeros((1, 0), dtype=np.int64)
 
     def __call__(self, token_ids, position_ids, cache):
-        """(logits float32 `[1, new, vocab]`, ids so far `[1, past + new]`)."""
-        cache = np.concatenate([cache, np.asarray(token_ids, dtype=np.int64)], axis=1)
+        """(logits float32 `[1, new, vocab]`, ids so far `[1, past + new]`).
+
+        Raises:
+            ValueError: ids the predictor refuses (`check_token_ids`); they are joined to the
+                cache uncast, so a float or boolean id is refused, never truncated to an int.
+        """
+        cache = np.concatenate([cache, as_id_array(token_ids)], axis=1)
         logits = self.predictor.predict(cache)
         return logits[:, -np.shape(token_ids)[1]:], cache
 

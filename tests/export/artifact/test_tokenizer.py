@@ -147,6 +147,12 @@ def test_tokens_for_display(trained):
     assert trained["word"].tokens([3, 0, 0]) == [trained["word"].backend.id_to_token(3)]
     with pytest.raises(ValueError, match=r"must lie in \[0, 74\). Received: \[74\]"):
         trained["word"].tokens([trained["word"].vocab_size])
+    assert trained["word"].tokens([]) == []
+    # An id is never cast: 3.7 was shown as the token of id 3, and True as the token of id 1.
+    with pytest.raises(ValueError, match=r"must be integers\. Received: dtype float64"):
+        trained["word"].tokens([3.7])
+    with pytest.raises(ValueError, match=r"a boolean is not one\. Received: True among"):
+        trained["word"].tokens([3, True])
 
 
 def test_vocab_size_is_the_number_of_ids_and_bounds_the_vocabulary(trained):

@@ -122,6 +122,19 @@ def test_bad_step_inputs_get_the_savedmodel_steps_message(exported, token_ids, p
         step(np.array(token_ids), np.array(position_ids), cache)
 
 
+@pytest.mark.parametrize("token_ids, position_ids, fragment", [
+    ([[3, True]], [[0, 1]], r"^token_ids must hold integers, and a boolean is not one"),
+    ([[3, 4]], [[0, False]], r"^position_ids must hold integers, and a boolean is not one"),
+    ([[3, 4.0]], [[0, 1]], r"^token_ids must be an integer array.*float64"),
+])
+def test_python_lists_are_checked_before_numpy_casts_them(exported, token_ids, position_ids,
+                                                          fragment):
+    """NumPy reads [[3, True]] as int64 [[3, 1]]: the step answered for the id 1."""
+    _, step = exported
+    with pytest.raises(ValueError, match=fragment):
+        step(token_ids, position_ids, step.empty_cache())
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """`write_decoder` into a folder: (model, metadata, folder, manifest entry)."""
