@@ -271,6 +271,11 @@ def _views(path):
                lambda: [text for text, _, _ in iter_records(path)],
                lambda: [text for text, _, _ in iter_records(path, label_column=None)],
                lambda: load_lm_texts(path))
+    return _results_or_messages(readers)
+
+
+def _results_or_messages(readers):
+    """What each reader returns, or the message of the DataError it raised."""
     results = []
     for read in readers:
         try:
@@ -443,13 +448,7 @@ def _folder_views(path, **kwargs):
                lambda: (sorted({label for _, label, _ in iter_records(path, **kwargs)}),
                         sorted(text for text, _, _ in iter_records(path, **kwargs))),
                streamed)
-    results = []
-    for read in readers:
-        try:
-            results.append(read())
-        except DataError as error:
-            results.append(str(error))
-    return results
+    return _results_or_messages(readers)
 
 
 UTF_ENCODINGS = [("UTF-16LE", codecs.BOM_UTF16_LE, "utf-16-le"),
