@@ -19,6 +19,7 @@ from keras_attn.cli.lm_demo import run_language_model_demo
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import encode_texts, split_train_validation
 from keras_attn.data.reference_task import ANIMALS, OBJECTS, make_reference_task
+from keras_attn.evaluation.referent import ReferentAttention, referent_attention
 from keras_attn.training.classifier import train_classifier
 from keras_attn.training.run_folder import CURVES_FILE
 from keras_attn.training.timing import phase
@@ -42,6 +43,7 @@ class DemoReport:
     verified: bool
     figures: list[Path]
     phase_seconds: dict[str, float]
+    referent: ReferentAttention  # "it" -> its referent, over the held-out sentences
 
 
 def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = None,
@@ -77,6 +79,8 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
         predicted = np.argmax(run.model.predict(test_ids, verbose=0), axis=-1)
         accuracy = float(np.mean(predicted == test.labels))
         log(f"held-out test accuracy: {accuracy:.4f}")
+        referent = referent_attention(run.model, run.tokenizer, test.texts)
+        log(f"attention from \"it\" onto its referent: {referent.summary()}")
     with phase("export", seconds, log):
         result = export.export_model(run.model, out / "saved_models" / "demo",
                                      tokenizer=run.tokenizer, class_names=run.class_names,
@@ -104,7 +108,8 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
     max_diff = max(pair.max_abs_diff for pair in result.parity.pairs)
     tolerance = min(pair.tolerance for pair in result.parity.pairs)
     return DemoReport(accuracy, run_dir, result.path, max_diff, tolerance,
-                      verification.ok and language_model.identical, figures, seconds)
+                      verification.ok and language_model.identical, figures, seconds,
+                      referent)
 
 
 def _head_watching_the_nouns(maps: list[np.ndarray], tokens: list[str]) -> tuple[int, int]:

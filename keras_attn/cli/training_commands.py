@@ -42,6 +42,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_left_out(read_manifest(report.export_dir)["onnxruntime_files"])
     _print("\n== keras-attn demo report ==")
     _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
+    _print(f"\"it\" -> its referent    : {report.referent.summary()}")
     _print(f"run folder             : {report.run_dir}")
     _print(f"export (TF Serving)    : {report.export_dir}")
     _print(f"parity max |diff|      : {report.parity_max_abs_diff:.2e} "
