@@ -22,7 +22,7 @@ _LAZY = {
     "layers.feed_forward": ["FeedForward"],
     "layers.block": ["TransformerBlock"],
     "layers.masking": ["PaddingMask"],
-    "layers.pooling": ["MaskedMeanPooling"],
+    "layers.pooling": ["MaskedMeanPooling", "TokenReadout"],
     "models.builders": ["build_classifier", "build_language_model", "config_from_model",
                         "model_task", "load_model", "rebuild"],
     "models.checked_model": ["CheckedModel"],

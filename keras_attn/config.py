@@ -9,6 +9,7 @@ from export.artifact.tokenizer_choices import DEFAULT_MODEL, DEFAULT_VOCAB_SIZE
 from export.artifact.tokenizer_choices import MODELS as TOKENIZER_MODELS
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+POOLINGS = ("mean", "first", "token")
 # "balanced": each class weighs n / (classes * count), as scikit-learn's class_weight="balanced".
 CLASS_WEIGHTS = ("none", "balanced")
 
@@ -46,6 +47,23 @@ def check_bool(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be True or False. Received: {name}={value!r}")
 
 
+def check_pooling(pooling: Any, readout_token_id: Any, vocab_size: int) -> None:
+    """Raises ValueError unless `pooling` is one of `POOLINGS` and `readout_token_id` is an id
+    in [1, vocab_size) exactly when pooling is "token"."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
+    if pooling != "token":
+        if readout_token_id is not None:
+            raise ValueError("readout_token_id is read by pooling='token' only. Received: "
+                             f"pooling={pooling!r}, readout_token_id={readout_token_id!r}")
+        return
+    if isinstance(readout_token_id, bool) or not isinstance(readout_token_id, int) \
+            or not 1 <= readout_token_id < vocab_size:
+        raise ValueError(f"pooling='token' reads at readout_token_id, an id in [1, "
+                         f"vocab_size={vocab_size}) (0 is padding). "
+                         f"Received: readout_token_id={readout_token_id!r}")
+
+
 def check_divisible(d_model: int, num_heads: int) -> None:
     """Raises ValueError unless `num_heads` splits `d_model` into equal heads."""
     if d_model % num_heads:
@@ -80,6 +98,14 @@ class ModelConfig:
         use_causal_mask: `build_classifier` only: when True, position i attends to positions
             <= i, as in the language model (a classifier fine-tuned from one, README
             "Pre-training a classifier"); `build_language_model` is causal whatever this says.
+        pooling: `build_classifier` only: how the sequence becomes one vector for the linear
+            head. "mean" (the default): the masked mean over real tokens. "first": the vector
+            at position 0 (BERT's readout at its leading [CLS]). "token": the vector at the
+            first position holding `readout_token_id`, or at the last real token where a
+            sequence has none (Hugging Face's GPT-2 classifier readout); see
+            `keras_attn.layers.pooling.TokenReadout`.
+        readout_token_id: the id "token" pooling reads at (e.g. the id of "it"); None
+            otherwise.
 
     Example:
         >>> ModelConfig(vocab_size=1000, max_len=64, d_model=64, num_heads=2, ff_dim=128,
@@ -99,6 +125,8 @@ class ModelConfig:
     norm_first: bool = False
     attention_dropout: float = 0.0
     use_causal_mask: bool = False
+    pooling: str = "mean"
+    readout_token_id: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_len", "d_model", "num_heads", "ff_dim", "num_layers", "num_classes"):
@@ -115,6 +143,7 @@ class ModelConfig:
         check_activation("activation", self.activation)
         check_bool("norm_first", self.norm_first)
         check_bool("use_causal_mask", self.use_causal_mask)
+        check_pooling(self.pooling, self.readout_token_id, self.vocab_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the config as a JSON-ready dict."""

@@ -163,7 +163,7 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
         return VerifyReport(version_dir, (str(error),), None, files)
     config = ka.config_from_model(model)
     expected = read_manifest(version_dir).get("config")
-    if config.to_dict() != expected:
+    if config.to_dict() != _with_defaults(expected):
         return VerifyReport(version_dir, (
             f"{KERAS_FILENAME}: its config {config.to_dict()} differs from the manifest's "
             f"{expected}",), None, files)
@@ -173,3 +173,16 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
     decoder = verify_decoder(model, version_dir, tolerance)
     problems = () if decoder is None or decoder["ok"] else (decoder_summary(decoder),)
     return VerifyReport(version_dir, problems, parity, files, decoder)
+
+
+def _with_defaults(config: object) -> object:
+    """A manifest's config with the fields it predates at their defaults (an export made
+    before `pooling` existed pooled the mean), or as it is where it is no ModelConfig."""
+    if not isinstance(config, dict):
+        return config
+    from keras_attn.config import ModelConfig  # light: no Keras
+
+    try:
+        return ModelConfig.from_dict(config).to_dict()
+    except (TypeError, ValueError):
+        return config

@@ -7,7 +7,7 @@ import keras
 from keras_attn.config import ModelConfig
 from keras_attn.layers.block import TransformerBlock
 from keras_attn.layers.masking import HALF_PRECISION, PaddingMask
-from keras_attn.layers.pooling import MaskedMeanPooling
+from keras_attn.layers.pooling import MaskedMeanPooling, TokenReadout
 from keras_attn.layers.positional_embedding import PositionalEmbedding
 from keras_attn.models.checked_model import CheckedModel
 
@@ -52,7 +52,8 @@ def _logits_dtype():
 
 
 def build_classifier(config: ModelConfig) -> keras.Model:
-    """A sequence classifier: blocks, masked mean over real tokens, then a linear head.
+    """A sequence classifier: blocks, a readout of one vector per sequence (`config.pooling`:
+    the masked mean over real tokens by default), then a linear head.
 
     Its attention is bidirectional, or causal when `config.use_causal_mask` (a classifier
     fine-tuned from a language model, `keras_attn.training.pretrained`).
@@ -72,7 +73,10 @@ def build_classifier(config: ModelConfig) -> keras.Model:
         ...               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     """
     token_ids, padding_mask, x = _encode(config, use_causal_mask=config.use_causal_mask)
-    pooled = MaskedMeanPooling(name="pool")(x, padding_mask=padding_mask)
+    if config.pooling == "mean":
+        pooled = MaskedMeanPooling(name="pool")(x, padding_mask=padding_mask)
+    else:  # "first" reads position 0, "token" the first position of readout_token_id
+        pooled = TokenReadout(config.readout_token_id, name="pool")(x, token_ids, padding_mask)
     logits = keras.layers.Dense(config.num_classes, name="logits", dtype=_logits_dtype())(pooled)
     return CheckedModel(token_ids, logits, name=CLASSIFIER)
 
@@ -129,7 +133,18 @@ def config_from_model(model: keras.Model) -> ModelConfig:
         norm_first=block.norm_first,
         # a language model is causal by construction; its config leaves the flag at False
         use_causal_mask=block.use_causal_mask and model_task(model) == CLASSIFIER,
+        **_pooling_of(model),
     )
+
+
+def _pooling_of(model: keras.Model) -> dict:
+    """The `pooling` and `readout_token_id` fields of a classifier (a language model has no
+    readout: the defaults)."""
+    readouts = [layer for layer in model.layers if isinstance(layer, TokenReadout)]
+    if not readouts:
+        return {}
+    token_id = readouts[0].token_id
+    return {"pooling": "first" if token_id is None else "token", "readout_token_id": token_id}
 
 
 def rebuild(model: keras.Model, dtype_policy: str = "float32") -> keras.Model:

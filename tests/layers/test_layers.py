@@ -49,10 +49,11 @@ def test_masked_mean_pooling_averages_real_tokens_only():
     np.testing.assert_allclose(pooled, expected, atol=1e-6)
 
 
-@pytest.mark.parametrize("layer_cls", [ka.PaddingMask, ka.MaskedMeanPooling])
-def test_weightless_layers_round_trip_their_config(layer_cls):
-    layer = layer_cls(name="x")
-    assert layer_cls.from_config(layer.get_config()).get_config() == layer.get_config()
+@pytest.mark.parametrize("make", [ka.PaddingMask, ka.MaskedMeanPooling, ka.TokenReadout,
+                                  lambda name: ka.TokenReadout(5, name=name)])
+def test_weightless_layers_round_trip_their_config(make):
+    layer = make(name="x")
+    assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
 
 
 def test_padding_mask_marks_nonzero_ids():
