@@ -24,6 +24,7 @@ from export import runtime
 from export.artifact.manifest import INT8_FILENAME, ONNX_FILENAME, OPTIMIZED_FILENAME, read_manifest
 from export.artifact.representative_ids import load_representative_ids
 from export.formats import optimize
+from export.runtime.predictor import EXACT_INT8_MATMUL
 from export.verification.cases import calibration_data
 
 LEVELS = {
@@ -76,6 +77,7 @@ def session(path: str | os.PathLike, setting: Setting = Setting(),
     options.graph_optimization_level = LEVELS[setting.level]
     if not setting.spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry(*EXACT_INT8_MATMUL)  # as the predictor runs them
     if optimized_out is not None:
         options.optimized_model_filepath = os.fspath(optimized_out)
     return ort.InferenceSession(os.fspath(path), sess_options=options,

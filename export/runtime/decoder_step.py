@@ -25,7 +25,7 @@ from export.artifact.decoder_io import (
 )
 from export.artifact.metadata import decode_metadata
 from export.artifact.token_ids import as_id_array
-from export.runtime.predictor import OPTIMIZATION_LEVELS
+from export.runtime.predictor import session_options
 
 
 class CachedStep:
@@ -41,14 +41,9 @@ class CachedStep:
 
     def __init__(self, path: str | os.PathLike, threads: int = 1,
                  optimization: str = "all") -> None:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), sess_options=options,
+        self.session = ort.InferenceSession(str(self.path),
+                                            sess_options=session_options(optimization, threads),
                                             providers=["CPUExecutionProvider"])
         self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
         config = self.metadata["config"]

@@ -145,6 +145,18 @@ def test_int8_of_a_confident_classifier_ships_and_is_reported_apart():
     assert runtime.load(result.path, variant="int8").path == result.int8_path
 
 
+def test_int8_weights_are_uint8_so_that_no_cpu_saturates():
+    """Weights of the integer products are uint8 (U8U8): onnxruntime's U8S8 kernels saturate
+    at 16 bits on x86 CPUs without VNNI, U8U8 never does (export.formats.optimize)."""
+    _, result = exported_confident()
+    graph = onnx.load(result.int8_path).graph
+    initializers = {tensor.name: tensor.data_type for tensor in graph.initializer}
+    weights = [node.input[1] for node in graph.node
+               if node.op_type in ("MatMulInteger", "QAttention")]
+    assert len(weights) >= 4
+    assert {initializers[name] for name in weights} == {onnx.TensorProto.UINT8}
+
+
 def test_a_rewrite_that_fails_leaves_both_files_out_and_says_why(tmp_path, monkeypatch):
     def broken_rewrite(proto):
         raise RuntimeError("no rule applies")
