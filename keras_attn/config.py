@@ -164,6 +164,10 @@ class ModelConfig:
         return cls(**values)
 
 
+class ReadoutTokenError(ValueError):
+    """`TrainSettings.readout_token` is not one token of the trained vocabulary."""
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     """Hyperparameters of a training run (`keras_attn.training.classifier.train_classifier`).
@@ -194,6 +198,10 @@ class TrainSettings:
     patience: int = 6
     seed: int = 0
     jit_compile: bool = True
+    # The classifier's readout (`ModelConfig.pooling`); "token" reads at the id the trained
+    # tokenizer gives `readout_token` (`classifier_config`). Language models ignore both.
+    pooling: str = "mean"
+    readout_token: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "epochs", "batch_size", "patience"):
@@ -220,14 +228,44 @@ class TrainSettings:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}. "
                              f"Received: class_weight={self.class_weight!r}")
         check_bool("jit_compile", self.jit_compile)
-        self.model_config(vocab_size=2, num_classes=2)  # the model fields, checked now
+        if self.pooling == "token" and (not isinstance(self.readout_token, str)
+                                        or not self.readout_token.strip()):
+            raise ValueError("pooling='token' reads at readout_token, a word of the training "
+                             "texts (e.g. readout_token='it'). "
+                             f"Received: readout_token={self.readout_token!r}")
+        if self.pooling != "token" and self.readout_token is not None:
+            raise ValueError("readout_token is read by pooling='token' only. Received: "
+                             f"pooling={self.pooling!r}, readout_token={self.readout_token!r}")
+        # the model fields, checked now (a readout token's id is known once a tokenizer is)
+        self.model_config(vocab_size=2, num_classes=2,
+                          readout_token_id=1 if self.pooling == "token" else None)
 
-    def model_config(self, vocab_size: int, num_classes: int) -> ModelConfig:
-        """The `ModelConfig` of these settings for a vocabulary and a class count."""
+    def classifier_config(self, tokenizer: Any, num_classes: int) -> ModelConfig:
+        """The classifier's `ModelConfig` for a trained tokenizer (an
+        `export.artifact.tokenizer.Tokenizer`): its vocabulary, and for pooling "token" the id
+        it gives `readout_token`.
+
+        Raises:
+            ReadoutTokenError: `readout_token` is not one known token of `tokenizer`.
+        """
+        readout_token_id = None
+        if self.pooling == "token":
+            try:
+                readout_token_id = tokenizer.token_id(self.readout_token)
+            except ValueError as error:
+                raise ReadoutTokenError(f"readout_token={self.readout_token!r} cannot be read "
+                                        f"at: {error}") from None
+        return self.model_config(tokenizer.vocab_size, num_classes, readout_token_id)
+
+    def model_config(self, vocab_size: int, num_classes: int,
+                     readout_token_id: int | None = None) -> ModelConfig:
+        """The `ModelConfig` of these settings for a vocabulary and a class count (and the
+        readout token's id, for pooling "token")."""
         return ModelConfig(vocab_size=vocab_size, max_len=self.max_len, d_model=self.d_model,
                            num_heads=self.num_heads, ff_dim=self.ff_dim,
                            num_layers=self.num_layers, num_classes=num_classes,
                            dropout=self.dropout, activation=self.activation,
                            norm_first=self.norm_first,
                            attention_dropout=self.attention_dropout,
-                           use_causal_mask=self.use_causal_mask)
+                           use_causal_mask=self.use_causal_mask, pooling=self.pooling,
+                           readout_token_id=readout_token_id)

@@ -55,10 +55,29 @@ def test_unknown_and_missing_fields_are_rejected():
     ("learning_rate", 0.0, "above 0"),
     ("jit_compile", "yes", "True or False"),
     ("d_model", 11, "divisible"),
+    ("pooling", "max", "pooling must be one of \\('mean', 'first', 'token'\\)"),
+    ("pooling", "token", "pooling='token' reads at readout_token, a word of the training texts"),
+    ("readout_token", "it", "readout_token is read by pooling='token' only"),
 ])
 def test_train_settings_are_validated(field, value, message):
     with pytest.raises(ValueError, match=message):
         ka.config.TrainSettings(**{field: value})
+
+
+def test_the_readout_token_is_read_at_the_id_the_tokenizer_gives_it():
+    from export.artifact.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(["the dog loved the toy, it was very excited."] * 3,
+                                model="word", vocab_size=50)
+    settings = ka.config.TrainSettings(pooling="token", readout_token="it")
+    config = settings.classifier_config(tokenizer, num_classes=2)
+    assert config.pooling == "token" and config.readout_token_id == tokenizer.token_id("it")
+    assert ka.config.TrainSettings(pooling="first").classifier_config(
+        tokenizer, 2).readout_token_id is None
+    with pytest.raises(ka.config.ReadoutTokenError,
+                       match="readout_token='cat' cannot be read at: 'cat' is not one token"):
+        ka.config.TrainSettings(pooling="token", readout_token="cat").classifier_config(
+            tokenizer, 2)
 
 
 @pytest.mark.parametrize("layer, kwargs", [

@@ -243,6 +243,25 @@ class Tokenizer:
             batch[index, : len(row)] = row
         return batch
 
+    def token_id(self, token: str) -> int:
+        """The id of `token` read as text: what the model sees wherever `token` stands alone
+        (after the tokenizer's normalization, e.g. lower-casing), such as the readout token
+        of `ModelConfig(pooling="token")`.
+
+        Raises:
+            TypeError: `token` is not a str.
+            ValueError: `token` does not encode as exactly one known id (none, several, or
+                ``[UNK]``).
+        """
+        if not isinstance(token, str):
+            raise TypeError(f"token must be a str. Received: {type(token).__name__}")
+        ids = [int(token_id) for token_id in self.encode_batch([token])[0] if token_id != PAD_ID]
+        if len(ids) != 1 or self.backend.id_to_token(ids[0]) == UNK:
+            raise ValueError(f"{token!r} is not one token of this vocabulary: it encodes as "
+                             f"{self.tokens(ids) or 'no token'}. A token of the vocabulary is "
+                             f"needed, e.g. a word frequent in the training texts")
+        return ids[0]
+
     def tokens(self, ids: Sequence[int]) -> list[str]:
         """The tokens of ids, readable for display (attention heatmaps); padding is skipped.
 

@@ -24,7 +24,7 @@ BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_attn.config import CLASS_WEIGHTS, TOKENIZER_MODELS, TrainSettings
+    from keras_attn.config import CLASS_WEIGHTS, POOLINGS, TOKENIZER_MODELS, TrainSettings
 
     parser = argparse.ArgumentParser(
         prog="keras-attn", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -112,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="linear learning-rate warm-up over this share of the run's steps, "
                             "then cosine decay to 0 by the last epoch; 0: a constant learning "
                             f"rate; default {TrainSettings().warmup_fraction}")
+    train.add_argument("--pooling", choices=POOLINGS, default=TrainSettings().pooling,
+                       help="the classifier's readout: 'mean' over the real tokens, 'first' "
+                            "the first token's vector (BERT's [CLS] position), 'token' the "
+                            "vector at the first --readout-token of each text (else at its "
+                            f"last token); default {TrainSettings().pooling}")
+    train.add_argument("--readout-token", metavar="TOKEN", default=None,
+                       help="with --pooling token: the word read at, one token of the "
+                            "trained vocabulary (e.g. it)")
     train.add_argument("--class-weight", choices=CLASS_WEIGHTS,
                        default=TrainSettings().class_weight,
                        help="'balanced' weighs each class by n / (classes x its count); "

@@ -63,7 +63,8 @@ FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "-
                  "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
                  "batch_size": "--batch-size",
                  "learning_rate": "--learning-rate", "patience": "--patience",
-                 "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight"}
+                 "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight",
+                 "readout_token": "--readout-token", "pooling": "--pooling"}
 
 
 # The data checks (the one record reader, keras_attn.data.records, and its views: load_texts,
@@ -102,13 +103,31 @@ def _settings_from_flags(args: argparse.Namespace):
             batch_size=args.batch_size,
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
             jit_compile=not args.no_jit, **{
-                field: getattr(args, field) for field in ("warmup_fraction", "class_weight")
+                field: getattr(args, field) for field in ("warmup_fraction", "class_weight",
+                                                          "pooling", "readout_token")
                 if hasattr(args, field)})
     except ValueError as error:
-        message = str(error)
-        for field, flag in FLAG_OF_FIELD.items():
-            message = message.replace(f"{field}=", f"{flag} ")
-        raise UsageError(f"Bad training flags: {message}") from None
+        raise UsageError(f"Bad training flags: {_named_by_flags(error)}") from None
+
+
+def _named_by_flags(error: ValueError) -> str:
+    """A settings error's message with each field named by its flag."""
+    message = str(error)
+    for field, flag in FLAG_OF_FIELD.items():
+        message = message.replace(f"{field}=", f"{flag} ")
+    return message
+
+
+@contextlib.contextmanager
+def _readout_errors_name_flags() -> Iterator[None]:
+    """--readout-token is checked against the vocabulary once the tokenizer is trained (before
+    anything is written): a token it cannot read at is a UsageError that names the flag."""
+    from keras_attn.config import ReadoutTokenError
+
+    try:
+        yield
+    except ReadoutTokenError as error:
+        raise UsageError(_named_by_flags(error)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -149,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     hosts = initialize_multi_host()  # several machines: KERAS_DISTRIBUTION_* variables
     _print(f"backend {backend}, {args.devices} device(s)"
            + (f", process {hosts['process_id']} of {hosts['num_processes']}" if hosts else ""))
-    with phase("train", seconds, _print):
+    with phase("train", seconds, _print), _readout_errors_name_flags():
         run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
                                data_description=str(Path(args.data).resolve()), log=_print,
                                devices=args.devices, init_from=language_model)
@@ -188,7 +207,7 @@ def _train_streaming(args: argparse.Namespace, settings, backend: str) -> int:
                            args.validation_split, args.seed)
         _print(f"{data.size('train')} train / {data.size('validation')} validation texts "
                f"(streamed from {args.data}), classes {data.class_names}")
-    with phase("train", seconds, _print):
+    with phase("train", seconds, _print), _readout_errors_name_flags():
         run, validation = train_streaming(data, settings, args.out, overwrite=args.overwrite,
                                           data_description=str(Path(args.data).resolve()),
                                           log=_print)

@@ -91,11 +91,15 @@ def train_classifier(
 
     Returns:
         A `TrainedRun`.
+
+    Raises:
+        ValueError: `settings.readout_token` is not one token of the tokenizer (before
+            anything is written).
     """
     run_dir = Path(run_dir)
     tokenizer = init_from.tokenizer() if init_from else train_tokenizer(
         train.texts, model=settings.tokenizer, vocab_size=settings.vocab_size)
-    config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+    config = settings.classifier_config(tokenizer, len(train.class_names))
     x_train = encode_texts(tokenizer, train.texts, settings.max_len)
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
@@ -113,7 +117,7 @@ def train_classifier(
         tokenizer = load_tokenizer(run_dir / TOKENIZER_FILE)
         x_train = encode_texts(tokenizer, train.texts, settings.max_len)
         x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
-        config = settings.model_config(tokenizer.vocab_size, len(train.class_names))
+        config = settings.classifier_config(tokenizer, len(train.class_names))
     else:
         tokenizer.save(run_dir / TOKENIZER_FILE)
     if resumed_from:

@@ -132,7 +132,11 @@ def train_language_model(
         DataError: too little text for one window in a split (checked before anything is
             written).
         keras_attn.training.run_folder.RunFolderError: `run_dir` holds something else.
+        ValueError: `settings.pooling` is not "mean" (a classifier's readout).
     """
+    if settings.pooling != "mean":
+        raise ValueError("pooling is a classifier's readout; a language model predicts at "
+                         f"every position. Received: pooling={settings.pooling!r}")
     run_dir = Path(run_dir)
     tokenizer = train_tokenizer(list(train_texts), model=settings.tokenizer,
                                 vocab_size=settings.vocab_size)

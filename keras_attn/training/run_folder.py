@@ -83,11 +83,18 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
     return False
 
 
+# TrainSettings fields added since runs were first recorded, with the value every run recorded
+# before them trained with (a classifier's readout was the mean): such a run still resumes.
+SETTINGS_THAT_RUNS_BEFORE_THEM_HAD = {"pooling": "mean", "readout_token": None}
+
+
 def records_run(run_dir: Path, run_record: dict) -> bool:
     """Whether `run_dir/run.json` records this run: the same settings and data. What a
     finished run measured ("results") is not part of its identity."""
     stored = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
     stored.pop(RESULTS_KEY, None)
+    if isinstance(stored.get("settings"), dict):
+        stored["settings"] = {**SETTINGS_THAT_RUNS_BEFORE_THEM_HAD, **stored["settings"]}
     return stored == run_record
 
 

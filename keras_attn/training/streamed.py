@@ -48,6 +48,8 @@ def train_streaming(data: StreamedData, settings: TrainSettings, run_dir: str | 
 
     Raises:
         DataError: a text with no token (before anything is written).
+        ValueError: `settings.readout_token` is not one token of the trained tokenizer (before
+            anything is written).
         RunFolderError: as `train_classifier`.
     """
     run_dir = Path(run_dir)
@@ -67,6 +69,7 @@ def train_streaming(data: StreamedData, settings: TrainSettings, run_dir: str | 
                            settings.batch_size, shuffle=False))
 
     train, validation = streams(tokenizer)
+    settings.classifier_config(tokenizer, len(data.class_names))  # a bad readout token: now
     resuming = prepare_run_folder(run_dir, record, overwrite)
     resumed_from = resumed_epoch(run_dir) if resuming else 0
     if resuming and (run_dir / TOKENIZER_FILE).is_file():
@@ -78,7 +81,7 @@ def train_streaming(data: StreamedData, settings: TrainSettings, run_dir: str | 
         log(f"Resuming the interrupted run in {run_dir} after epoch {resumed_from}.")
     train.epoch = resumed_from
 
-    config = settings.model_config(tokenizer.vocab_size, len(data.class_names))
+    config = settings.classifier_config(tokenizer, len(data.class_names))
     keras.utils.set_random_seed(settings.seed)
     model = build_classifier(config)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate_schedule(settings, len(train))),

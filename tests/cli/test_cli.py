@@ -74,6 +74,34 @@ def test_train_records_the_tokenizer_in_run_and_config(trained):
     assert tokenizer.model == DEFAULT_MODEL and tokenizer.vocab_size <= 200
 
 
+def test_train_reads_the_answer_where_pooling_says(trained, tmp_path):
+    """--pooling token --readout-token it: the model reads at the id the run's tokenizer gives
+    "it", recorded in run.json, config.json and the export's manifest, and it answers."""
+    code = main(["train", "--data", str(trained / "task.csv"), "--out", str(tmp_path / "run"),
+                 "--epochs", "1", *TINY, "--pooling", "token", "--readout-token", "it",
+                 "--export", str(tmp_path / "models")])
+    assert code == 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    config = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    it = load_tokenizer(tmp_path / "run" / "tokenizer.json").token_id("it")
+    assert (run["settings"]["pooling"], run["settings"]["readout_token"]) == ("token", "it")
+    assert (config["model"]["pooling"], config["model"]["readout_token_id"]) == ("token", it)
+    manifest = json.loads((tmp_path / "models" / "1" / "manifest.json").read_text("utf-8"))
+    assert manifest["config"]["readout_token_id"] == it
+    assert main(["verify", str(tmp_path / "models" / "1")]) == 0
+
+
+def test_a_run_recorded_before_the_readout_settings_resumes(tmp_path):
+    from keras_attn.training.run_folder import records_run
+
+    record = {"settings": {"epochs": 3, "pooling": "mean", "readout_token": None}, "data": "d"}
+    (tmp_path / "run.json").write_text(json.dumps(
+        {"settings": {"epochs": 3}, "data": "d"}), encoding="utf-8")
+    assert records_run(tmp_path, record)
+    token = {"settings": {"epochs": 3, "pooling": "token", "readout_token": "it"}, "data": "d"}
+    assert not records_run(tmp_path, token)
+
+
 def test_train_records_attention_dropout_in_run_and_config(trained):
     run = json.loads((trained / "run" / "run.json").read_text(encoding="utf-8"))
     config = json.loads((trained / "run" / "config.json").read_text(encoding="utf-8"))
@@ -354,6 +382,20 @@ def bad_inputs(tmp_path):
                                      str(tmp_path / "ok.csv")], "--out must name a folder"),
         "export folder is a file": (["--data", str(tmp_path / "ok.csv"), "--export",
                                      str(tmp_path / "ok.csv")], "--export must name a folder"),
+        # the readout token is checked against the trained vocabulary before anything is written
+        "readout token not in the vocabulary": (
+            ["--data", str(tmp_path / "ok.csv"), "--pooling", "token", "--readout-token", "zzz"],
+            "--readout-token 'zzz' cannot be read at: 'zzz' is not one token of this vocabulary"),
+        "readout token not in the vocabulary, streamed": (
+            ["--data", str(tmp_path / "ok.csv"), "--stream", "--pooling", "token",
+             "--readout-token", "zzz"], "--readout-token 'zzz' cannot be read at"),
+        "readout token without token pooling": (
+            ["--data", str(tmp_path / "ok.csv"), "--readout-token", "good"],
+            "Received: --pooling 'mean', --readout-token 'good'"),
+        "token pooling without a readout token": (
+            ["--data", str(tmp_path / "ok.csv"), "--pooling", "token"],
+            "--pooling 'token' reads at readout_token, a word of the training texts (e.g. "
+            "--readout-token 'it'). Received: --readout-token None"),
     }
 
 
@@ -362,7 +404,9 @@ CASES = ["missing folder", "empty folder", "single class", "non-UTF-8 file",
          "vocab size < 3",
          "batch size < 1", "learning rate <= 0", "attention dropout 1",
          "attention dropout < 0", "unknown class", "non-UTF-8 CSV",
-         "foreign output folder", "output folder is a file", "export folder is a file"]
+         "foreign output folder", "output folder is a file", "export folder is a file",
+         "readout token not in the vocabulary", "readout token not in the vocabulary, streamed",
+         "readout token without token pooling", "token pooling without a readout token"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -4,6 +4,7 @@ standard tokenizer.json file, old files, and the same ids in a process without T
 
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -123,6 +124,25 @@ def test_word_model_keeps_known_words_and_maps_others_to_unk(trained):
     tokenizer = trained["word"]
     ids = tokenizer.encode_batch(["the dog zebra"])[0]
     assert tokenizer.tokens(ids) == ["the", "dog", "[UNK]"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_token_id_is_the_id_a_lone_word_encodes_as(trained, model):
+    tokenizer = trained[model]
+    (expected,) = tokenizer.encode_batch(["dog"])[0]
+    assert tokenizer.token_id("dog") == tokenizer.token_id("Dog") == int(expected)
+
+
+@pytest.mark.parametrize(("token", "message"), [
+    ("zebra", "'zebra' is not one token of this vocabulary: it encodes as ['[UNK]']"),
+    ("the dog", "'the dog' is not one token of this vocabulary: it encodes as ['the', 'dog']"),
+    (" ", "' ' is not one token of this vocabulary: it encodes as no token"),
+])
+def test_token_id_refuses_what_is_not_one_known_token(trained, token, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        trained["word"].token_id(token)
+    with pytest.raises(TypeError, match="token must be a str. Received: int"):
+        trained["word"].token_id(5)
 
 
 def test_wordpiece_splits_unseen_words_into_known_pieces(trained):
