@@ -9,6 +9,10 @@ or an auditor needs beside the SavedModel:
                       (`export.formats.optimize`), each shipped only when it passed its
                       check (`export.verification.shipping`), else the manifest says why
     model.keras       the model itself, so `verify` can rerun the parity battery later
+    attention.onnx    every block's attention weights, for viewers (standard ONNX ops;
+                      `export.formats.attention_onnx`), checked against Keras
+                      (`export.verification.attention_parity`); left out, with the reason in
+                      the manifest's "attention", when it fails
     decoder.onnx, decoder.optimized.onnx   language models: one cached decoding step
                       (`export.formats.decoder_onnx`), checked at every step
                       (`export.verification.decoder_parity`); the SavedModel then also has a
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from export.artifact.manifest import (
+    ATTENTION_FILENAME,
     INT8_FILENAME,
     KERAS_FILENAME,
     MANIFEST_FILENAME,
@@ -66,6 +71,8 @@ class ExportResult:
         onnx_path, keras_path, manifest_path: the files inside it.
         parity: the parity battery's report (also in `parity.json`).
         optimized_path, int8_path: the onnxruntime-only files, or None when not shipped.
+        attention_path: attention.onnx, or None when not shipped (the manifest's "attention"
+            says why).
         onnxruntime_files: how each of them was built and checked, or why it was not
             shipped (also in the manifest).
     """
@@ -79,6 +86,7 @@ class ExportResult:
     optimized_path: Path | None = None
     int8_path: Path | None = None
     onnxruntime_files: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    attention_path: Path | None = None
 
 
 def export_model(
@@ -131,10 +139,12 @@ def export_model(
     """
     import keras_attn as ka
     from export.artifact.metadata import encode_metadata
+    from export.formats.attention_onnx import write_attention
     from export.formats.decoder_onnx import write_decoder_files
     from export.formats.onnx import OPSET, convert_to_onnx, save_onnx
     from export.formats.savedmodel import write_savedmodel
     from export.formats.tf_function import keras_runtime
+    from export.verification.attention_parity import check_attention
     from export.verification.decoder_parity import check_decoder
     from export.verification.shipping import drop_failed, warn_not_shipped
 
@@ -168,6 +178,8 @@ def export_model(
         if task == "language_model":
             optimized_decoder = write_decoder_files(model, folder, metadata, opset)
             decoder = check_decoder(model, folder, tolerance, optimized_decoder)
+        attention = check_attention(model, folder, tolerance,
+                                    write_attention(model, folder, metadata, opset))
         model.save(folder / KERAS_FILENAME)
         if tokenizer is not None:
             tokenizer.save(folder / TOKENIZER_FILENAME)
@@ -194,14 +206,16 @@ def export_model(
             "onnxruntime_files": onnxruntime_files,
             "evaluation": evaluation,
             "decoder": decoder,
+            "attention": attention,
         })
-    warn_not_shipped(onnxruntime_files)
+    warn_not_shipped({**onnxruntime_files, ATTENTION_FILENAME: attention})
     path = Path(out_dir) / str(version)
     shipped = {name: path / name if entry["shipped"] else None
                for name, entry in onnxruntime_files.items()}
     return ExportResult(version, path, path / ONNX_FILENAME, path / KERAS_FILENAME,
                         path / MANIFEST_FILENAME, report, shipped.get(OPTIMIZED_FILENAME),
-                        shipped.get(INT8_FILENAME), onnxruntime_files)
+                        shipped.get(INT8_FILENAME), onnxruntime_files,
+                        path / ATTENTION_FILENAME if attention["shipped"] else None)
 
 
 def write_onnxruntime_files(folder: Path, max_len: int, vocab_size: int,

@@ -34,6 +34,8 @@ OPTIMIZED_DECODER_FILENAME = "decoder.optimized.onnx"
 # (when export_model was given some) so that `verify` checks it on the same data; a training
 # run keeps its own in the run folder.
 REPRESENTATIVE_FILENAME = "representative_ids.npy"
+# Every export: each block's attention weights, for viewers (export.formats.attention_onnx).
+ATTENTION_FILENAME = "attention.onnx"
 FORMAT_VERSION = 1
 LIBRARIES = ("keras-attn", "tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy")
 

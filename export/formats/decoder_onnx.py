@@ -23,7 +23,7 @@ import tf2onnx
 
 from export.artifact.decoder_io import LOGITS, POSITION_IDS, TOKEN_IDS, past_names, present_names
 from export.artifact.manifest import DECODER_FILENAME, OPTIMIZED_DECODER_FILENAME
-from export.formats.onnx import save_onnx
+from export.formats.onnx import name_axes, save_onnx
 from export.formats.optimize import rewrite
 from export.formats.savedmodel_decoder import step_function
 
@@ -52,46 +52,11 @@ def convert_decoder(model, metadata: dict, opset: int):
     for layer in range(layers):
         names.update({name: {0: BATCH, 2: PAST} for name in past_names(layer)})
         names.update({name: {0: BATCH, 2: TOTAL} for name in present_names(layer)})
-    _name_dims(proto, names)
+    name_axes(proto, names)
     proto.graph.name = "keras_attn_decoder_step"
     onnx.helper.set_model_props(proto, dict(metadata))
     onnx.checker.check_model(proto, full_check=True)
     return proto
-
-
-def _name_dims(proto, names: dict[str, dict[int, str]]) -> None:
-    """Renames the symbolic dims (tf2onnx's `unk__N`) of the graph's endpoints, axis by axis,
-    everywhere in the graph; static dims are left as they are.
-
-    Raises:
-        ValueError: a named endpoint is missing, or an `unk__` dim is left on an endpoint.
-    """
-    graph = proto.graph
-    endpoints = {value.name: value for value in [*graph.input, *graph.output]}
-    missing = sorted(set(names) - set(endpoints))
-    if missing:
-        raise ValueError(f"The converted decoder has no inputs/outputs {missing}. Received: "
-                         f"{sorted(endpoints)}")
-    renamed: dict[str, str] = {}  # tf2onnx's symbol -> the first name given to it
-    for value_name, axes in names.items():
-        dims = endpoints[value_name].type.tensor_type.shape.dim
-        for axis, new_name in axes.items():
-            if dims[axis].dim_param.startswith("unk__"):
-                renamed.setdefault(dims[axis].dim_param, new_name)
-    for value in [*graph.input, *graph.output, *graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param in renamed:
-                dim.dim_param = renamed[dim.dim_param]
-    for value_name, axes in names.items():  # an endpoint's own names win over a shared symbol
-        dims = endpoints[value_name].type.tensor_type.shape.dim
-        for axis, new_name in axes.items():
-            if not dims[axis].dim_value:
-                dims[axis].dim_param = new_name
-    leftover = [f"{value.name}[{index}]={dim.dim_param}" for value in endpoints.values()
-                for index, dim in enumerate(value.type.tensor_type.shape.dim)
-                if dim.dim_param.startswith("unk__")]
-    if leftover:
-        raise ValueError(f"Unnamed symbolic dims remain on the decoder's endpoints: {leftover}")
 
 
 def write_decoder_files(model, folder: Path, metadata: dict, opset: int) -> dict[str, Any]:

@@ -98,6 +98,41 @@ def name_dims(proto: onnx.ModelProto, names: Mapping[str, tuple[str, ...]]) -> N
         raise ValueError(f"Unnamed symbolic dims remain on the graph's endpoints: {leftover}")
 
 
+def name_axes(proto: onnx.ModelProto, names: Mapping[str, Mapping[int, str]]) -> None:
+    """Renames the symbolic dims (tf2onnx's `unk__N`) of the graph's endpoints, axis by axis,
+    everywhere in the graph; static dims are left as they are.
+
+    Raises:
+        ValueError: a named endpoint is missing, or an `unk__` dim is left on an endpoint.
+    """
+    graph = proto.graph
+    endpoints = {value.name: value for value in [*graph.input, *graph.output]}
+    missing = sorted(set(names) - set(endpoints))
+    if missing:
+        raise ValueError(f"The converted graph has no inputs/outputs {missing}. Received: "
+                         f"{sorted(endpoints)}")
+    renamed: dict[str, str] = {}  # tf2onnx's symbol -> the first name given to it
+    for value_name, axes in names.items():
+        dims = endpoints[value_name].type.tensor_type.shape.dim
+        for axis, new_name in axes.items():
+            if dims[axis].dim_param.startswith("unk__"):
+                renamed.setdefault(dims[axis].dim_param, new_name)
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renamed:
+                dim.dim_param = renamed[dim.dim_param]
+    for value_name, axes in names.items():  # an endpoint's own names win over a shared symbol
+        dims = endpoints[value_name].type.tensor_type.shape.dim
+        for axis, new_name in axes.items():
+            if not dims[axis].dim_value:
+                dims[axis].dim_param = new_name
+    leftover = [f"{value.name}[{index}]={dim.dim_param}" for value in endpoints.values()
+                for index, dim in enumerate(value.type.tensor_type.shape.dim)
+                if dim.dim_param.startswith("unk__")]
+    if leftover:
+        raise ValueError(f"Unnamed symbolic dims remain on the graph's endpoints: {leftover}")
+
+
 def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike) -> None:
     """Writes `proto` as one self-contained file (our models are far below the 2 GB limit)."""
     onnx.save_model(proto, os.fspath(path))

@@ -75,19 +75,17 @@ VARIANTS = {
 }
 
 
-class Predictor:
-    """An onnxruntime session over one exported model, with its inputs checked.
+class ExportSession:
+    """An onnxruntime session over one ONNX file of an export, with the metadata the export
+    recorded in it; `Predictor` and `export.runtime.attention.AttentionMaps` run one.
 
     Args:
-        onnx_path: the ONNX file (`model.onnx`, `model.optimized.onnx` or `model.int8.onnx`).
+        onnx_path: the ONNX file.
         optimization: graph optimization level, one of "disabled", "basic", "extended", "all".
-        threads: intra-op threads. The default 1 suits one predictor per core (one request at
-            a time, no thread pool spinning on a shared machine); raise it for large batches.
+        threads: intra-op threads.
 
-    Attributes:
-        metadata: what the export recorded: "config" (the ModelConfig as a dict), "task",
-            "max_len", "vocab_size", "class_names" (or None), "opset", "keras_attn_version".
-        session: the underlying `onnxruntime.InferenceSession`.
+    Raises:
+        ValueError: an unknown `optimization`, or `threads` not a positive integer.
     """
 
     def __init__(self, onnx_path: str | os.PathLike, optimization: str = "all",
@@ -114,6 +112,22 @@ class Predictor:
     @property
     def vocab_size(self) -> int:
         return self.metadata["vocab_size"]
+
+
+class Predictor(ExportSession):
+    """An onnxruntime session over one exported model, with its inputs checked.
+
+    Args:
+        onnx_path: the ONNX file (`model.onnx`, `model.optimized.onnx` or `model.int8.onnx`).
+        optimization: graph optimization level, one of "disabled", "basic", "extended", "all".
+        threads: intra-op threads. The default 1 suits one predictor per core (one request at
+            a time, no thread pool spinning on a shared machine); raise it for large batches.
+
+    Attributes:
+        metadata: what the export recorded: "config" (the ModelConfig as a dict), "task",
+            "max_len", "vocab_size", "class_names" (or None), "opset", "keras_attn_version".
+        session: the underlying `onnxruntime.InferenceSession`.
+    """
 
     @property
     def task(self) -> str:

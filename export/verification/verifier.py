@@ -25,6 +25,7 @@ import numpy as np
 
 from export.artifact.manifest import KERAS_FILENAME, check_manifest, read_manifest
 from export.artifact.representative_ids import load_representative_ids
+from export.verification.attention_parity import attention_summary, verify_attention
 from export.verification.cases import SEED, parity_cases, representative_cases, row_contexts
 from export.verification.decoder_parity import decoder_summary, verify_decoder
 from export.verification.parity import (
@@ -101,6 +102,9 @@ class VerifyReport:
             unloadable, or a config that disagrees with the manifest).
         parity: the battery's report, or None when file problems stopped it from running.
         files_checked: how many files matched their manifest entry (0 when any did not).
+        decoder: a language model's decoder-step check (`export.verification.decoder_parity`).
+        attention: attention.onnx's check (`export.verification.attention_parity`), or None
+            when the export has no attention.onnx.
     """
 
     version_dir: Path
@@ -108,6 +112,7 @@ class VerifyReport:
     parity: ParityReport | None
     files_checked: int = 0
     decoder: dict | None = None
+    attention: dict | None = None
 
     @property
     def ok(self) -> bool:
@@ -125,7 +130,9 @@ class VerifyReport:
                       "vs each runtime, fp32 logits", "", self.parity.table(), ""]
         if self.decoder is not None:
             lines += [decoder_summary(self.decoder), ""]
-        elif self.problems:
+        if self.attention is not None:
+            lines += [attention_summary(self.attention), ""]
+        if self.parity is None and self.problems:
             lines.append("  parity battery not run: the files above failed their checks")
         lines.append("OK" if self.ok else "FAILED")
         return "\n".join(lines)
@@ -172,7 +179,11 @@ def verify(version_dir: str | os.PathLike, tolerance: float = TOLERANCE,
     # Language models: decoder.onnx and the SavedModel's decoder_step, at every step.
     decoder = verify_decoder(model, version_dir, tolerance)
     problems = () if decoder is None or decoder["ok"] else (decoder_summary(decoder),)
-    return VerifyReport(version_dir, problems, parity, files, decoder)
+    # attention.onnx, when the export has one: every block's weights against Keras's.
+    attention = verify_attention(model, version_dir, tolerance)
+    if attention is not None and not attention["ok"]:
+        problems += (attention_summary(attention),)
+    return VerifyReport(version_dir, problems, parity, files, decoder, attention)
 
 
 def _with_defaults(config: object) -> object:

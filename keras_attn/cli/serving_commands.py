@@ -1,9 +1,9 @@
 """The subcommands that use a trained model: `keras-attn predict`, `serve`, `triton-repo`
 and `attend`.
 
-`predict` and `serve` run an export on onnxruntime and never import TensorFlow; `attend` loads
-the Keras model to draw its attention weights. Bad input raises `UsageError` (or another
-ValueError): exit code 2.
+`predict` and `serve` run an export on onnxruntime and never import TensorFlow; nor does
+`attend` on an export (its attention.onnx); on a run folder it loads the Keras model. Bad
+input raises `UsageError` (or another ValueError): exit code 2.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from export.artifact.manifest import KERAS_FILENAME, TOKENIZER_FILENAME
+from export.artifact.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
 from export.artifact.versions import ascii_digits
 from keras_attn.cli.common import EXIT_OK, UsageError, _print, check_version_folder
 
@@ -146,6 +146,32 @@ def _model_and_tokenizer(path: Path):
     return ka.load_model(model_file), load_tokenizer(tokenizer_file)
 
 
+def _text_attention(path: Path, text: str):
+    """The tokens of `text` and each block's weights `[heads, n, n]`: from an export version
+    folder, its attention.onnx in onnxruntime (no TensorFlow, no Keras); from a run folder or a
+    model.keras, the Keras model."""
+    from keras_attn.data.records import encode_texts
+
+    if (path / MANIFEST_FILENAME).is_file():
+        from export.artifact.tokenizer import load_tokenizer
+        from export.runtime.attention import load_attention
+
+        try:
+            attention = load_attention(path)
+        except FileNotFoundError as error:
+            raise UsageError(str(error)) from None
+        if not (path / TOKENIZER_FILENAME).is_file():
+            raise UsageError(f"attend reads text with the export's tokenizer; {path} has no "
+                             f"{TOKENIZER_FILENAME}. Received: {path}")
+        tokenizer = load_tokenizer(path / TOKENIZER_FILENAME)
+        ids = encode_texts(tokenizer, [text], attention.max_len)
+        return tokenizer.tokens(ids[0]), [weights[0] for weights in attention.maps(ids)]
+    from keras_attn.evaluation.attention import text_attention
+
+    model, tokenizer = _model_and_tokenizer(path)
+    return text_attention(model, tokenizer, text)
+
+
 def cmd_attend(args: argparse.Namespace) -> int:
     from keras_attn.evaluation import plots
 
@@ -158,10 +184,7 @@ def cmd_attend(args: argparse.Namespace) -> int:
                          f"choose another --out. Received: --out {out}")
     if not plots.available():
         raise UsageError(f"attend draws PNGs with matplotlib: {plots.INSTALL_HINT}")
-    from keras_attn.evaluation.attention import text_attention
-
-    model, tokenizer = _model_and_tokenizer(Path(args.model))
-    tokens, maps = text_attention(model, tokenizer, args.text)
+    tokens, maps = _text_attention(Path(args.model), args.text)
     for path in old:  # heatmaps of an earlier call, perhaps of a model with more heads
         path.unlink()
     for layer, weights in enumerate(maps):

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from export.artifact.manifest import read_manifest
+from export.artifact.manifest import ATTENTION_FILENAME, read_manifest
 from export.artifact.versions import ascii_digits, check_folder_path
 from keras_attn.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, _print, check_version_folder
 
@@ -39,7 +39,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _left_out_files_as_notes():
         report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
                           log=_print)
-    _print_left_out(read_manifest(report.export_dir)["onnxruntime_files"])
+    _print_left_out(read_manifest(report.export_dir))
     _print("\n== keras-attn demo report ==")
     _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
     _print(f"\"it\" -> its referent    : {report.referent.summary()}")
@@ -283,7 +283,7 @@ def _export(run_dir: Path, out: Path) -> int:
                                      representative_ids=load_representative_ids(run_dir))
     _print(f"[export] version {result.version} written to {result.path} in "
            f"{time.perf_counter() - start:.1f} s")
-    _print_left_out(result.onnxruntime_files)
+    _print_left_out(read_manifest(result.path))
     _print(result.parity.table())
     return EXIT_OK
 
@@ -323,9 +323,12 @@ def _left_out_files_as_notes() -> Iterator[None]:
         yield
 
 
-def _print_left_out(onnxruntime_files: dict) -> None:
+def _print_left_out(manifest: dict) -> None:
     """One `note:` line per ONNX file an export left out, with the manifest's reason."""
-    for filename, entry in onnxruntime_files.items():
+    entries = {**manifest["onnxruntime_files"], ATTENTION_FILENAME: manifest.get("attention")}
+    for filename, entry in entries.items():
+        if entry is None:  # an export made before attention.onnx existed
+            continue
         if not entry["shipped"]:
             _print(f"note: {filename} not shipped: {entry['reason']}")
 

@@ -21,7 +21,14 @@ def attention_maps(model, token_ids) -> list[np.ndarray]:
         One array per block, in order, of shape `[batch, num_heads, n, n]`: row i holds how
         much position i attends to each position (each row sums to 1).
     """
-    token_ids = np.asarray(token_ids, dtype="int32")
+    weights = attention_weights(model, np.asarray(token_ids, dtype="int32"))
+    return [ops.convert_to_numpy(block) for block in weights]  # torch: detached from autograd
+
+
+def attention_weights(model, token_ids) -> list:
+    """`attention_maps` as backend tensors, for a traced function (`token_ids`: an int
+    tensor `[batch, n]`): what the export converts to attention.onnx
+    (`export.formats.attention_onnx`)."""
     padding_mask = None
     x = None
     maps = []
@@ -35,11 +42,10 @@ def attention_maps(model, token_ids) -> list[np.ndarray]:
                 padding_mask = token_ids != 0
             x, weights = layer(x, padding_mask=padding_mask, return_attention_scores=True,
                                training=False)
-            maps.append(ops.convert_to_numpy(weights))  # torch: detached from autograd
+            maps.append(weights)
     if not maps:
         raise ValueError(
             "Expected a keras_attn model with at least one TransformerBlock. "
             f"Received: model {model.name!r}"
         )
     return maps
-

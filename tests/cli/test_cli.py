@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 from export_cases import BLOCK_IMPORTS, REPO_ROOT, run_python
 
@@ -306,6 +307,25 @@ def test_attend_draws_one_png_per_block_and_head(trained, tmp_path):
     assert main(["attend", str(trained / "saved_models" / "task" / "1"), "the cat hit a cup.",
                  "--out", str(from_export)]) == 0
     assert len(list(from_export.glob("*.png"))) == 2
+
+
+def test_attend_on_an_export_runs_attention_onnx_without_tensorflow(trained, tmp_path):
+    """From a version folder, attend draws from attention.onnx in onnxruntime: the same PNGs
+    as from the run folder's Keras model, in a process where TensorFlow and Keras cannot be
+    imported."""
+    version = trained / "saved_models" / "task" / "1"
+    text = "the dog hit a box, it was hungry."
+    code = BLOCK_IMPORTS + (
+        "from keras_attn.cli import main as cli\n"
+        "assert cli.main(['attend', sys.argv[2], sys.argv[3], '--out', sys.argv[4]]) == 0\n")
+    result = run_python(code, "tensorflow,keras", str(version), text, str(tmp_path / "onnx"))
+    assert result.returncode == 0, result.stderr
+    assert main(["attend", str(trained / "run"), text, "--out", str(tmp_path / "keras")]) == 0
+    onnx_pngs = sorted((tmp_path / "onnx").glob("*.png"))
+    assert [p.name for p in onnx_pngs] == ["block0_head0.png", "block0_head1.png"]
+    for png in onnx_pngs:  # the weights agree to 1e-6: the drawn pixels are the same
+        np.testing.assert_array_equal(matplotlib.image.imread(png),
+                                      matplotlib.image.imread(tmp_path / "keras" / png.name))
 
 
 def test_verify_of_a_missing_folder_is_bad_input(tmp_path, capsys):

@@ -68,3 +68,11 @@ def test_an_old_language_model_generates_what_it_generated(old_folders):
     answered = json.loads(cli("generate", str(old_folders / "lm" / "1"), "Love is",
                               "--max-new-tokens", "8", "--json"))
     assert answered == expected
+
+
+def test_an_old_export_has_no_attention_onnx_and_says_so(old_folders):
+    from export.runtime.attention import load_attention
+
+    with pytest.raises(FileNotFoundError, match="an export made before attention.onnx existed: "
+                                                "export it again"):
+        load_attention(old_folders / "languages" / "1")

@@ -153,11 +153,16 @@ def saturating_matmul_integer() -> onnx.ModelProto:
     keras-attn 0.1 runs) where every pair of products sums past int16: 2 x 255 x 127."""
     from onnx import TensorProto, helper, numpy_helper
 
-    weights = numpy_helper.from_array(np.full((64, 4), 127, np.int8), "weights")
-    node = helper.make_node("MatMulInteger", ["activations", "weights"], ["products"])
+    # With both zero points, as quantize_dynamic writes them (onnxruntime 1.20's exact path
+    # aborts the process on a MatMulInteger without them).
+    constants = [numpy_helper.from_array(np.full((64, 4), 127, np.int8), "weights"),
+                 numpy_helper.from_array(np.array(0, np.uint8), "activations_zero_point"),
+                 numpy_helper.from_array(np.array(0, np.int8), "weights_zero_point")]
+    node = helper.make_node("MatMulInteger", ["activations", "weights", "activations_zero_point",
+                                              "weights_zero_point"], ["products"])
     graph = helper.make_graph(
         [node], "u8s8", [helper.make_tensor_value_info("activations", TensorProto.UINT8, [1, 64])],
-        [helper.make_tensor_value_info("products", TensorProto.INT32, [1, 4])], [weights])
+        [helper.make_tensor_value_info("products", TensorProto.INT32, [1, 4])], constants)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
