@@ -39,7 +39,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with _left_out_files_as_notes():
         report = run_demo(args.out, examples=args.examples, epochs=args.epochs, seed=args.seed,
                           log=_print)
-    _print_left_out(read_manifest(report.export_dir))
+    manifest = read_manifest(report.export_dir)
+    _print_left_out(manifest["onnxruntime_files"], manifest.get("attention"))
     _print("\n== keras-attn demo report ==")
     _print(f"held-out test accuracy : {report.test_accuracy:.4f}")
     _print(f"\"it\" -> its referent    : {report.referent.summary()}")
@@ -283,7 +284,7 @@ def _export(run_dir: Path, out: Path) -> int:
                                      representative_ids=load_representative_ids(run_dir))
     _print(f"[export] version {result.version} written to {result.path} in "
            f"{time.perf_counter() - start:.1f} s")
-    _print_left_out(read_manifest(result.path))
+    _print_left_out(result.onnxruntime_files, read_manifest(result.path).get("attention"))
     _print(result.parity.table())
     return EXIT_OK
 
@@ -323,13 +324,11 @@ def _left_out_files_as_notes() -> Iterator[None]:
         yield
 
 
-def _print_left_out(manifest: dict) -> None:
-    """One `note:` line per ONNX file an export left out, with the manifest's reason."""
-    entries = {**manifest["onnxruntime_files"], ATTENTION_FILENAME: manifest.get("attention")}
-    for filename, entry in entries.items():
-        if entry is None:  # an export made before attention.onnx existed
-            continue
-        if not entry["shipped"]:
+def _print_left_out(onnxruntime_files: dict, attention: dict | None) -> None:
+    """One `note:` line per ONNX file an export left out, with the manifest's reason
+    (`attention`: the manifest's entry for attention.onnx; None before it existed)."""
+    for filename, entry in {**onnxruntime_files, ATTENTION_FILENAME: attention}.items():
+        if entry is not None and not entry["shipped"]:
             _print(f"note: {filename} not shipped: {entry['reason']}")
 
 

@@ -51,7 +51,8 @@ def test_version_folder_layout_and_manifest(name, task):
     decoder = ({"decoder.onnx", "decoder.optimized.onnx"} if task == "language_model"
                else set())  # export/runtime/decoder_step.py, export/verification/decoder_parity.py
     assert set(manifest["files"]) == SAVEDMODEL_FILES | int8 | decoder | {
-        "model.onnx", "model.optimized.onnx", "model.keras", "parity.json"}
+        "model.onnx", "model.optimized.onnx", "attention.onnx", "model.keras", "parity.json"}
+    assert manifest["attention"]["shipped"] and manifest["attention"]["parity"]["ok"]
     assert (manifest["decoder"] is None) == (task == "classifier")
     assert set(manifest["onnxruntime_files"]) == {"model.optimized.onnx", "model.int8.onnx"}
     assert set(snapshot(result.path)) == set(manifest["files"]) | {"manifest.json"}
