@@ -7,6 +7,9 @@ Inference Protocol (KServe v2 / Triton), on onnxruntime. FastAPI routes, uvicorn
     /v2/health/live, /v2/health/ready         GET    liveness, readiness
     /v2/models/NAME[/versions/N][/ready]      GET    model metadata, model readiness
     /v2/models/NAME[/versions/N]/infer        POST   Open Inference Protocol (v2)
+    /v2/models/NAME[/versions/N]/attention    POST   attention weights of {"text": str}
+    /explore/NAME[/versions/N]                GET    the attention viewer page
+    (`export.serving.explorer`)
 
 Errors are `{"error": message}`: 400 for a request the server cannot use (malformed JSON, a
 missing field, ids that `export.artifact.token_ids` refuses, with its message), 404 for an unknown
@@ -35,7 +38,7 @@ import socket
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -43,6 +46,12 @@ from starlette.requests import ClientDisconnect
 from export.artifact.versions import ascii_digits
 from export.serving import protocol_v1 as tf_serving_rest
 from export.serving import protocol_v2 as open_inference
+from export.serving.explorer import (
+    ATTENTION_REQUEST_SCHEMA,
+    attention_answer,
+    explorer_page,
+    parse_attention_request,
+)
 from export.serving.repository import (
     LOG,
     BadRequestError,
@@ -196,6 +205,24 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
             functools.partial(open_inference.infer_response, name, served.version, parsed,
                               outputs))
         return Response(answer, headers=headers)
+
+    # The attention viewer (export.serving.explorer)
+    @app.post("/v2/models/{name}/attention", openapi_extra=_body(ATTENTION_REQUEST_SCHEMA))
+    @app.post("/v2/models/{name}/versions/{version}/attention",
+              openapi_extra=_body(ATTENTION_REQUEST_SCHEMA))
+    async def v2_attention(request: Request, name: str, version: str | None = None) -> Response:
+        served = root.get(name, version)
+        body = await read_body(request, max_request_bytes)
+        text = await run_in_threadpool(parse_attention_request, body)
+        answer = await run_in_threadpool(
+            lambda: _json(attention_answer(name, served, text)))
+        return answer
+
+    @app.get("/explore/{name}", response_class=HTMLResponse)
+    @app.get("/explore/{name}/versions/{version}", response_class=HTMLResponse)
+    async def explore(name: str, version: str | None = None) -> HTMLResponse:
+        root.get(name, version)  # 404 for an unknown model or version, as the API answers
+        return HTMLResponse(explorer_page(name, version))
 
     return app
 

@@ -90,6 +90,8 @@ class ServedVersion:
         self.predictor = runtime.load(folder)
         self.batcher = DynamicBatcher(self.predictor.run, settings.max_batch_size,
                                       settings.max_queue_delay_ms, settings.threads)
+        self._attention = None  # attention.onnx's session, loaded on the first /attention
+        self._attention_lock = threading.Lock()
         tokenizer_file = folder / TOKENIZER_FILENAME
         self.tokenizer = None
         if tokenizer_file.is_file():
@@ -172,6 +174,27 @@ class ServedVersion:
             probabilities, outputs[LABEL_OUTPUT] = self.predictor.classify(logits)
             outputs[PROBABILITIES_OUTPUT] = probabilities.astype(np.float32)  # FP32 on the wire
         return outputs
+
+
+    def attention(self, text: str) -> tuple[list[str], list[np.ndarray]]:
+        """The tokens of one text and each block's attention weights `[heads, n, n]` over
+        them, from the version's attention.onnx (`export.runtime.attention`).
+
+        Raises:
+            BadRequestError: as `token_ids` raises it for `{"text": [text]}`.
+            NotFoundError: the version has no attention.onnx (the message says why).
+        """
+        ids = self.token_ids({TEXT_INPUT: [text]})
+        with self._attention_lock:
+            if self._attention is None:
+                from export.runtime.attention import load_attention
+
+                try:
+                    self._attention = load_attention(self.folder)
+                except FileNotFoundError as error:
+                    raise NotFoundError(str(error)) from None
+        maps = self._attention.maps(ids)
+        return self.tokenizer.tokens(ids[0]), [weights[0] for weights in maps]
 
 
 class ModelRoot:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from export.artifact.versions import next_version
+from export.viewer.attention_page import attention_document, render_html
 from keras_attn.cli.lm_demo import run_language_model_demo
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import encode_texts, split_train_validation
@@ -44,6 +45,9 @@ class DemoReport:
     figures: list[Path]
     phase_seconds: dict[str, float]
     referent: ReferentAttention  # "it" -> its referent, over the held-out sentences
+
+
+VIEWER_FILE = "attention.html"  # the attention viewer of the seed sentence (export.viewer)
 
 
 def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = None,
@@ -90,11 +94,15 @@ def run_demo(out: str | Path = ".", examples: int = 5000, epochs: int | None = N
         log(verification.table())
     figures = []
     with phase("plots", seconds, log):
+        sentence = test.texts[0]
+        tokens, maps = text_attention(run.model, run.tokenizer, sentence)
+        viewer = run_dir / VIEWER_FILE  # needs no matplotlib: one HTML file, opens offline
+        viewer.write_text(render_html(attention_document(tokens, maps, "demo", text=sentence)),
+                          encoding="utf-8")
+        figures.append(viewer)
         if plots.available():
             figures.append(plots.plot_training_curves(run.history,
                                                       run_dir / CURVES_FILE))
-            sentence = test.texts[0]
-            tokens, maps = text_attention(run.model, run.tokenizer, sentence)
             layer, head = _head_watching_the_nouns(maps, tokens)
             figures.append(plots.plot_attention(
                 tokens, maps[layer][head], run_dir / "attention.png",

@@ -204,12 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     triton.add_argument("--max-queue-delay-us", type=int, default=100,
                         help="Triton's dynamic batching delay in microseconds; default 100")
 
-    attend = command("attend", cmd_attend, "Draw one attention heatmap per block and head.",
-                     "keras-attn attend runs/demo/1 \"the dog hit the ball, it was happy.\"")
-    attend.add_argument("model", help="a run or export folder, or a model.keras inside one")
+    attend = command("attend", cmd_attend, "Draw one attention heatmap per block and head, "
+                     "and with --html an interactive viewer in one self-contained file.",
+                     "keras-attn attend runs/demo \"the dog hit the ball, it was happy.\" "
+                     "--html attention.html")
+    attend.add_argument("model", help="a run or export version folder, or a model.keras in one")
     attend.add_argument("text")
     attend.add_argument("--out", default="attention", help="folder for the PNGs")
-    attend.add_argument("--overwrite", action="store_true")
+    attend.add_argument("--html", metavar="FILE",
+                        help="also write the viewer (head view and model view) to FILE: one "
+                             "HTML file with everything inline, that opens offline")
+    attend.add_argument("--overwrite", action="store_true",
+                        help="replace the heatmaps in --out and an existing --html FILE")
     return parser
 
 

@@ -182,15 +182,52 @@ def cmd_attend(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise UsageError(f"{out} is not empty; pass --overwrite to replace its heatmaps, or "
                          f"choose another --out. Received: --out {out}")
-    if not plots.available():
+    html = Path(args.html) if args.html else None
+    if html is not None:
+        _check_html_target(html, args.overwrite)
+    draw_png = plots.available()
+    if not draw_png and html is None:
         raise UsageError(f"attend draws PNGs with matplotlib: {plots.INSTALL_HINT}")
-    tokens, maps = _text_attention(Path(args.model), args.text)
-    for path in old:  # heatmaps of an earlier call, perhaps of a model with more heads
-        path.unlink()
+    path = Path(args.model)
+    tokens, maps = _text_attention(path, args.text)
+    if html is not None:
+        from export.viewer.attention_page import attention_document, render_html
+
+        name, version = _model_name(path)
+        page = render_html(attention_document(tokens, maps, name, version, args.text))
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(page, encoding="utf-8")
+        _print(str(html))
+    if not draw_png:
+        _print(f"no PNGs written: {plots.INSTALL_HINT}")
+        return EXIT_OK
+    for png in old:  # heatmaps of an earlier call, perhaps of a model with more heads
+        png.unlink()
     for layer, weights in enumerate(maps):
         for head, head_weights in enumerate(weights):
-            path = plots.plot_attention(tokens, head_weights,
-                                        out / f"block{layer}_head{head}.png",
-                                        title=f"block {layer}, head {head}")
-            _print(str(path))
+            png = plots.plot_attention(tokens, head_weights,
+                                       out / f"block{layer}_head{head}.png",
+                                       title=f"block {layer}, head {head}")
+            _print(str(png))
     return EXIT_OK
+
+
+def _check_html_target(html: Path, overwrite: bool) -> None:
+    """Refuses an --html FILE that is a folder, or a file already there without --overwrite:
+    before anything is computed or written."""
+    if html.is_dir():
+        raise UsageError(f"--html must name a file to write. Received: --html {html}, a folder")
+    if html.exists() and not overwrite:
+        raise UsageError(f"{html} exists; pass --overwrite to replace it, or choose another "
+                         f"--html FILE. Received: --html {html}")
+    if html.parent.exists() and not html.parent.is_dir():
+        raise UsageError(f"--html {html}: {html.parent} is a file, not a folder")
+
+
+def _model_name(path: Path) -> tuple[str, str | None]:
+    """What the viewer shows as the model: an export's name and version (its model folder and
+    version folder), or a run folder's name."""
+    folder = (path.parent if path.suffix == ".keras" else path).resolve()
+    if (folder / MANIFEST_FILENAME).is_file() and ascii_digits(folder.name):
+        return folder.parent.name, folder.name
+    return folder.name, None

@@ -50,7 +50,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
            f"(tolerance {report.parity_tolerance:.3g})")
     _print(f"verify                 : {'passed' if report.verified else 'FAILED'}")
     for figure in report.figures:
-        _print(f"figure                 : {figure}")
+        kind = "attention viewer" if figure.suffix == ".html" else "figure"
+        _print(f"{kind:<23}: {figure}")
     for name, seconds in report.phase_seconds.items():
         _print(f"time {name:<17} : {seconds:.1f} s")
     _print(f"time total             : {time.perf_counter() - start:.1f} s")

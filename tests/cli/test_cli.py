@@ -494,6 +494,37 @@ def test_attend_overwrite_removes_stale_heatmaps(trained, tmp_path):
                  str(out / "block0_head0.png")]) == 2
 
 
+def test_attend_html_writes_the_viewer_and_keeps_what_is_there(trained, tmp_path, capsys):
+    """--html FILE: the viewer of the run folder's and of the export's attention, the same
+    tokens and weights; a FILE already there is kept unless --overwrite, a folder refused."""
+    def viewer_data(path):
+        found = re.search(r'type="application/json">(.*?)</script>', path.read_text("utf-8"))
+        return json.loads(found.group(1))
+
+    text = "the dog hit a box, it was hungry."
+    html = tmp_path / "views" / "attention.html"  # a folder that is not there yet is made
+    assert main(["attend", str(trained / "run"), text, "--out", str(tmp_path / "run_png"),
+                 "--html", str(html)]) == 0
+    from_run = viewer_data(html)
+    assert from_run["model_name"] == "run" and from_run["model_version"] is None
+    assert from_run["text"] == text and "it" in from_run["tokens"]
+    capsys.readouterr()
+    before = html.read_bytes()
+    assert main(["attend", str(trained / "saved_models" / "task" / "1"), text, "--out",
+                 str(tmp_path / "export_png"), "--html", str(html)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert html.read_bytes() == before and not (tmp_path / "export_png").exists()
+    assert main(["attend", str(trained / "saved_models" / "task" / "1"), text, "--out",
+                 str(tmp_path / "export_png"), "--html", str(html), "--overwrite"]) == 0
+    from_export = viewer_data(html)
+    assert (from_export["model_name"], from_export["model_version"]) == ("task", "1")
+    assert from_export["tokens"] == from_run["tokens"]
+    np.testing.assert_allclose(from_export["attentions"], from_run["attentions"], atol=2e-4)
+    assert main(["attend", str(trained / "run"), text, "--out", str(tmp_path / "png3"),
+                 "--html", str(tmp_path)]) == 2
+    assert "--html must name a file" in capsys.readouterr().err
+
+
 def test_predict_input_errors(trained, tmp_path, capsys):
     version = str(trained / "saved_models" / "task" / "1")
     latin1 = tmp_path / "latin1.txt"

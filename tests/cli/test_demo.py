@@ -34,6 +34,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     run, version = tmp_path / "runs" / "demo" / "1", tmp_path / "saved_models" / "demo" / "1"
     for png in ("training_curves.png", "attention.png"):
         assert matplotlib.image.imread(run / png).shape[-1] in (3, 4)
+    viewer = run / "attention.html"  # the seed sentence in the viewer (tests/browser)
+    assert f"attention viewer       : {viewer}" in result.stdout
+    assert '"tokens":["the",' in viewer.read_text(encoding="utf-8")
     for name in ("model.onnx", "saved_model.pb", "manifest.json", "parity.json",
                  "tokenizer.json"):
         assert (version / name).is_file(), name
