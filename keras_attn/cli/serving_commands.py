@@ -115,6 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
            f"by default) at http://{args.host}:{args.port}")
     _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
     _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
+    _print(f"  Attention viewer:         GET  /explore/{root.name}")
     serve(options, root, sock)
     return EXIT_OK
 

@@ -80,3 +80,47 @@ def save_screenshot(driver, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
     return path
+
+
+def hover_token(driver, side: str, index: int) -> None:
+    """Moves the mouse onto token `index` of the head view's "queries" (left) or "keys"
+    (right) column and waits for the redraw."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    before = int(driver.execute_script("return document.body.dataset.draws"))
+    item = driver.find_elements(By.CSS_SELECTOR, f"#{side} li")[index]
+    ActionChains(driver).move_to_element(item).perform()
+    wait_drawn(driver, before + 1)
+
+
+def screenshot_of_a_token(driver, html: Path, token: str, path: Path,
+                          block: int | None = None, head: int | None = None) -> Path:
+    """Opens the viewer file `html`, opens `block`/`head` (as a click in the model view does;
+    default: as the page opens), hovers the first `token` on the left and saves a screenshot
+    of the head view to `path`: what docs/viewer.png shows."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(html.as_uri())
+    wait_drawn(driver)
+    if block is not None and head is not None:
+        before = int(driver.execute_script("return document.body.dataset.draws"))
+        driver.execute_script("window.attentionViewer.open(arguments[0], arguments[1])",
+                              block, head)
+        wait_drawn(driver, before + 1)
+    driver.execute_script("window.scrollTo(0, 0)")
+    tokens = driver.execute_script("return window.attentionViewer.state.doc.tokens")
+    hover_token(driver, "queries", tokens.index(token))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    driver.find_element(By.ID, "head-view").screenshot(str(path))
+    return path
+
+
+if __name__ == "__main__":  # python -m tests.browser.chromium VIEWER.html OUT.png [BLOCK HEAD]
+    import sys
+
+    arguments = sys.argv[1:]
+    with headless_chromium(height=1000) as browser:
+        print(screenshot_of_a_token(browser, Path(arguments[0]).resolve(), "it",
+                                    Path(arguments[1]),
+                                    *(int(value) for value in arguments[2:4])))

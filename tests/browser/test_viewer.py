@@ -19,8 +19,10 @@ from tests.browser.chromium import (
     binaries,
     console_errors,
     headless_chromium,
+    hover_token,
     requested_urls,
     save_screenshot,
+    screenshot_of_a_token,
     wait_drawn,
 )
 from tests.serving_cases import NAME, ServerProcess, export_tiny_classifier
@@ -85,16 +87,6 @@ def draws(driver) -> int:
     return int(driver.execute_script("return document.body.dataset.draws"))
 
 
-def hover(driver, side: str, index: int) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-
-    before = draws(driver)
-    item = driver.find_elements(By.CSS_SELECTOR, f"#{side} li")[index]
-    ActionChains(driver).move_to_element(item).perform()
-    wait_drawn(driver, before + 1)
-
-
 def assert_not_blank(driver, path):
     image = matplotlib.image.imread(save_screenshot(driver, path))[..., :3]
     ink = (image < 0.9).any(axis=-1).mean()  # share of pixels that are not (near) white
@@ -115,7 +107,7 @@ def test_hovering_it_leaves_only_its_lines(driver, html_file, tokens):
     open_file(driver, html_file)
     every = driver.execute_script(INK_ROWS)
     it = tokens.index("it")
-    hover(driver, "queries", it)
+    hover_token(driver, "queries", it)
     lines = driver.execute_script("return window.attentionViewer.drawnLines()")
     assert lines and {line[1] for line in lines} == {it}
     weights = np.asarray(driver.execute_script(
@@ -128,9 +120,18 @@ def test_hovering_it_leaves_only_its_lines(driver, html_file, tokens):
     row = ink["height"] / ink["tokens"]
     assert ink["rows"] and all(abs(y + 0.5 - (it + 0.5) * row) <= 2 for y in ink["rows"]), ink
     assert len(every["rows"]) > 3 * len(ink["rows"])  # before hovering, every token had lines
-    hover(driver, "keys", 1)  # onto a key: only the lines into it
+    hover_token(driver, "keys", 1)  # onto a key: only the lines into it
     assert {line[2] for line in driver.execute_script(
         "return window.attentionViewer.drawnLines()")} == {1}
+
+
+def test_the_screenshot_of_it_shows_its_lines(driver, html_file, tmp_path):
+    """The harness that takes docs/viewer.png: head 1 of block 0 opened, "it" hovered."""
+    path = screenshot_of_a_token(driver, html_file, "it", tmp_path / "it.png", 0, 1)
+    image = matplotlib.image.imread(path)[..., :3]
+    assert image.std() > 0.05
+    assert driver.execute_script("const s = window.attentionViewer.state; "
+                                 "return [s.block, s.heads, s.hover.index]")[:2] == [0, [1]]
 
 
 def test_clicking_a_model_view_cell_opens_that_head(driver, html_file):
