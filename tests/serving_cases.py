@@ -5,6 +5,7 @@ container runtime stops it."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -99,3 +100,25 @@ class ServerProcess:
             self.process.kill()
             output, _ = self.process.communicate()
         return self.process.returncode, output
+
+
+def served(root: Path, *flags: str):
+    """A module fixture's body: `yield from served(root)` serves `root` for the module, then
+    stops the server and checks that it stopped cleanly (SIGTERM, no traceback)."""
+    process = ServerProcess(root, *flags)
+    yield process
+    code, output = process.stop()
+    assert code == -signal.SIGTERM and "Traceback" not in output and "destroyed" not in output, \
+        output
+
+
+def call(server: ServerProcess, method: str, path: str,
+         body: bytes | None = None) -> tuple[int, dict]:
+    """(status, JSON answer) of one plain HTTP request."""
+    request = urllib.request.Request(server.url + path, data=body, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

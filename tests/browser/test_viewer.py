@@ -7,8 +7,6 @@ why, only where Chromium is absent (.ci/run installs it)."""
 
 from __future__ import annotations
 
-import signal
-
 import matplotlib.image
 import numpy as np
 import pytest
@@ -25,7 +23,7 @@ from tests.browser.chromium import (
     screenshot_of_a_token,
     wait_drawn,
 )
-from tests.serving_cases import NAME, ServerProcess, export_tiny_classifier
+from tests.serving_cases import NAME, export_tiny_classifier, served
 
 pytestmark = pytest.mark.skipif(binaries() is None, reason=MISSING)
 
@@ -71,10 +69,7 @@ def driver():
 
 @pytest.fixture(scope="module")
 def server(model_root):
-    process = ServerProcess(model_root)
-    yield process
-    code, output = process.stop()
-    assert code == -signal.SIGTERM and "Traceback" not in output, output
+    yield from served(model_root)
 
 
 def open_file(driver, path):

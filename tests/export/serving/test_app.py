@@ -30,7 +30,14 @@ from tritonclient.utils import InferenceServerException
 from export import runtime
 from export.verification.parity import TOLERANCE
 from tests.export_cases import REPO_ROOT
-from tests.serving_cases import CLASSES, NAME, ServerProcess, export_tiny_classifier
+from tests.serving_cases import (
+    CLASSES,
+    NAME,
+    ServerProcess,
+    call,
+    export_tiny_classifier,
+    served,
+)
 
 TEXTS = ["the dog was very happy", "a cat sat on the old box", "it ran fast near the river"]
 
@@ -43,11 +50,7 @@ def model_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_root):
-    process = ServerProcess(model_root, "--max-queue-delay-ms", "2")
-    yield process
-    code, output = process.stop()
-    assert code == -signal.SIGTERM and "Traceback" not in output and "destroyed" not in output, \
-        output
+    yield from served(model_root, "--max-queue-delay-ms", "2")
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +84,6 @@ def assert_close(answer, expected) -> None:
     between two batches, and a row's logits may differ in the last bits with its batch-mates,
     within the parity tolerance that the export's row-independence check holds them to."""
     np.testing.assert_allclose(answer, expected, rtol=0, atol=TOLERANCE)
-
-
-def call(server, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
-    """(status, JSON answer) of one plain HTTP request."""
-    request = urllib.request.Request(server.url + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def post(server, path: str, document) -> tuple[int, dict]:

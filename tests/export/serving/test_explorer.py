@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import urllib.error
 import urllib.request
 
@@ -17,7 +16,7 @@ import pytest
 from export.artifact.manifest import ATTENTION_FILENAME, MANIFEST_FILENAME
 from export.artifact.tokenizer import load_tokenizer
 from export.runtime.attention import load_attention
-from tests.serving_cases import NAME, ServerProcess, export_tiny_classifier
+from tests.serving_cases import NAME, call, export_tiny_classifier, served
 
 TEXT = "the dog loved the toy it was very excited"
 
@@ -38,20 +37,11 @@ def model_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_root):
-    process = ServerProcess(model_root)
-    yield process
-    code, output = process.stop()
-    assert code == -signal.SIGTERM and "Traceback" not in output, output
+    yield from served(model_root)
 
 
 def post(server, path: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{server.url}{path}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as reply:
-            return reply.status, json.loads(reply.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+    return call(server, "POST", path, body)
 
 
 def test_attention_is_what_onnxruntime_computes(server, model_root):
