@@ -181,9 +181,16 @@ class ServedVersion:
         them, from the version's attention.onnx (`export.runtime.attention`).
 
         Raises:
-            BadRequestError: as `token_ids` raises it for `{"text": [text]}`.
+            BadRequestError: as `token_ids` raises it for `{"text": [text]}`, or the version
+                has no tokenizer.json.
             NotFoundError: the version has no attention.onnx (the message says why).
+            UnavailableError: its attention.onnx cannot be loaded (503; tried again on the
+                next request).
         """
+        if self.tokenizer is None:
+            raise BadRequestError(f"Version {self.version} has no {TOKENIZER_FILENAME}, and "
+                                  "attention is asked for with a text; export the model with "
+                                  "its tokenizer. Received: a text")
         ids = self.token_ids({TEXT_INPUT: [text]})
         with self._attention_lock:
             if self._attention is None:
@@ -193,6 +200,10 @@ class ServedVersion:
                     self._attention = load_attention(self.folder)
                 except FileNotFoundError as error:
                     raise NotFoundError(str(error)) from None
+                except Exception as error:  # noqa: BLE001 (a file onnxruntime cannot load)
+                    raise UnavailableError(
+                        f"The attention.onnx of version {self.version} cannot be loaded: "
+                        f"{type(error).__name__}: {error}") from None
         maps = self._attention.maps(ids)
         return self.tokenizer.tokens(ids[0]), [weights[0] for weights in maps]
 

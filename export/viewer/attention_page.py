@@ -22,7 +22,10 @@ Standard library and numpy only.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -31,6 +34,7 @@ import numpy as np
 
 TEMPLATE_NAME = "attention_viewer.html"
 DATA_PLACEHOLDER = "/*ATTENTION_DATA*/"
+SCRIPT_HASH_PLACEHOLDER = "/*SCRIPT_HASH*/"
 DECIMALS = 4  # weights in the document: 1e-4 is below what a line's opacity can show
 
 
@@ -94,7 +98,19 @@ def explorer_html(model_name: str, attention_url: str, text: str = "") -> str:
 
 def _page(config: dict[str, Any]) -> str:
     template = resources.files(__package__).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-    return template.replace(DATA_PLACEHOLDER, _script_json(config), 1)
+    page = template.replace(DATA_PLACEHOLDER, _script_json(config), 1)
+    return page.replace(SCRIPT_HASH_PLACEHOLDER, _script_hash(page), 1)
+
+
+def _script_hash(page: str) -> str:
+    """The CSP source of the page's one executable script, 'sha256-<base64>' (CSP Level 2,
+    "hash-source"): the browser runs that script and no other, inline or injected."""
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+    if len(scripts) != 1:
+        raise RuntimeError(f"{TEMPLATE_NAME} must hold exactly one executable <script>; it "
+                           f"holds {len(scripts)}")
+    digest = hashlib.sha256(scripts[0].encode("utf-8")).digest()
+    return f"sha256-{base64.b64encode(digest).decode('ascii')}"
 
 
 def _script_json(value: Any) -> str:

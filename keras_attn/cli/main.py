@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     attend = command("attend", cmd_attend, "Draw one attention heatmap per block and head, "
                      "and with --html an interactive viewer in one self-contained file.",
-                     "keras-attn attend runs/demo \"the dog hit the ball, it was happy.\" "
+                     "keras-attn attend runs/demo/1 \"the dog hit the ball, it was happy.\" "
                      "--html attention.html")
     attend.add_argument("model", help="a run or export version folder, or a model.keras in one")
     attend.add_argument("text")

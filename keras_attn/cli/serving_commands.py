@@ -196,8 +196,7 @@ def cmd_attend(args: argparse.Namespace) -> int:
 
         name, version = _model_name(path)
         page = render_html(attention_document(tokens, maps, name, version, args.text))
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(page, encoding="utf-8")
+        _write_new_file(html, page, args.overwrite)
         _print(str(html))
     if not draw_png:
         _print(f"no PNGs written: {plots.INSTALL_HINT}")
@@ -225,10 +224,41 @@ def _check_html_target(html: Path, overwrite: bool) -> None:
         raise UsageError(f"--html {html}: {html.parent} is a file, not a folder")
 
 
+def _write_new_file(path: Path, text: str, overwrite: bool) -> None:
+    """Writes `text` to `path` whole or not at all: into a hidden file beside it, then renamed
+    over it (so Ctrl-C or a full disk leaves the old file as it was). Without `overwrite`, a
+    file that appeared at `path` meanwhile is kept and refused."""
+    import os
+    import tempfile
+
+    exists = UsageError(f"{path} exists; pass --overwrite to replace it, or choose another "
+                        f"--html FILE. Received: --html {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        if not overwrite:
+            try:
+                os.link(temporary, path)  # fails, atomically, when path exists
+                return
+            except FileExistsError:
+                raise exists from None
+            except OSError:  # a filesystem without hard links: check, then rename
+                if path.exists():
+                    raise exists from None
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
 def _model_name(path: Path) -> tuple[str, str | None]:
     """What the viewer shows as the model: an export's name and version (its model folder and
-    version folder), or a run folder's name."""
+    version folder), or a run folder's path below its runs folder ("demo/1")."""
     folder = (path.parent if path.suffix == ".keras" else path).resolve()
     if (folder / MANIFEST_FILENAME).is_file() and ascii_digits(folder.name):
         return folder.parent.name, folder.name
+    if ascii_digits(folder.name):  # runs/NAME/<n>, as train and the demo number them
+        return f"{folder.parent.name}/{folder.name}", None
     return folder.name, None

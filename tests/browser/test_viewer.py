@@ -73,9 +73,16 @@ def server(model_root):
 
 
 def open_file(driver, path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
     requested_urls(driver)  # forget what earlier tests asked for
     driver.get(path.as_uri())
     wait_drawn(driver)
+    # The pointer stays where the last test left it: park it on the title, away from tokens.
+    ActionChains(driver).move_to_element(driver.find_element(By.TAG_NAME, "h1")).perform()
+    driver.execute_script("window.attentionViewer.state.hover = null; "
+                          "window.attentionViewer.draw()")
 
 
 def draws(driver) -> int:
@@ -120,13 +127,65 @@ def test_hovering_it_leaves_only_its_lines(driver, html_file, tokens):
         "return window.attentionViewer.drawnLines()")} == {1}
 
 
-def test_the_screenshot_of_it_shows_its_lines(driver, html_file, tmp_path):
-    """The harness that takes docs/viewer.png: head 1 of block 0 opened, "it" hovered."""
+def test_the_screenshot_of_it_shows_its_lines(driver, html_file, tokens, tmp_path):
+    """The harness that takes docs/viewer.png: head 1 of block 0 opened, "it" hovered, and
+    the picture holds its lines only."""
     path = screenshot_of_a_token(driver, html_file, "it", tmp_path / "it.png", 0, 1)
     image = matplotlib.image.imread(path)[..., :3]
     assert image.std() > 0.05
     assert driver.execute_script("const s = window.attentionViewer.state; "
-                                 "return [s.block, s.heads, s.hover.index]")[:2] == [0, [1]]
+                                 "return [s.block, s.heads, s.hover.side, s.hover.index]") == [
+        0, [1], "queries", tokens.index("it")]
+    ink = driver.execute_script(INK_ROWS)
+    row = ink["height"] / ink["tokens"]
+    it = tokens.index("it")
+    assert ink["rows"] and all(abs(y + 0.5 - (it + 0.5) * row) <= 2 for y in ink["rows"]), ink
+
+
+def test_head_boxes_and_the_block_select_choose_what_is_drawn(driver, html_file):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    open_file(driver, html_file)
+    assert {line[0] for line in driver.execute_script(
+        "return window.attentionViewer.drawnLines()")} == {0, 1}
+    before = draws(driver)
+    driver.find_element(By.CSS_SELECTOR, '#heads input[data-head="0"]').click()
+    wait_drawn(driver, before + 1)
+    assert {line[0] for line in driver.execute_script(
+        "return window.attentionViewer.drawnLines()")} == {1}
+    blocks = Select(driver.find_element(By.ID, "block"))
+    assert [option.text for option in blocks.options] == ["0"]  # the tiny model: one block
+    driver.find_element(By.CSS_SELECTOR, '#heads input[data-head="1"]').click()
+    wait_drawn(driver, before + 2)
+    assert driver.execute_script("return window.attentionViewer.drawnLines().length") == 0
+    assert driver.execute_script(INK_ROWS)["rows"] == []  # no head ticked: nothing drawn
+
+
+def test_many_heads_and_long_texts_lose_nothing(driver, tmp_path):
+    """12 heads get 12 colours; at 128 tokens the model view's 96-pixel squares still show a
+    single sharp weight (each pixel is the largest weight it covers)."""
+    from export.viewer.attention_page import attention_document, render_html
+
+    n, heads = 128, 12
+    weights = np.full((heads, n, n), 1.0 / n)
+    weights[3, 100, :] = 0.0
+    weights[3, 100, 57] = 1.0
+    path = tmp_path / "wide.html"
+    path.write_text(render_html(attention_document([f"t{i}" for i in range(n)], [weights],
+                                                   "wide")), encoding="utf-8")
+    open_file(driver, path)
+    colours = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#heads .swatch'), s => s.style.background)")
+    assert len(colours) == heads and len(set(colours)) == heads
+    # Pixel p covers the cells floor(p n / size) <= i < floor((p + 1) n / size).
+    size = 96
+    row, column = (max(p for p in range(size) if p * n // size <= cell) for cell in (100, 57))
+    alpha = driver.execute_script("""
+        const canvas = document.querySelector('#grid .cell[data-block="0"][data-head="3"] canvas');
+        return [canvas.width, canvas.getContext('2d').getImageData(
+            arguments[1], arguments[0], 1, 1).data[3]];""", row, column)
+    assert alpha == [size, 255]
 
 
 def test_clicking_a_model_view_cell_opens_that_head(driver, html_file):

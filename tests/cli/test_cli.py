@@ -514,6 +514,7 @@ def test_attend_html_writes_the_viewer_and_keeps_what_is_there(trained, tmp_path
                  str(tmp_path / "export_png"), "--html", str(html)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert html.read_bytes() == before and not (tmp_path / "export_png").exists()
+    assert [path.name for path in html.parent.iterdir()] == [html.name]  # no file left over
     assert main(["attend", str(trained / "saved_models" / "task" / "1"), text, "--out",
                  str(tmp_path / "export_png"), "--html", str(html), "--overwrite"]) == 0
     from_export = viewer_data(html)

@@ -13,7 +13,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from export.artifact.manifest import ATTENTION_FILENAME, MANIFEST_FILENAME
+from export.artifact.manifest import ATTENTION_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
 from export.artifact.tokenizer import load_tokenizer
 from export.runtime.attention import load_attention
 from tests.serving_cases import NAME, call, export_tiny_classifier, served
@@ -24,14 +24,17 @@ TEXT = "the dog loved the toy it was very excited"
 @pytest.fixture(scope="module")
 def model_root(tmp_path_factory):
     """Version 1 as exported; version 2 the same model with attention.onnx left out, as an
-    export whose attention check failed leaves it (the manifest says why)."""
+    export whose attention check failed leaves it (the manifest says why); version 3 without
+    its tokenizer.json (an export of ids only)."""
     root = export_tiny_classifier(tmp_path_factory.mktemp("explorer"))
-    shutil.copytree(root / "1", root / "2")
-    (root / "2" / ATTENTION_FILENAME).unlink()
-    manifest = json.loads((root / "2" / MANIFEST_FILENAME).read_text(encoding="utf-8"))
-    del manifest["files"][ATTENTION_FILENAME]
-    manifest["attention"] = {"shipped": False, "reason": "left out on purpose by the test"}
-    (root / "2" / MANIFEST_FILENAME).write_text(json.dumps(manifest), encoding="utf-8")
+    for version, left_out in (("2", ATTENTION_FILENAME), ("3", TOKENIZER_FILENAME)):
+        shutil.copytree(root / "1", root / version)
+        (root / version / left_out).unlink()
+        manifest = json.loads((root / version / MANIFEST_FILENAME).read_text(encoding="utf-8"))
+        del manifest["files"][left_out]
+        if left_out == ATTENTION_FILENAME:
+            manifest["attention"] = {"shipped": False, "reason": "left out on purpose by the test"}
+        (root / version / MANIFEST_FILENAME).write_text(json.dumps(manifest), encoding="utf-8")
     return root
 
 
@@ -73,7 +76,7 @@ def test_attention_is_what_onnxruntime_computes(server, model_root):
     (b'{"text": "a \\ud800 b"}', "surrogate"),
 ])
 def test_a_bad_body_gets_400_saying_what_was_wrong(server, body, message):
-    status, answer = post(server, f"/v2/models/{NAME}/attention", body)
+    status, answer = post(server, f"/v2/models/{NAME}/versions/1/attention", body)
     assert status == 400 and message in answer["error"], answer
 
 
@@ -82,10 +85,16 @@ def test_unknown_models_versions_and_a_version_without_attention_get_404(server)
     status, answer = post(server, "/v2/models/other/attention", body)
     assert status == 404 and "is not served here" in answer["error"]
     status, answer = post(server, f"/v2/models/{NAME}/versions/9/attention", body)
-    assert status == 404 and "versions present: [1, 2]" in answer["error"]
+    assert status == 404 and "versions present: [1, 2, 3]" in answer["error"]
     status, answer = post(server, f"/v2/models/{NAME}/versions/2/attention", body)
     assert status == 404 and "left out on purpose by the test" in answer["error"], answer
-    assert post(server, f"/v2/models/{NAME}/attention", body)[0] == 404  # the default is 2
+
+
+def test_a_version_without_a_tokenizer_says_so(server):
+    body = json.dumps({"text": TEXT}).encode()
+    for path in (f"/v2/models/{NAME}/versions/3/attention", f"/v2/models/{NAME}/attention"):
+        status, answer = post(server, path, body)  # the default is version 3
+        assert status == 400 and "Version 3 has no tokenizer.json" in answer["error"], answer
 
 
 def test_explore_serves_the_page_for_the_version(server):

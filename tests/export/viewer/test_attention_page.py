@@ -54,6 +54,18 @@ def test_the_page_is_one_file_that_names_no_url():
     assert page_data(page)["tokens"] == TOKENS
 
 
+def test_the_page_runs_its_own_script_only():
+    """script-src is the hash of the page's one executable script, never 'unsafe-inline'."""
+    import base64
+    import hashlib
+
+    page = render_html(attention_document(TOKENS, softmax_maps(1, 2, 10), "demo"))
+    script = re.search(r"<script>(.*?)</script>", page, re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    csp = re.search(r'content="(default-src[^"]*)"', page).group(1)
+    assert f"script-src 'sha256-{digest}';" in csp and "script-src 'unsafe-inline'" not in csp
+
+
 def test_text_cannot_end_the_script_or_inject_markup():
     tokens = ["</script><script>alert(1)</script>", "<!--", "a&b", "\u2028", "\ud800"]
     page = render_html(attention_document(tokens, softmax_maps(1, 1, 5), "m</script>"))
