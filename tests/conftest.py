@@ -48,3 +48,13 @@ def pytest_collection_modifyitems(session, config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_root(tmp_path_factory):
+    """saved_models/tiny/ with version 1 (`tests.serving_cases.export_tiny_classifier`),
+    exported once per test process for the server tests that only read it; a test that adds
+    or removes versions copies it first."""
+    from tests.serving_cases import export_tiny_classifier
+
+    return export_tiny_classifier(tmp_path_factory.mktemp("tiny"))

@@ -43,7 +43,8 @@ def routes(tmp_path_factory) -> set[str]:
 
 
 def test_serve_manifest(routes):
-    predictor = load("inferenceservice.yaml")["spec"]["predictor"]
+    manifest = load("inferenceservice.yaml")
+    predictor = manifest["spec"]["predictor"]
     assert 1 <= predictor["minReplicas"] <= predictor["maxReplicas"]
     assert predictor["scaleMetric"] == "concurrency"
     (container,) = predictor["containers"]
@@ -55,6 +56,10 @@ def test_serve_manifest(routes):
         assert container[probe]["httpGet"]["port"] == args.port
         assert container[probe]["httpGet"]["path"] in routes
     assert container["env"][0]["name"] == "STORAGE_URI"
+    annotations = manifest["metadata"]["annotations"]  # KServe's Prometheus scraping
+    assert annotations["serving.kserve.io/enable-prometheus-scraping"] == "true"
+    assert int(annotations["prometheus.kserve.io/port"]) == args.port
+    assert annotations["prometheus.kserve.io/path"] in routes
 
 
 def test_triton_manifest():

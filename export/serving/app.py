@@ -10,6 +10,8 @@ Inference Protocol (KServe v2 / Triton), on onnxruntime. FastAPI routes, uvicorn
     /v2/models/NAME[/versions/N]/attention    POST   attention weights of {"text": str}
     /explore/NAME[/versions/N]                GET    the attention viewer page
     (`export.serving.explorer`)
+    /metrics                                  GET    Prometheus metrics
+    (`export.serving.metrics`)
 
 Errors are `{"error": message}`: 400 for a request the server cannot use (malformed JSON, a
 missing field, ids that `export.artifact.token_ids` refuses, with its message), 404 for an unknown
@@ -35,6 +37,7 @@ import importlib.metadata
 import json
 import os
 import socket
+import tempfile
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -52,6 +55,8 @@ from export.serving.explorer import (
     explorer_page,
     parse_attention_request,
 )
+from export.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from export.serving.metrics import MULTIPROCESS_VARIABLE, VERSION_STATE, ServerMetrics
 from export.serving.repository import (
     LOG,
     BadRequestError,
@@ -110,6 +115,9 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         await root.close()  # uvicorn has drained the connections: finish what is queued
 
     app = FastAPI(title=f"keras-attn serve {root.name}", lifespan=lifespan)
+    metrics = ServerMetrics(root.name)
+    root.metrics = metrics
+    app.add_middleware(_Counted, metrics=metrics)
 
     for error_type, status in ERROR_STATUS.items():
         app.add_exception_handler(error_type, _error_response(status))
@@ -152,6 +160,7 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
               openapi_extra=_body(tf_serving_rest.REQUEST_SCHEMA))
     async def v1_predict(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
+        setattr(request.state, VERSION_STATE, served.version)
         body = await read_body(request, max_request_bytes)
         inputs, format_ = await run_in_threadpool(tf_serving_rest.parse_predict, body,
                                                   served.input_names)
@@ -197,6 +206,7 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
               openapi_extra=_body(open_inference.REQUEST_SCHEMA))
     async def v2_infer(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
+        setattr(request.state, VERSION_STATE, served.version)
         body = await read_body(request, max_request_bytes)
         parsed = await run_in_threadpool(open_inference.parse_infer_request, body,
                                          request.headers.get(open_inference.HEADER_LENGTH))
@@ -212,11 +222,17 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
               openapi_extra=_body(ATTENTION_REQUEST_SCHEMA))
     async def v2_attention(request: Request, name: str, version: str | None = None) -> Response:
         served = root.get(name, version)
+        setattr(request.state, VERSION_STATE, served.version)
         body = await read_body(request, max_request_bytes)
         text = await run_in_threadpool(parse_attention_request, body)
         answer = await run_in_threadpool(
             lambda: _json(attention_answer(name, served, text)))
         return answer
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(await run_in_threadpool(metrics.exposition),
+                        media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/explore/{name}", response_class=HTMLResponse)
     @app.get("/explore/{name}/versions/{version}", response_class=HTMLResponse)
@@ -225,6 +241,17 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         return HTMLResponse(explorer_page(name, version))
 
     return app
+
+
+class _Counted:
+    """`export.serving.metrics.ServerMetrics.middleware`, as Starlette's add_middleware takes
+    it (a class called with the app)."""
+
+    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
+        self.counted = metrics.middleware(app)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await self.counted(scope, receive, send)
 
 
 # The server's own errors, each answered {"error": its message} with its HTTP status.
@@ -387,7 +414,13 @@ def serve(options: ServeOptions, root: ModelRoot | None = None,
                 os.environ[SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(options))
                 config = uvicorn.Config("export.serving.app:app_from_environment", factory=True,
                                         workers=options.workers, **common)
-                Multiprocess(config, sockets=[sock]).run()
+                # Each worker keeps its metrics in files here; any one's /metrics sums them.
+                with tempfile.TemporaryDirectory(prefix="keras-attn-metrics-") as folder:
+                    os.environ[MULTIPROCESS_VARIABLE] = folder
+                    try:
+                        Multiprocess(config, sockets=[sock]).run()
+                    finally:
+                        os.environ.pop(MULTIPROCESS_VARIABLE, None)
                 started = True
         except KeyboardInterrupt:  # Ctrl-C, after the requests in flight finished
             return

@@ -51,6 +51,8 @@ class DynamicBatcher:
             are free and the batch is not full; 0 runs what is there at once.
         threads: how many batches may run at the same time (one per core suits onnxruntime
             sessions with one intra-op thread).
+        on_batch: called as each batch starts, with its number of rows and the seconds each
+            row waited since its request was submitted (`export.serving.metrics`).
 
     Raises:
         ValueError: a non-positive max_batch_size or threads, or a negative delay.
@@ -61,7 +63,8 @@ class DynamicBatcher:
     """
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_batch_size: int = 32,
-                 max_queue_delay_ms: float = 0.0, threads: int = 2) -> None:
+                 max_queue_delay_ms: float = 0.0, threads: int = 2,
+                 on_batch: Callable[[int, list[float]], None] | None = None) -> None:
         for name, value in (("max_batch_size", max_batch_size), ("threads", threads)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
@@ -72,6 +75,7 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_queue_delay = max_queue_delay_ms / 1000
         self.threads = threads
+        self.on_batch = on_batch
         self._executor = concurrent.futures.ThreadPoolExecutor(threads, "batcher")
         self._pending: list[tuple[_Request, int]] = []  # (request, row index), arrival order
         self._arrived: asyncio.Event | None = None
@@ -161,6 +165,9 @@ class DynamicBatcher:
             for index, (request, row) in enumerate(rows):
                 batch[index, : request.ids.shape[1]] = request.ids[row]
             loop = asyncio.get_running_loop()
+            if self.on_batch is not None:
+                now = loop.time()
+                self.on_batch(len(rows), [now - request.arrived for request, _ in rows])
             try:
                 logits = await loop.run_in_executor(self._executor, self.run, batch)
             except Exception as error:  # every request in the batch gets the error

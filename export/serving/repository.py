@@ -77,7 +77,8 @@ class ServedVersion:
         settings: batching settings.
     """
 
-    def __init__(self, version: int, folder: Path, settings: BatchSettings) -> None:
+    def __init__(self, version: int, folder: Path, settings: BatchSettings,
+                 on_batch: Any = None) -> None:
         self.version = version
         self.folder = folder
         # Files missing or changed since export: a folder still being copied in, or edited.
@@ -89,7 +90,7 @@ class ServedVersion:
                              + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
         self.predictor = runtime.load(folder)
         self.batcher = DynamicBatcher(self.predictor.run, settings.max_batch_size,
-                                      settings.max_queue_delay_ms, settings.threads)
+                                      settings.max_queue_delay_ms, settings.threads, on_batch)
         self._attention = None  # attention.onnx's session, loaded on the first /attention
         self._attention_lock = threading.Lock()
         tokenizer_file = folder / TOKENIZER_FILENAME
@@ -235,6 +236,8 @@ class ModelRoot:
         # version -> (the folder's files when loading failed, why): tried again on a change
         self._failed: dict[int, tuple[tuple, str]] = {}
         self._lock = threading.Lock()
+        # export.serving.metrics.ServerMetrics, or None: told of loads, removals and batches
+        self.metrics = None
 
     def versions(self) -> list[int]:
         """The version numbers present now, ascending."""
@@ -285,6 +288,8 @@ class ModelRoot:
         with self._lock:
             for gone in set(self._loaded) - set(present):  # a version folder was removed
                 self._retired.append(self._loaded.pop(gone))
+                if self.metrics is not None:
+                    self.metrics.version_removed(gone)
             if number in self._loaded:
                 return self._loaded[number]
             folder = self.root / str(number)
@@ -293,7 +298,9 @@ class ModelRoot:
             if failed is not None and failed[0] == files:
                 raise UnavailableError(failed[1])
             try:
-                self._loaded[number] = ServedVersion(number, folder, self.settings)
+                self._loaded[number] = ServedVersion(
+                    number, folder, self.settings,
+                    None if self.metrics is None else self.metrics.batch_observer(number))
             except Exception as error:  # noqa: BLE001 (any load failure: not served, said why)
                 reason = (f"Version {number} of model {self.name!r} is not available: "
                           f"{type(error).__name__}: {error}")
@@ -301,6 +308,8 @@ class ModelRoot:
                 LOG.warning("%s (tried again once its folder changes)", reason)
                 raise UnavailableError(reason) from None
             self._failed.pop(number, None)
+            if self.metrics is not None:
+                self.metrics.version_loaded(number)
             return self._loaded[number]
 
     async def close(self) -> None:

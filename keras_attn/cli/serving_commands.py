@@ -116,6 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
     _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
     _print(f"  Attention viewer:         GET  /explore/{root.name}")
+    _print("  Prometheus metrics:       GET  /metrics")
     serve(options, root, sock)
     return EXIT_OK
 

@@ -23,7 +23,7 @@ from tests.browser.chromium import (
     screenshot_of_a_token,
     wait_drawn,
 )
-from tests.serving_cases import NAME, export_tiny_classifier, served
+from tests.serving_cases import NAME, served
 
 pytestmark = pytest.mark.skipif(binaries() is None, reason=MISSING)
 
@@ -40,8 +40,8 @@ return {rows: rows, height: canvas.height, tokens: document.querySelectorAll('#q
 
 
 @pytest.fixture(scope="module")
-def model_root(tmp_path_factory):
-    return export_tiny_classifier(tmp_path_factory.mktemp("viewer"))
+def model_root(tiny_model_root):
+    return tiny_model_root
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def test_clicking_a_model_view_cell_opens_that_head(driver, html_file):
         "return window.attentionViewer.drawnLines()")} == {1}
 
 
-def test_the_served_page_attends_what_is_typed(driver, server, model_root, tokens):
+def test_the_served_page_attends_what_is_typed(driver, server, model_root, tokens, tmp_path):
     from selenium.webdriver.common.by import By
 
     from export.artifact.tokenizer import load_tokenizer
@@ -224,7 +224,7 @@ def test_the_served_page_attends_what_is_typed(driver, server, model_root, token
     expected = load_attention(model_root / "1").maps(ids[:, :len(shown["tokens"])])
     for block, weights in enumerate(expected):  # what onnxruntime computes, to 4 decimals
         np.testing.assert_allclose(shown["attentions"][block], weights[0], atol=1e-4)
-    assert_not_blank(driver, model_root.parent / "served.png")
+    assert_not_blank(driver, tmp_path / "served.png")
     # A bad request gets the server's 400 message, on the page
     box.clear()
     box.send_keys("   ")

@@ -36,7 +36,8 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert matplotlib.image.imread(run / png).shape[-1] in (3, 4)
     viewer = run / "attention.html"  # the seed sentence in the viewer (tests/browser)
     assert f"attention viewer       : {viewer}" in result.stdout
-    assert '"tokens":["the",' in viewer.read_text(encoding="utf-8")
+    page = viewer.read_text(encoding="utf-8")
+    assert '"model_name":"demo"' in page and '"tokens":["' in page and '"it",' in page
     for name in ("model.onnx", "saved_model.pb", "manifest.json", "parity.json",
                  "tokenizer.json"):
         assert (version / name).is_file(), name

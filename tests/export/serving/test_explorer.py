@@ -16,17 +16,18 @@ import pytest
 from export.artifact.manifest import ATTENTION_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
 from export.artifact.tokenizer import load_tokenizer
 from export.runtime.attention import load_attention
-from tests.serving_cases import NAME, call, export_tiny_classifier, served
+from tests.serving_cases import NAME, call, served
 
 TEXT = "the dog loved the toy it was very excited"
 
 
 @pytest.fixture(scope="module")
-def model_root(tmp_path_factory):
+def model_root(tiny_model_root, tmp_path_factory):
     """Version 1 as exported; version 2 the same model with attention.onnx left out, as an
     export whose attention check failed leaves it (the manifest says why); version 3 without
     its tokenizer.json (an export of ids only)."""
-    root = export_tiny_classifier(tmp_path_factory.mktemp("explorer"))
+    root = tmp_path_factory.mktemp("explorer") / NAME
+    shutil.copytree(tiny_model_root, root)
     for version, left_out in (("2", ATTENTION_FILENAME), ("3", TOKENIZER_FILENAME)):
         shutil.copytree(root / "1", root / version)
         (root / version / left_out).unlink()
