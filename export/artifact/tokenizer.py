@@ -331,7 +331,8 @@ def train_tokenizer(texts: Sequence[str], model: str = DEFAULT_MODEL,
         The trained `Tokenizer`.
 
     Raises:
-        ValueError: an unknown ``model``, ``vocab_size`` < 3, or no text has any token.
+        ValueError: an unknown ``model``, ``vocab_size`` < 3, no text has any token, or a
+            ``"unigram"`` vocabulary too small for the texts' characters.
         TypeError: ``texts`` is not a list of str.
     """
     if model not in MODELS:
@@ -348,13 +349,49 @@ def train_tokenizer(texts: Sequence[str], model: str = DEFAULT_MODEL,
     backend.normalizer = _normalizer()
     backend.pre_tokenizer = _pre_tokenizer(byte_level=model == "bpe")
     backend.decoder = {"wordpiece": decoders.WordPiece(), "bpe": decoders.ByteLevel()}.get(model)
-    backend.train_from_iterator(texts, trainer, length=len(texts))
+    try:
+        backend.train_from_iterator(texts, trainer, length=len(texts))
+    except Exception as error:  # the Rust trainer raises a bare Exception
+        if model != "unigram" or "not large enough" not in str(error):
+            raise
+        characters = {character for text in texts for word, _ in _words(text)
+                      for character in word}
+        raise ValueError(
+            f"vocab_size {vocab_size} is too small for the unigram tokenizer on these texts: "
+            f"it must hold each of the {len(characters)} characters they use. Expected "
+            f"vocab_size >= {len(characters)}. Received: vocab_size={vocab_size}") from None
     # The trainer also registers the specials as "added tokens", which are matched in raw text
     # before normalization: "[PAD]" typed in a text would become id 0. Keeping them as plain
     # vocabulary entries makes them unreachable from text.
     document = json.loads(backend.to_str())
     document["added_tokens"] = []
     return Tokenizer(tokenizers.Tokenizer.from_str(json.dumps(document)))
+
+
+def vocab_size_note(tokenizer: Tokenizer, asked: int, model: str) -> str | None:
+    """One line saying why a trained vocabulary is not the size asked for, or None when it is.
+
+    A character-building model ("wordpiece", "unigram") keeps every character it saw and
+    "bpe" every byte, so it can come out larger than asked; any model comes out smaller when
+    the texts hold fewer words or pieces than asked for.
+
+    Args:
+        tokenizer: what `train_tokenizer` returned.
+        asked: the `vocab_size` it was given.
+        model: the `model` it was given.
+    """
+    got = tokenizer.vocab_size
+    if got == asked:
+        return None
+    said = (f"vocab_size {asked} (--vocab-size) was asked for; the {model} tokenizer has "
+            f"{got} entries")
+    if got > asked:
+        kept = {"wordpiece": "every character it saw, alone and inside a word (##x)",
+                "unigram": "every character it saw", "bpe": "all 256 bytes"}.get(model, "")
+        return (f"{said}: it keeps {kept} and its special tokens, so on these texts it cannot be "
+                "smaller")
+    unit = "distinct words" if model == "word" else "pieces"
+    return f"{said}: the training texts yield no more {unit} than that"
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from export.artifact.representative_ids import save_representative_ids
-from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from export.artifact.tokenizer import Tokenizer, load_tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import LengthBatches
 from keras_attn.data.records import TextDataset, encode_texts
@@ -33,6 +33,7 @@ from keras_attn.training.run_folder import (
     read_history,
     resumed_epoch,
     run_callbacks,
+    trained_tokenizer,
 )
 
 
@@ -97,8 +98,8 @@ def train_classifier(
             anything is written).
     """
     run_dir = Path(run_dir)
-    tokenizer = init_from.tokenizer() if init_from else train_tokenizer(
-        train.texts, model=settings.tokenizer, vocab_size=settings.vocab_size)
+    tokenizer = init_from.tokenizer() if init_from else trained_tokenizer(train.texts,
+                                                                          settings, log)
     config = settings.classifier_config(tokenizer, len(train.class_names))
     x_train = encode_texts(tokenizer, train.texts, settings.max_len)
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from export.artifact.representative_ids import save_representative_ids
-from export.artifact.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from export.artifact.tokenizer import Tokenizer, load_tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data.lm_windows import pack_windows, token_stream
 from keras_attn.models.builders import build_language_model, load_model
@@ -38,6 +38,7 @@ from keras_attn.training.run_folder import (
     records_run,
     resumed_epoch,
     run_callbacks,
+    trained_tokenizer,
 )
 
 TASK = "language_model"
@@ -138,8 +139,7 @@ def train_language_model(
         raise ValueError("pooling is a classifier's readout; a language model predicts at "
                          f"every position. Received: pooling={settings.pooling!r}")
     run_dir = Path(run_dir)
-    tokenizer = train_tokenizer(list(train_texts), model=settings.tokenizer,
-                                vocab_size=settings.vocab_size)
+    tokenizer = trained_tokenizer(train_texts, settings, log)
     record = {"task": TASK, "settings": dataclasses.asdict(settings), "data": data_description,
               "num_train_texts": len(train_texts),
               "data_sha256": _fingerprint(train_texts, validation_texts)}

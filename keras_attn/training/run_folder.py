@@ -18,12 +18,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from export.artifact.manifest import KERAS_FILENAME as MODEL_FILE
 from export.artifact.manifest import REPRESENTATIVE_FILENAME as REPRESENTATIVE_FILE
 from export.artifact.manifest import TOKENIZER_FILENAME as TOKENIZER_FILE
+from export.artifact.tokenizer import Tokenizer, train_tokenizer, vocab_size_note
 from export.artifact.versions import check_folder_path
+from keras_attn.config import TrainSettings
 
 RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
@@ -42,6 +45,18 @@ RUN_OUTPUTS = (RUN_FILE, MODEL_FILE, TOKENIZER_FILE, CONFIG_FILE, HISTORY_FILE, 
 
 class RunFolderError(ValueError):
     """The output folder holds something this run must not overwrite."""
+
+
+def trained_tokenizer(texts: Sequence[str], settings: TrainSettings,
+                      log: Callable[[str], None]) -> Tokenizer:
+    """`export.artifact.tokenizer.train_tokenizer` with the run's tokenizer settings, logging
+    why the vocabulary is not `settings.vocab_size` when it is not (`vocab_size_note`)."""
+    tokenizer = train_tokenizer(list(texts), model=settings.tokenizer,
+                                vocab_size=settings.vocab_size)
+    note = vocab_size_note(tokenizer, settings.vocab_size, settings.tokenizer)
+    if note:
+        log(f"tokenizer: {note}")
+    return tokenizer
 
 
 def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool:

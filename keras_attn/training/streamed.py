@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from export.artifact.representative_ids import REPRESENTATIVE_ROWS
-from export.artifact.tokenizer import load_tokenizer, train_tokenizer
+from export.artifact.tokenizer import load_tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data.records import encode_texts
 from keras_attn.data.streaming import TOKENIZER_SAMPLE, StreamedData, TextStream, sample_texts
@@ -32,6 +32,7 @@ from keras_attn.training.run_folder import (
     read_history,
     resumed_epoch,
     run_callbacks,
+    trained_tokenizer,
 )
 
 
@@ -53,8 +54,8 @@ def train_streaming(data: StreamedData, settings: TrainSettings, run_dir: str | 
         RunFolderError: as `train_classifier`.
     """
     run_dir = Path(run_dir)
-    tokenizer = train_tokenizer(sample_texts(data, TOKENIZER_SAMPLE, settings.seed),
-                                model=settings.tokenizer, vocab_size=settings.vocab_size)
+    tokenizer = trained_tokenizer(sample_texts(data, TOKENIZER_SAMPLE, settings.seed),
+                                  settings, log)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
               "class_names": data.class_names, "num_train": data.size("train"),
               "data_sha256": data.sha256, "backend": keras.backend.backend(), "devices": 1,

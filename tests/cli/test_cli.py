@@ -265,6 +265,24 @@ def test_train_and_export_print_only_our_lines(tmp_path):
                      "it is built from model.optimized.onnx, which was not shipped"]
 
 
+def test_a_vocab_size_the_tokenizer_cannot_honour_is_said(tmp_path, capsys):
+    """--vocab-size 3: WordPiece keeps every character, so the vocabulary came out larger,
+    silently; now the run says so, and what it did. A unigram vocabulary below its characters
+    is refused (exit 2) where the Rust trainer raised a bare Exception."""
+    task = make_reference_task(40, seed=0)
+    data = write_csv(tmp_path / "task.csv", [(t, ["a", "b"][y]) for t, y in
+                                             zip(task.texts, task.labels, strict=True)])
+    flags = [*TINY[:-3], "--no-jit", "--epochs", "1", "--data", str(data)]
+    assert main(["train", *flags, "--vocab-size", "3", "--out", str(tmp_path / "run")]) == 0
+    vocabulary = json.loads((tmp_path / "run" / "config.json").read_text())["model"]["vocab_size"]
+    assert (f"tokenizer: vocab_size 3 (--vocab-size) was asked for; the wordpiece tokenizer "
+            f"has {vocabulary} entries: it keeps every character it saw") in capsys.readouterr().out
+    assert main(["train", *flags, "--vocab-size", "3", "--tokenizer", "unigram", "--out",
+                 str(tmp_path / "unigram")]) == 2
+    assert "too small for the unigram tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "unigram").exists()
+
+
 def test_tokenizer_gives_the_same_ids_on_both_paths(trained):
     """The ids `train_classifier` feeds to fit equal the ids `predict` sends to onnxruntime."""
     # the training side: Keras loaded, encode_texts as fit uses it

@@ -87,7 +87,7 @@ def test_resume_keeps_the_best_model_so_far(tmp_path):
 def test_resume_reads_the_saved_tokenizer(tmp_path, monkeypatch):
     """WordPiece and Unigram training may give other ids a second time (tokenizers#1794): a
     resumed run must embed the ids its first epochs learned, from the run's tokenizer.json."""
-    import keras_attn.training.classifier
+    import keras_attn.training.run_folder
 
     train, validation = split_train_validation(make_reference_task(200, seed=3), 0.25, seed=0)
     run = tmp_path / "run"
@@ -95,9 +95,9 @@ def test_resume_reads_the_saved_tokenizer(tmp_path, monkeypatch):
         train_classifier(train, validation, SETTINGS, run, data_description="d",
                          callbacks=[InterruptAfterEpoch(0)], verbose=0)
     saved = (run / TOKENIZER_FILE).read_text(encoding="utf-8")
-    train_again = keras_attn.training.classifier.train_tokenizer
+    train_again = keras_attn.training.run_folder.train_tokenizer
     # a second training differs
-    monkeypatch.setattr(keras_attn.training.classifier, "train_tokenizer",
+    monkeypatch.setattr(keras_attn.training.run_folder, "train_tokenizer",
                         lambda texts, model, vocab_size: train_again(texts, "bpe", 300))
     resumed = train_classifier(train, validation, SETTINGS, run, data_description="d",
                                verbose=0)

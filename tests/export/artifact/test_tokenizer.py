@@ -25,6 +25,7 @@ from export.artifact.tokenizer import (
     load_tokenizer,
     texts_without_tokens,
     train_tokenizer,
+    vocab_size_note,
 )
 
 CORPUS = [
@@ -290,6 +291,32 @@ def test_train_rejects_bad_arguments():
     with pytest.raises(ValueError, match="found no tokens.*Received: 3 text"):
         train_tokenizer(["", "  ", "\u200b"])
     assert DEFAULT_MODEL in MODELS
+
+
+TWO_TEXTS = ["the dog loved the toy, it was very excited.", "a cat sat on the mat"] * 5  # 20 chars
+
+
+def test_a_unigram_vocabulary_below_its_characters_says_the_least_it_takes():
+    """The Rust trainer raised a bare Exception ("not large enough to contain all chars")."""
+    with pytest.raises(ValueError, match=r"20 characters they use. Expected vocab_size >= 20. "
+                                         r"Received: vocab_size=19"):
+        train_tokenizer(TWO_TEXTS, model="unigram", vocab_size=19)
+    assert train_tokenizer(TWO_TEXTS, model="unigram", vocab_size=20).vocab_size >= 20
+
+
+@pytest.mark.parametrize("model, asked, note", [
+    ("word", 17, None),
+    ("word", 16000, "has 17 entries: the training texts yield no more distinct words than that"),
+    ("wordpiece", 3, "has 37 entries: it keeps every character it saw, alone and inside a word"),
+    ("bpe", 3, "has 257 entries: it keeps all 256 bytes and its special tokens"),
+    ("unigram", 16000, "has 24 entries: the training texts yield no more pieces than that"),
+])
+def test_a_vocabulary_of_another_size_than_asked_says_why(model, asked, note):
+    said = vocab_size_note(train_tokenizer(TWO_TEXTS, model=model, vocab_size=asked), asked,
+                           model)
+    assert said is None if note is None else (
+        said.startswith(f"vocab_size {asked} (--vocab-size) was asked for; the {model} ")
+        and note in said), said
 
 
 # --- the file: standard tokenizer.json --------------------------------------------------------
