@@ -12,6 +12,8 @@ ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 POOLINGS = ("mean", "first", "token")
 # "balanced": each class weighs n / (classes * count), as scikit-learn's class_weight="balanced".
 CLASS_WEIGHTS = ("none", "balanced")
+# What early stopping watches and the kept model is the best of (Keras's log names).
+MONITORS = ("val_loss", "val_accuracy")
 
 
 def check_positive_int(name: str, value: Any) -> None:
@@ -202,6 +204,9 @@ class TrainSettings:
     # tokenizer gives `readout_token` (`classifier_config`). Language models ignore both.
     pooling: str = "mean"
     readout_token: str | None = None
+    # Which validation figure picks the epoch kept and stops training (`MONITORS`); language
+    # models watch val_loss.
+    monitor: str = "val_loss"
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "epochs", "batch_size", "patience"):
@@ -224,6 +229,9 @@ class TrainSettings:
             raise ValueError(f"warmup_fraction must be a number in [0, 1), the share of the "
                              f"run's steps spent warming up. "
                              f"Received: warmup_fraction={self.warmup_fraction!r}")
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {MONITORS}. "
+                             f"Received: monitor={self.monitor!r}")
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}. "
                              f"Received: class_weight={self.class_weight!r}")

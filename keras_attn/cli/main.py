@@ -24,7 +24,13 @@ BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from keras_attn.config import CLASS_WEIGHTS, POOLINGS, TOKENIZER_MODELS, TrainSettings
+    from keras_attn.config import (
+        CLASS_WEIGHTS,
+        MONITORS,
+        POOLINGS,
+        TOKENIZER_MODELS,
+        TrainSettings,
+    )
 
     parser = argparse.ArgumentParser(
         prog="keras-attn", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -120,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--readout-token", metavar="TOKEN", default=None,
                        help="with --pooling token: the word read at, one token of the "
                             "trained vocabulary (e.g. it)")
+    train.add_argument("--monitor", choices=MONITORS, default=TrainSettings().monitor,
+                       help="the validation figure (Keras's names) whose best epoch is kept "
+                            "and which stops training after --patience epochs without "
+                            f"progress; default {TrainSettings().monitor}")
     train.add_argument("--class-weight", choices=CLASS_WEIGHTS,
                        default=TrainSettings().class_weight,
                        help="'balanced' weighs each class by n / (classes x its count); "

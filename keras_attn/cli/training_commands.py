@@ -66,7 +66,8 @@ FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "-
                  "batch_size": "--batch-size",
                  "learning_rate": "--learning-rate", "patience": "--patience",
                  "warmup_fraction": "--warmup-fraction", "class_weight": "--class-weight",
-                 "readout_token": "--readout-token", "pooling": "--pooling"}
+                 "readout_token": "--readout-token", "pooling": "--pooling",
+                 "monitor": "--monitor"}
 
 
 # The data checks (the one record reader, keras_attn.data.records, and its views: load_texts,
@@ -92,6 +93,15 @@ def _data_errors_name_flags() -> Iterator[None]:
         raise UsageError(message) from None
 
 
+def _print_kept(run, monitor: str) -> None:
+    """Which epoch the run kept and what the others scored, then where the kept model is."""
+    from keras_attn.training.run_folder import kept_epoch_summary
+
+    _print(kept_epoch_summary(run.history, monitor))
+    _print(f"the kept model's validation accuracy {run.validation_accuracy:.4f}; model, "
+           f"tokenizer and config in {run.run_dir}")
+
+
 def _settings_from_flags(args: argparse.Namespace):
     """TrainSettings from the flags; a bad value is a UsageError that names the flag."""
     from keras_attn.config import TrainSettings
@@ -106,7 +116,8 @@ def _settings_from_flags(args: argparse.Namespace):
             learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
             jit_compile=not args.no_jit, **{
                 field: getattr(args, field) for field in ("warmup_fraction", "class_weight",
-                                                          "pooling", "readout_token")
+                                                          "pooling", "readout_token",
+                                                          "monitor")
                 if hasattr(args, field)})
     except ValueError as error:
         raise UsageError(f"Bad training flags: {_named_by_flags(error)}") from None
@@ -174,8 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = train_classifier(train, validation, settings, args.out, overwrite=args.overwrite,
                                data_description=str(Path(args.data).resolve()), log=_print,
                                devices=args.devices, init_from=language_model)
-        _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, tokenizer "
-               f"and config in {run.run_dir}")
+        _print_kept(run, settings.monitor)
         if plots.available():
             _print(f"curves: {plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)}")
         else:
@@ -213,8 +223,7 @@ def _train_streaming(args: argparse.Namespace, settings, backend: str) -> int:
         run, validation = train_streaming(data, settings, args.out, overwrite=args.overwrite,
                                           data_description=str(Path(args.data).resolve()),
                                           log=_print)
-        _print(f"best validation accuracy {run.validation_accuracy:.4f}; model, "
-               f"tokenizer and config in {run.run_dir}")
+        _print_kept(run, settings.monitor)
         if plots.available():
             curves = plots.plot_training_curves(run.history, run.run_dir / CURVES_FILE)
             _print(f"curves: {curves}")

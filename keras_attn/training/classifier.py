@@ -139,7 +139,8 @@ def train_classifier(
             metrics=["accuracy"],
             jit_compile=settings.jit_compile,
         )
-    fit_callbacks = run_callbacks(run_dir, settings.patience, resumed_from, callbacks)
+    fit_callbacks = run_callbacks(run_dir, settings.patience, resumed_from, callbacks,
+                                  settings.monitor)
     # Batches of similar length, each padded only to its bucket (keras_attn.data.buckets): a
     # resumed run goes on with the plans of the epochs it had not run.
     train_batches = LengthBatches(x_train, train.labels, settings.batch_size, seed=settings.seed)

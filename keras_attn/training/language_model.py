@@ -138,6 +138,10 @@ def train_language_model(
     if settings.pooling != "mean":
         raise ValueError("pooling is a classifier's readout; a language model predicts at "
                          f"every position. Received: pooling={settings.pooling!r}")
+    if settings.monitor != "val_loss":
+        raise ValueError("A language model keeps the epoch of the lowest val_loss (its "
+                         "perplexity's); it logs no accuracy. Received: "
+                         f"monitor={settings.monitor!r}")
     run_dir = Path(run_dir)
     tokenizer = trained_tokenizer(train_texts, settings, log)
     record = {"task": TASK, "settings": dataclasses.asdict(settings), "data": data_description,

@@ -100,7 +100,8 @@ def prepare_run_folder(run_dir: Path, run_record: dict, overwrite: bool) -> bool
 
 # TrainSettings fields added since runs were first recorded, with the value every run recorded
 # before them trained with (a classifier's readout was the mean): such a run still resumes.
-SETTINGS_THAT_RUNS_BEFORE_THEM_HAD = {"pooling": "mean", "readout_token": None}
+SETTINGS_THAT_RUNS_BEFORE_THEM_HAD = {"pooling": "mean", "readout_token": None,
+                                      "monitor": "val_loss"}
 
 
 def records_run(run_dir: Path, run_record: dict) -> bool:
@@ -147,6 +148,44 @@ def resumed_epoch(run_dir: Path) -> int:
     return int(json.loads(metadata.read_text(encoding="utf-8"))["epoch"])
 
 
+def kept_epoch_summary(history: dict[str, list[float]], monitor: str) -> str:
+    """Which epoch the run kept, by `monitor`, and what the last epoch and the best of the other
+    figure scored, in one line, e.g. "kept epoch 2 of 8, the lowest val_loss (0.9321; its
+    val_accuracy 0.3441); the last: val_loss 1.2034, val_accuracy 0.5206; the highest
+    val_accuracy: 0.5529, at epoch 7". Epochs count from 1, as Keras prints them.
+
+    Args:
+        history: `read_history` of a finished run (lists per log name, one value per epoch).
+        monitor: the `TrainSettings.monitor` it ran with.
+    """
+    watched = history.get(monitor, [])
+    if not watched:
+        return f"no {monitor} was logged"
+    highest = monitor.endswith("accuracy")
+    kept = _best_epoch(watched, highest)
+    other = "val_loss" if highest else "val_accuracy"
+    figures = [name for name in ("val_loss", "val_accuracy") if history.get(name)]
+
+    def at(epoch: int) -> str:
+        return ", ".join(f"{name} {history[name][epoch]:.4f}" for name in figures)
+
+    line = (f"kept epoch {kept + 1} of {len(watched)}, the {'highest' if highest else 'lowest'} "
+            f"{monitor} ({at(kept)}); the last: {at(len(watched) - 1)}")
+    if history.get(other):
+        values = history[other]
+        best_other = _best_epoch(values, other != "val_loss")
+        line += (f"; the {'lowest' if other == 'val_loss' else 'highest'} {other}: "
+                 f"{values[best_other]:.4f}, at epoch {best_other + 1}")
+    return line
+
+
+def _best_epoch(values: list[float], highest: bool) -> int:
+    """The index of the first best value, as Keras's EarlyStopping and ModelCheckpoint keep
+    the first of equal figures."""
+    best = max(values) if highest else min(values)
+    return values.index(best)
+
+
 def read_history(run_dir: Path) -> dict[str, list[float]]:
     """The per-epoch metrics of a run, across resumes, from its `history.csv`."""
     with open(run_dir / HISTORY_FILE, encoding="utf-8", newline="") as file:
@@ -154,20 +193,23 @@ def read_history(run_dir: Path) -> dict[str, list[float]]:
     return {name: [float(row[name]) for row in rows] for name in (rows[0] if rows else {})}
 
 
-def run_callbacks(run_dir: Path, patience: int, resumed_from: int, extra=None) -> list:
+def run_callbacks(run_dir: Path, patience: int, resumed_from: int, extra=None,
+                  monitor: str = "val_loss") -> list:
     """What every run folder's `fit` gets: resume after a kill (`backup/`), early stopping on
-    validation loss, the best model kept (`model.keras`; a resumed run's checkpoint replaces
-    only a loss better than the best so far), `history.csv` and TensorBoard `logs/`; then the
-    `extra` Keras callbacks."""
+    `monitor` (a `keras_attn.config.MONITORS` name), the best model by it kept (`model.keras`;
+    a resumed run's checkpoint replaces only a figure better than the best so far),
+    `history.csv` and TensorBoard `logs/`; then the `extra` Keras callbacks."""
     import keras
 
-    best_so_far = min(read_history(run_dir).get("val_loss", []), default=None) \
+    best = max if monitor.endswith("accuracy") else min
+    best_so_far = best(read_history(run_dir).get(monitor, []), default=None) \
         if resumed_from else None
+    mode = "max" if best is max else "min"
     return [
         keras.callbacks.BackupAndRestore(str(run_dir / BACKUP_DIR)),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                       restore_best_weights=True),
-        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor="val_loss",
+        keras.callbacks.ModelCheckpoint(str(run_dir / MODEL_FILE), monitor=monitor, mode=mode,
                                         save_best_only=True,
                                         initial_value_threshold=best_so_far),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),

@@ -91,7 +91,8 @@ def train_streaming(data: StreamedData, settings: TrainSettings, run_dir: str | 
     weights = None if settings.class_weight == "none" else balanced_weights(data.counts[0])
     model.fit(train.dataset(), validation_data=validation.dataset(), shuffle=False,
               epochs=settings.epochs, class_weight=weights, verbose=verbose,
-              callbacks=run_callbacks(run_dir, settings.patience, resumed_from, callbacks))
+              callbacks=run_callbacks(run_dir, settings.patience, resumed_from, callbacks,
+                                      settings.monitor))
     first = [text for text, _, _ in itertools.islice(data.records("validation"),
                                                        REPRESENTATIVE_ROWS)]
     best, accuracy = finish_run(run_dir, config, data.class_names, settings,

@@ -93,14 +93,18 @@ def test_train_reads_the_answer_where_pooling_says(trained, tmp_path):
 
 
 def test_a_run_recorded_before_the_readout_settings_resumes(tmp_path):
+    """A run.json written before pooling, readout_token and monitor existed resumes as the run
+    it was (mean pooling, val_loss); one that asks for another value does not."""
     from keras_attn.training.run_folder import records_run
 
-    record = {"settings": {"epochs": 3, "pooling": "mean", "readout_token": None}, "data": "d"}
+    then = {"pooling": "mean", "readout_token": None, "monitor": "val_loss"}
+    record = {"settings": {"epochs": 3, **then}, "data": "d"}
     (tmp_path / "run.json").write_text(json.dumps(
         {"settings": {"epochs": 3}, "data": "d"}), encoding="utf-8")
     assert records_run(tmp_path, record)
-    token = {"settings": {"epochs": 3, "pooling": "token", "readout_token": "it"}, "data": "d"}
-    assert not records_run(tmp_path, token)
+    for other in ({"pooling": "token", "readout_token": "it"}, {"monitor": "val_accuracy"}):
+        assert not records_run(tmp_path, {"settings": {"epochs": 3, **then, **other},
+                                          "data": "d"})
 
 
 def test_train_records_attention_dropout_in_run_and_config(trained):
@@ -281,6 +285,28 @@ def test_a_vocab_size_the_tokenizer_cannot_honour_is_said(tmp_path, capsys):
                  str(tmp_path / "unigram")]) == 2
     assert "too small for the unigram tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "unigram").exists()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_monitor_picks_the_kept_epoch_and_the_run_says_which(tmp_path, capsys, stream):
+    """--monitor val_accuracy, in memory and streamed: the line after training names the kept
+    epoch (the highest val_accuracy of history.csv), the last one, and the lowest val_loss."""
+    task = make_reference_task(80, seed=1)
+    data = write_csv(tmp_path / "task.csv", [(t, ["a", "b"][y]) for t, y in
+                                             zip(task.texts, task.labels, strict=True)])
+    assert main(["train", *TINY, "--epochs", "3", "--patience", "3", "--data", str(data),
+                 "--out", str(tmp_path / "run"), "--monitor", "val_accuracy",
+                 *(["--stream"] if stream else [])]) == 0
+    with open(tmp_path / "run" / "history.csv", newline="", encoding="utf-8") as file:
+        accuracy = [float(row["val_accuracy"]) for row in csv.DictReader(file)]
+    kept = accuracy.index(max(accuracy)) + 1
+    out = capsys.readouterr().out
+    assert f"kept epoch {kept} of 3, the highest val_accuracy (val_loss " in out, out
+    assert "; the lowest val_loss: " in out and "the kept model's validation accuracy " in out
+    with pytest.raises(SystemExit) as exit_code:  # argparse: exit 2 with usage
+        main(["train", *TINY, "--data", str(data), "--out", str(tmp_path / "bad"),
+              "--monitor", "accuracy"])
+    assert exit_code.value.code == 2 and "invalid choice: 'accuracy'" in capsys.readouterr().err
 
 
 def test_tokenizer_gives_the_same_ids_on_both_paths(trained):

@@ -19,6 +19,7 @@ from keras_attn.training.run_folder import (
     MODEL_FILE,
     TOKENIZER_FILE,
     RunFolderError,
+    kept_epoch_summary,
     prepare_run_folder,
     record_results,
 )
@@ -159,3 +160,40 @@ def test_balanced_class_weights_make_every_class_count_alike():
 def test_bad_schedule_or_weighting_settings_are_clear_errors(field, value, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(SETTINGS, **{field: value})
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_the_kept_model_is_the_best_epoch_by_the_monitor(monitor, tmp_path):
+    """--monitor: the model left is the epoch with the lowest val_loss or the highest
+    val_accuracy, and the run says which it kept and what the others scored."""
+    train, validation = split_train_validation(make_reference_task(240, seed=5), 0.25, seed=0)
+    settings = dataclasses.replace(SETTINGS, epochs=6, patience=6, monitor=monitor)
+    run = train_classifier(train, validation, settings, tmp_path / "run", verbose=0)
+    history = run.history
+    kept = (int(np.argmax(history["val_accuracy"])) if monitor == "val_accuracy"
+            else int(np.argmin(history["val_loss"])))
+    assert run.validation_accuracy == pytest.approx(history["val_accuracy"][kept], abs=1e-6)
+    summary = kept_epoch_summary(history, monitor)
+    word = "highest" if monitor == "val_accuracy" else "lowest"
+    assert summary.startswith(f"kept epoch {kept + 1} of 6, the {word} {monitor} (val_loss ")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"][
+        "monitor"] == monitor
+
+
+def test_the_kept_epoch_summary_names_the_epochs_from_one():
+    history = {"loss": [1.0, 0.8, 0.6, 0.5], "val_loss": [0.9, 0.7, 0.8, 1.1],
+               "val_accuracy": [0.3, 0.5, 0.6, 0.55]}
+    assert kept_epoch_summary(history, "val_loss") == (
+        "kept epoch 2 of 4, the lowest val_loss (val_loss 0.7000, val_accuracy 0.5000); the "
+        "last: val_loss 1.1000, val_accuracy 0.5500; the highest val_accuracy: 0.6000, at "
+        "epoch 3")
+    assert kept_epoch_summary(history, "val_accuracy").startswith(
+        "kept epoch 3 of 4, the highest val_accuracy (val_loss 0.8000, val_accuracy 0.6000); "
+        "the last: val_loss 1.1000, val_accuracy 0.5500; the lowest val_loss: 0.7000, at "
+        "epoch 2")
+
+
+def test_a_monitor_that_is_not_keras_s_is_refused():
+    with pytest.raises(ValueError, match=r"monitor must be one of \('val_loss', "
+                                         r"'val_accuracy'\). Received: monitor='accuracy'"):
+        TrainSettings(monitor="accuracy")

@@ -248,3 +248,17 @@ def test_verify_fails_on_a_changed_decoder(trained, tmp_path, capsys):
         file.write(b"\0")
     assert main(["verify", str(copy)]) == 1
     assert "decoder.onnx: changed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"pooling": "first"}, "pooling is a classifier's readout"),
+    ({"monitor": "val_accuracy"}, "keeps the epoch of the lowest val_loss"),
+])
+def test_classifier_only_settings_are_refused_before_anything_is_written(tmp_path, setting,
+                                                                         message):
+    import dataclasses
+
+    with pytest.raises(ValueError, match=message):
+        train_language_model(["the dog ran"] * 20, ["the cat sat"] * 5,
+                             dataclasses.replace(SETTINGS, **setting), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
