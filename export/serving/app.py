@@ -56,7 +56,12 @@ from export.serving.explorer import (
     parse_attention_request,
 )
 from export.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from export.serving.metrics import MULTIPROCESS_VARIABLE, VERSION_STATE, ServerMetrics
+from export.serving.metrics import (
+    MULTIPROCESS_VARIABLE,
+    VERSION_STATE,
+    MetricsMiddleware,
+    ServerMetrics,
+)
 from export.serving.repository import (
     LOG,
     BadRequestError,
@@ -117,7 +122,7 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
     app = FastAPI(title=f"keras-attn serve {root.name}", lifespan=lifespan)
     metrics = ServerMetrics(root.name)
     root.metrics = metrics
-    app.add_middleware(_Counted, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     for error_type, status in ERROR_STATUS.items():
         app.add_exception_handler(error_type, _error_response(status))
@@ -225,9 +230,7 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         setattr(request.state, VERSION_STATE, served.version)
         body = await read_body(request, max_request_bytes)
         text = await run_in_threadpool(parse_attention_request, body)
-        answer = await run_in_threadpool(
-            lambda: _json(attention_answer(name, served, text)))
-        return answer
+        return await run_in_threadpool(lambda: _json(attention_answer(name, served, text)))
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -241,17 +244,6 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         return HTMLResponse(explorer_page(name, version))
 
     return app
-
-
-class _Counted:
-    """`export.serving.metrics.ServerMetrics.middleware`, as Starlette's add_middleware takes
-    it (a class called with the app)."""
-
-    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
-        self.counted = metrics.middleware(app)
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        await self.counted(scope, receive, send)
 
 
 # The server's own errors, each answered {"error": its message} with its HTTP status.

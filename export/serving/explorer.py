@@ -17,7 +17,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from export.serving.repository import BadRequestError, ServedVersion, _describe
+from export.serving.repository import BadRequestError, ServedVersion, describe
 from export.viewer.attention_page import attention_document, explorer_html
 
 ATTENTION_REQUEST_SCHEMA: dict[str, Any] = {
@@ -43,11 +43,11 @@ def parse_attention_request(body: bytes) -> str:
     if not isinstance(document, dict) or set(document) != {"text"}:
         keys = sorted(document) if isinstance(document, dict) else None
         raise BadRequestError('Expected a JSON object with one key, "text". Received: '
-                              + (f"keys {keys}" if keys is not None else _describe(document)))
+                              + (f"keys {keys}" if keys is not None else describe(document)))
     text = document["text"]
     if not isinstance(text, str) or not text:
         raise BadRequestError(f'Expected "text" to be a non-empty string. Received: '
-                              f"{_describe(text)}")
+                              f"{describe(text)}")
     return text
 
 

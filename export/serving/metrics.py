@@ -124,34 +124,43 @@ class ServerMetrics:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry)
 
-    def middleware(self, app: Any) -> Any:
-        """`app` (an ASGI application) with every inference request counted and timed."""
-        metrics = self
 
-        async def counted(scope: dict, receive: Callable, send: Callable) -> None:
-            route = _route(scope) if scope["type"] == "http" else None
-            if route is None:
-                await app(scope, receive, send)
-                return
-            name, protocol = route
-            model = name if name == metrics.model else ""
-            start = time.perf_counter()
-            code = {"status": 500}
 
-            async def sending(message: dict) -> None:
-                if message["type"] == "http.response.start":
-                    code["status"] = message["status"]
-                await send(message)
+class MetricsMiddleware:
+    """An ASGI middleware (Starlette's `app.add_middleware(MetricsMiddleware, metrics=...)`)
+    that counts and times every inference request into `metrics`.
 
-            try:
-                await app(scope, receive, sending)
-            finally:
-                version = str(scope.get("state", {}).get(VERSION_STATE, ""))
-                metrics.requests.labels(model, version, protocol, str(code["status"])).inc()
-                metrics.duration.labels(model, version, protocol).observe(
-                    time.perf_counter() - start)
+    Args:
+        app: the ASGI application it wraps.
+        metrics: the server's `ServerMetrics`.
+    """
 
-        return counted
+    def __init__(self, app: Any, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        route = _route(scope) if scope["type"] == "http" else None
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        name, protocol = route
+        model = name if name == self.metrics.model else ""
+        start = time.perf_counter()
+        code = {"status": 500}
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                code["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            version = str(scope.get("state", {}).get(VERSION_STATE, ""))
+            self.metrics.requests.labels(model, version, protocol, str(code["status"])).inc()
+            self.metrics.duration.labels(model, version, protocol).observe(
+                time.perf_counter() - start)
 
 
 def _route(scope: dict) -> tuple[str, str] | None:

@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,11 @@ class ServedVersion:
         version: the version number.
         folder: the version folder.
         settings: batching settings.
+        on_batch: what its `DynamicBatcher` calls as each batch starts (the server's metrics).
     """
 
     def __init__(self, version: int, folder: Path, settings: BatchSettings,
-                 on_batch: Any = None) -> None:
+                 on_batch: Callable[[int, list[float]], None] | None = None) -> None:
         self.version = version
         self.folder = folder
         # Files missing or changed since export: a folder still being copied in, or edited.
@@ -131,7 +133,7 @@ class ServedVersion:
         if not isinstance(texts, list) or not texts or not all(isinstance(text, str)
                                                                 for text in texts):
             raise BadRequestError("text must be a non-empty list of strings. Received: "
-                                  f"{_describe(texts)}")
+                                  f"{describe(texts)}")
         try:
             ids = self.tokenizer.encode_batch(list(texts), self.predictor.max_len)
         except ValueError as error:  # a lone surrogate: JSON allows it, Unicode does not
@@ -175,7 +177,6 @@ class ServedVersion:
             probabilities, outputs[LABEL_OUTPUT] = self.predictor.classify(logits)
             outputs[PROBABILITIES_OUTPUT] = probabilities.astype(np.float32)  # FP32 on the wire
         return outputs
-
 
     def attention(self, text: str) -> tuple[list[str], list[np.ndarray]]:
         """The tokens of one text and each block's attention weights `[heads, n, n]` over
@@ -329,6 +330,8 @@ def _files_of(folder: Path) -> tuple:
         return ()
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
+    """A request's value as a 400 message names it: its type, then its repr, cut at 80
+    characters."""
     text = repr(value)
     return f"{type(value).__name__} {text[:80]}{'...' if len(text) > 80 else ''}"

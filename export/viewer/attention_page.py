@@ -23,6 +23,7 @@ Standard library and numpy only.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -97,9 +98,15 @@ def explorer_html(model_name: str, attention_url: str, text: str = "") -> str:
 
 
 def _page(config: dict[str, Any]) -> str:
+    return _template().replace(DATA_PLACEHOLDER, _script_json(config), 1)
+
+
+@functools.cache
+def _template() -> str:
+    """The page with its script's hash in the CSP; read once per process (the script does not
+    depend on the data, which sits in a JSON <script> the browser does not run)."""
     template = resources.files(__package__).joinpath(TEMPLATE_NAME).read_text(encoding="utf-8")
-    page = template.replace(DATA_PLACEHOLDER, _script_json(config), 1)
-    return page.replace(SCRIPT_HASH_PLACEHOLDER, _script_hash(page), 1)
+    return template.replace(SCRIPT_HASH_PLACEHOLDER, _script_hash(template), 1)
 
 
 def _script_hash(page: str) -> str:

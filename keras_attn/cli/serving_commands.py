@@ -219,8 +219,7 @@ def _check_html_target(html: Path, overwrite: bool) -> None:
     if html.is_dir():
         raise UsageError(f"--html must name a file to write. Received: --html {html}, a folder")
     if html.exists() and not overwrite:
-        raise UsageError(f"{html} exists; pass --overwrite to replace it, or choose another "
-                         f"--html FILE. Received: --html {html}")
+        raise _html_exists(html)
     if html.parent.exists() and not html.parent.is_dir():
         raise UsageError(f"--html {html}: {html.parent} is a file, not a folder")
 
@@ -232,8 +231,6 @@ def _write_new_file(path: Path, text: str, overwrite: bool) -> None:
     import os
     import tempfile
 
-    exists = UsageError(f"{path} exists; pass --overwrite to replace it, or choose another "
-                        f"--html FILE. Received: --html {path}")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -244,14 +241,19 @@ def _write_new_file(path: Path, text: str, overwrite: bool) -> None:
                 os.link(temporary, path)  # fails, atomically, when path exists
                 return
             except FileExistsError:
-                raise exists from None
+                raise _html_exists(path) from None
             except OSError:  # a filesystem without hard links: check, then rename
                 if path.exists():
-                    raise exists from None
+                    raise _html_exists(path) from None
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _html_exists(path: Path) -> UsageError:
+    return UsageError(f"{path} exists; pass --overwrite to replace it, or choose another "
+                      f"--html FILE. Received: --html {path}")
 
 
 def _model_name(path: Path) -> tuple[str, str | None]:
