@@ -2,9 +2,10 @@
 check that a command given a folder got an export version folder (`predict`, `verify`).
 
 The subcommands themselves: `training_commands` (demo, train, export, verify),
-`serving_commands` (predict, serve, triton-repo, attend) and `lm_commands` (train-lm,
-generate); `keras_attn.cli.main` maps each name to its function. Heavy imports happen inside each
-command: `predict` runs on onnxruntime and never imports TensorFlow. Bad input raises
+`evaluate_command` (evaluate), `serving_commands` (predict, serve, triton-repo, attend) and
+`lm_commands` (train-lm, generate); `keras_attn.cli.main` maps each name to its function.
+Heavy imports happen inside each command: `predict` runs on onnxruntime and never imports
+TensorFlow. Bad input raises
 `UsageError` (or another ValueError); `keras_attn.cli.main.main` turns it into one line on stderr
 and exit code 2.
 """

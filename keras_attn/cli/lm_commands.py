@@ -15,10 +15,10 @@ from pathlib import Path
 from export.artifact.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
 from keras_attn.cli.common import EXIT_OK, UsageError, _print
 from keras_attn.cli.training_commands import (
-    _data_errors_name_flags,
     _export,
     _settings_from_flags,
     check_output_folders,
+    data_errors_name_flags,
 )
 
 
@@ -33,7 +33,7 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
         raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
                          f"Received: {args.validation_split}")
     seconds: dict[str, float] = {}
-    with phase("data", seconds, _print), _data_errors_name_flags():
+    with phase("data", seconds, _print), data_errors_name_flags():
         texts = load_lm_texts(args.data, text_column=args.text_column)
         train, validation = split_texts(texts, args.validation_split, seed=args.seed)
         _print(f"{len(train)} train / {len(validation)} validation texts")

@@ -13,6 +13,7 @@ import sys
 import warnings
 
 from keras_attn.cli.common import EXIT_FAILURE, EXIT_USAGE
+from keras_attn.cli.evaluate_command import DEFAULT_PLOT, cmd_evaluate
 from keras_attn.cli.lm_commands import cmd_generate, cmd_train_lm
 from keras_attn.cli.quiet import hide_tensorflow_startup_logs
 from keras_attn.cli.serving_commands import cmd_attend, cmd_predict, cmd_serve, cmd_triton_repo
@@ -64,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-column", default="label")
     train.add_argument("--classes", help="comma-separated class names to use, in this order "
                        "(e.g. neg,pos to skip aclImdb/train/unsup); default: all")
-    train.add_argument("--validation-split", type=float, default=0.2)
+    train.add_argument("--validation-split", type=float, default=None,
+                       help="the share of each class of --data held out for validation; "
+                            "default 0.2")
+    train.add_argument("--validation-data", metavar="PATH",
+                       help="a validation set of its own (same columns and classes; every "
+                            "label one of --data's classes) instead of a split: all of --data "
+                            "trains, as Keras's fit(validation_data=...)")
     train.add_argument("--stream", action="store_true",
                        help="read the data record by record, never all at once (memory stays "
                             "flat as the data grows): a tf.data pipeline that tokenizes and "
@@ -175,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     verify = command("verify", cmd_verify, "Check an export's file hashes and rerun the "
                      "parity battery.", "keras-attn verify saved_models/demo/1")
     verify.add_argument("version_dir")
+
+    evaluate = command("evaluate", cmd_evaluate, "Score a classifier on a labelled test set: "
+                       "accuracy, macro-F1, per-class table and confusion matrix, beside the "
+                       "TF-IDF baseline refitted on the run's training split.",
+                       "keras-attn evaluate runs/reviews --data test.csv")
+    evaluate.add_argument("model", help="a run folder (scored by Keras) or an export version "
+                          "folder (scored in onnxruntime)")
+    evaluate.add_argument("--data", required=True, help="the labelled test set: a folder of "
+                          "class sub-folders of .txt files, a .csv or a .jsonl; every label "
+                          "one of the model's classes")
+    evaluate.add_argument("--text-column", default="text")
+    evaluate.add_argument("--label-column", default="label")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--plot", metavar="FILE",
+                          help=f"the confusion matrix PNG; default ./{DEFAULT_PLOT}")
+    evaluate.add_argument("--no-plot", action="store_true", help="draw no PNG")
+    evaluate.add_argument("--overwrite", action="store_true",
+                          help="replace the --plot FILE if it exists")
 
     predict = command("predict", cmd_predict, "Classify texts with the ONNX model "
                       "(onnxruntime only).", "keras-attn predict saved_models/demo/1 --json "

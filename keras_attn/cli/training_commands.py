@@ -18,6 +18,8 @@ from export.artifact.manifest import ATTENTION_FILENAME, read_manifest
 from export.artifact.versions import ascii_digits, check_folder_path
 from keras_attn.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, _print, check_version_folder
 
+DEFAULT_VALIDATION_SPLIT = 0.2  # train's share of --data held out, without --validation-data
+
 
 def check_output_folders(args: argparse.Namespace) -> None:
     """`--out` and `--export`, where given, must name folders (existing or not): checked before
@@ -80,7 +82,7 @@ FLAG_OF_DATA_PARAMETER = {"text_column= / label_column=": "--text-column / --lab
 
 
 @contextlib.contextmanager
-def _data_errors_name_flags() -> Iterator[None]:
+def data_errors_name_flags() -> Iterator[None]:
     """A DataError inside becomes a UsageError whose message names the flags."""
     from keras_attn.data.records import DataError
 
@@ -144,7 +146,12 @@ def _readout_errors_name_flags() -> Iterator[None]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from keras_attn.data.records import load_texts, split_train_validation
+    from keras_attn.data.records import (
+        load_texts,
+        load_texts_for_classes,
+        split_train_validation,
+    )
+    from keras_attn.evaluation.held_out import training_data_record
     from keras_attn.training.pretrained import pretrained_settings, resolve_model_flags
     from keras_attn.training.timing import phase
 
@@ -154,6 +161,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     settings = _settings_from_flags(args)
     if language_model:
         settings = pretrained_settings(settings, language_model, args.init_attention)
+    if args.validation_data and args.validation_split is not None:
+        raise UsageError(f"Give --validation-data or --validation-split, not both: the "
+                         f"validation set is either given or held out of --data. Received: "
+                         f"--validation-data {args.validation_data} --validation-split "
+                         f"{args.validation_split}")
+    if args.validation_data and args.stream:
+        raise UsageError(f"--stream holds out its validation records by a hash of their "
+                         f"position; it takes no --validation-data. Received: "
+                         f"--validation-data {args.validation_data}")
+    if args.validation_split is None:
+        args.validation_split = DEFAULT_VALIDATION_SPLIT
     if not 0 < args.validation_split < 1:
         raise UsageError(f"--validation-split must lie strictly between 0 and 1. "
                          f"Received: {args.validation_split}")
@@ -161,17 +179,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     backend = select_backend(args.backend, args.devices)  # before anything imports Keras
     if args.stream:  # record by record from the files (keras_attn.data.streaming)
-        with _data_errors_name_flags():
+        with data_errors_name_flags():
             return _train_streaming(args, settings, backend)
     seconds: dict[str, float] = {}
-    with phase("data", seconds, _print), _data_errors_name_flags():
+    with phase("data", seconds, _print), data_errors_name_flags():
         classes = args.classes.split(",") if args.classes else None
         dataset = load_texts(args.data, text_column=args.text_column,
                              label_column=args.label_column, class_names=classes)
-        train, validation = split_train_validation(dataset, args.validation_split,
-                                                   seed=args.seed)
-        _print(f"{len(train)} train / {len(validation)} validation texts, "
-               f"classes {dataset.class_names}")
+        if args.validation_data:  # given, as Keras's fit(validation_data=...)
+            train, split = dataset, None
+            validation = load_texts_for_classes(args.validation_data, dataset.class_names,
+                                                args.text_column, args.label_column)
+        else:
+            split = args.validation_split
+            train, validation = split_train_validation(dataset, split, seed=args.seed)
+        training_data = training_data_record(train, args.data, args.text_column,
+                                             args.label_column, split, args.seed,
+                                             args.validation_data)
+        _print(f"{len(train)} train / {len(validation)} validation texts"
+               + (f" (from {args.validation_data})" if args.validation_data else "")
+               + f", classes {dataset.class_names}")
 
     from keras_attn.evaluation import plots
     from keras_attn.training.classifier import train_classifier
@@ -191,7 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             _print(f"curves skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
     with phase("evaluate", seconds, _print):
-        _evaluate_against_baseline(run, train, validation, settings, args.seed)
+        _evaluate_against_baseline(run, train, validation, settings, args.seed,
+                                   training_data)
     if args.export:
         return _export(run.run_dir, Path(args.export))
     return EXIT_OK
@@ -241,12 +269,15 @@ def _train_streaming(args: argparse.Namespace, settings, backend: str) -> int:
     return _export(run.run_dir, Path(args.export)) if args.export else EXIT_OK
 
 
-def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> None:
+def _evaluate_against_baseline(run, train, validation, settings, seed: int,
+                               training_data: dict) -> None:
     """Per-class report of the model on the validation split, beside a TF-IDF + logistic
-    regression baseline fitted on the same split; both recorded in run.json, the confusion
-    matrix drawn next to the curves."""
+    regression baseline fitted on the same split; both recorded in run.json with how to read
+    the training split again (for `keras-attn evaluate`), the confusion matrix drawn next to
+    the curves."""
     from keras_attn.data.records import encode_texts
     from keras_attn.evaluation import baseline, plots
+    from keras_attn.evaluation.held_out import TRAINING_DATA_KEY
     from keras_attn.evaluation.metrics import (
         classification_report,
         format_report,
@@ -258,16 +289,12 @@ def _evaluate_against_baseline(run, train, validation, settings, seed: int) -> N
     ids = encode_texts(run.tokenizer, validation.texts, settings.max_len)
     report = classification_report(validation.labels, predict_classes(run.model, ids),
                                    run.class_names)
-    fitted = baseline.fit_baseline(train, validation, seed) if baseline.available() else None
-    record_results(run.run_dir, {"validation": report, "baseline": fitted})
-    if fitted is None:
-        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f}")
-        _print(f"baseline skipped: a TF-IDF + logistic regression baseline needs scikit-learn "
-               f"({baseline.INSTALL_HINT})")
-    else:
-        _print(f"validation accuracy: keras-attn {report['accuracy']:.4f} | baseline "
-               f"{fitted['accuracy']:.4f} ({fitted['name']})")
-        _print(verdict(report["accuracy"], fitted["accuracy"]))
+    fitted = baseline.fit_baseline(train, validation, seed)
+    record_results(run.run_dir, {"validation": report, "baseline": fitted,
+                                 TRAINING_DATA_KEY: training_data})
+    _print(f"validation accuracy: keras-attn {report['accuracy']:.4f} | baseline "
+           f"{fitted['accuracy']:.4f} ({fitted['name']})")
+    _print(verdict(report["accuracy"], fitted["accuracy"]))
     _print(format_report(report, fitted))
     if plots.available():
         path = plots.plot_confusion_matrix(report["confusion_matrix"], run.class_names,

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import json
 import math
 import os
@@ -504,17 +505,73 @@ def _to_dataset(texts: list[str], labels: list[str], wheres: list[str],
         keep = [index for index, label in enumerate(labels) if label in wanted]
         texts, labels, wheres = ([texts[i] for i in keep], [labels[i] for i in keep],
                                  [wheres[i] for i in keep])
-    empty = texts_without_tokens(texts)
-    if empty:
-        raise DataError(f"{len(empty)} text(s) contain no words or symbols (empty, whitespace or "
-                        f"invisible characters only); every text needs at least one token. "
-                        f"Received: {texts[empty[0]]!r} at {wheres[empty[0]]}")
+    _check_every_text_has_a_token(texts, wheres)
     class_names = wanted or found
     if len(class_names) < 2:
         raise DataError(f"A classifier needs examples of at least two classes. Received: "
                         f"{len(texts)} examples, classes {class_names}, path='{path}'")
     index = {name: position for position, name in enumerate(class_names)}
     return TextDataset(texts, np.array([index[label] for label in labels]), class_names)
+
+
+def load_texts_for_classes(
+    path: str | os.PathLike[str],
+    class_names: Sequence[str],
+    text_column: str = "text",
+    label_column: str = "label",
+) -> TextDataset:
+    """Load labelled texts to score a model trained on `class_names`: a test or validation set.
+
+    Reads what `load_texts` reads. Unlike `load_texts`, nothing is left out: a label that is
+    not one of `class_names` is an error, since a classifier cannot be right about a class it
+    does not know, and dropping those texts would report a better score than the data gives.
+    A class with no example is allowed (its support is 0).
+
+    Args:
+        path: the folder, .csv or .jsonl file.
+        class_names: the model's classes, in its order (label i = ``class_names[i]``).
+        text_column, label_column: as for `load_texts`.
+
+    Returns:
+        A ``TextDataset`` whose ``class_names`` are `class_names`.
+
+    Raises:
+        DataError: the reader's errors (see `load_texts`), no text at all, a text without a
+            token, or a label outside `class_names` (naming it and where it stands).
+    """
+    wanted = _check_class_names(class_names)
+    index = {name: position for position, name in enumerate(wanted)}
+    texts, labels, wheres = [], [], []
+    for text, label, where in iter_records(path, text_column, label_column, None):
+        if label not in index:
+            raise DataError(f"The label {label!r} at {where} is not one of the model's classes; "
+                            f"expected one of {wanted}. Received: path='{path}'")
+        texts.append(text)
+        labels.append(index[label])
+        wheres.append(where)
+    if not texts:
+        raise DataError(f"Expected at least one labelled text. Received: none in path='{path}'")
+    _check_every_text_has_a_token(texts, wheres)
+    return TextDataset(texts, np.array(labels), wanted)
+
+
+def fingerprint(*datasets: TextDataset) -> str:
+    """sha256 (hex) of the datasets' texts and labels, in order: a rerun resumes only on exactly
+    the same data, and `keras-attn evaluate` refits a baseline only on the run's own split."""
+    digest = hashlib.sha256()
+    for dataset in datasets:
+        for text in dataset.texts:
+            digest.update(text.encode("utf-8") + b"\0")
+        digest.update(dataset.labels.astype("int64").tobytes())
+    return digest.hexdigest()
+
+
+def _check_every_text_has_a_token(texts: list[str], wheres: list[str]) -> None:
+    empty = texts_without_tokens(texts)
+    if empty:
+        raise DataError(f"{len(empty)} text(s) contain no words or symbols (empty, whitespace or "
+                        f"invisible characters only); every text needs at least one token. "
+                        f"Received: {texts[empty[0]]!r} at {wheres[empty[0]]}")
 
 
 def sorted_class_names(names: Iterable[str]) -> list[str]:

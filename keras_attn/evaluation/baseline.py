@@ -3,14 +3,10 @@
 TF-IDF over word unigrams and bigrams and over character 2-4-grams, then a logistic
 regression: the scikit-learn baseline a text classifier has to beat. If keras-attn's model
 does not beat it, `keras-attn train` says so plainly.
-
-scikit-learn is the optional extra `keras-attn[baseline]`; it is imported when the baseline is
-fitted.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -18,13 +14,7 @@ import numpy as np
 from keras_attn.data.records import TextDataset
 from keras_attn.evaluation.metrics import classification_report
 
-INSTALL_HINT = "pip install 'keras-attn[baseline]'"
 NAME = "TF-IDF (word 1-2-grams + char 2-4-grams) + logistic regression"
-
-
-def available() -> bool:
-    """Whether scikit-learn can be imported, so that the baseline can be fitted."""
-    return importlib.util.find_spec("sklearn") is not None
 
 
 def fit_baseline(train: TextDataset, validation: TextDataset, seed: int = 0) -> dict[str, Any]:
@@ -33,9 +23,6 @@ def fit_baseline(train: TextDataset, validation: TextDataset, seed: int = 0) -> 
     Returns:
         `keras_attn.evaluation.metrics.classification_report` of the baseline on `validation`, plus
         "name" (what the baseline is).
-
-    Raises:
-        ImportError: scikit-learn is not installed (see `INSTALL_HINT`).
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression

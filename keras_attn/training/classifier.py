@@ -8,7 +8,6 @@ training, `backup/` from which an interrupted run resumes when the same command 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from export.artifact.representative_ids import save_representative_ids
 from export.artifact.tokenizer import Tokenizer, load_tokenizer
 from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import LengthBatches
-from keras_attn.data.records import TextDataset, encode_texts
+from keras_attn.data.records import TextDataset, encode_texts, fingerprint
 from keras_attn.models.builders import build_classifier, load_model
 from keras_attn.training.distribution import data_parallel
 from keras_attn.training.distribution import reset as reset_distribution
@@ -48,16 +47,6 @@ class TrainedRun:
     history: dict[str, list[float]]
     resumed_from_epoch: int
     validation_accuracy: float
-
-
-def _fingerprint(*datasets: TextDataset) -> str:
-    """sha256 of the texts and labels: a rerun resumes only on exactly the same data."""
-    digest = hashlib.sha256()
-    for dataset in datasets:
-        for text in dataset.texts:
-            digest.update(text.encode("utf-8") + b"\0")
-        digest.update(dataset.labels.astype("int64").tobytes())
-    return digest.hexdigest()
 
 
 def train_classifier(
@@ -105,7 +94,7 @@ def train_classifier(
     x_val = encode_texts(tokenizer, validation.texts, settings.max_len)
     record = {"settings": dataclasses.asdict(settings), "data": data_description,
               "class_names": train.class_names, "num_train": len(train),
-              "data_sha256": _fingerprint(train, validation),
+              "data_sha256": fingerprint(train, validation),
               "backend": keras.backend.backend(), "devices": devices,
               **({"init_from": init_from.record} if init_from else {})}
     resuming = prepare_run_folder(run_dir, record, overwrite)

@@ -129,20 +129,6 @@ def test_train_reports_the_model_beside_its_baseline(trained):
     assert manifest["evaluation"] == results
 
 
-def test_train_without_scikit_learn_says_how_to_get_the_baseline(tmp_path, monkeypatch,
-                                                                capsys):
-    from keras_attn.evaluation import baseline
-
-    monkeypatch.setattr(baseline, "available", lambda: False)
-    data = write_csv(tmp_path / "d.csv", [("good film", "pos"), ("bad film", "neg")] * 10)
-    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
-                 *TINY]) == 0
-    out = capsys.readouterr().out
-    assert "baseline skipped: a TF-IDF + logistic regression baseline needs scikit-learn " \
-           "(pip install 'keras-attn[baseline]')" in out
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["results"]["baseline"] is None
-
-
 def test_train_on_a_class_folder(tmp_path):
     data = write_folder(tmp_path / "data", {
         "neg": ["bad film, dull", "awful plot !", "boring and slow", "not good"],

@@ -29,9 +29,3 @@ def test_the_baseline_is_at_chance_on_the_reference_task():
     (keras_attn.data.reference_task)."""
     train, validation = split_train_validation(make_reference_task(1200, seed=1), 0.25, seed=0)
     assert 0.4 < baseline.fit_baseline(train, validation)["accuracy"] < 0.6
-
-
-def test_without_scikit_learn_the_hint_says_how_to_get_it(monkeypatch):
-    monkeypatch.setattr(baseline.importlib.util, "find_spec", lambda name: None)
-    assert baseline.available() is False
-    assert baseline.INSTALL_HINT == "pip install 'keras-attn[baseline]'"
