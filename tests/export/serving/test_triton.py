@@ -1,9 +1,11 @@
-"""export/serving/triton.py and `keras-attn triton-repo`: the repository's config.pbtxt parses into
-Triton's own ModelConfig protobuf (tritonclient.grpc.model_config_pb2) and says what the ONNX
-files hold; every version's model.onnx is there, byte for byte."""
+"""export/serving/triton.py and `keras-attn triton-repo`: the repository's config.pbtxt files parse
+into Triton's own ModelConfig protobuf (tritonclient.grpc.model_config_pb2) and say what the
+ONNX files hold; every version's files are there, byte for byte. A real server serves them in
+test_triton_server.py."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -12,9 +14,14 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export.serving.triton import config_text, write_triton_repository
+from export import runtime
+from export.serving import triton_text_model
+from export.serving.triton import config_text, write_text_model, write_triton_repository
 from keras_attn.cli.main import main
 from tests.export_cases import CLASSIFIER, LANGUAGE_MODEL, copy_version, exported
+from tests.repo_paths import FIXTURES
+
+LANGUAGES = FIXTURES / "version_folders" / "languages" / "1"  # a classifier of 12 languages
 
 
 def parse(path) -> model_config_pb2.ModelConfig:
@@ -84,3 +91,43 @@ def test_cli_writes_the_repository_and_refuses_to_overwrite(classifier_root, tmp
     assert main(["triton-repo", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "no numbered version" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir()) == ["sentiment"]  # no staging left
+
+
+def test_the_text_model_is_written_beside_the_token_ids_model(tmp_path):
+    """REPO/NAME_text: the Python-backend model, each version with model.py, its ONNX file,
+    its tokenizer and its settings; config.pbtxt parses into Triton's ModelConfig."""
+    root = tmp_path / "languages"
+    (root / "1").mkdir(parents=True)
+    for name in ("model.onnx", "tokenizer.json", "manifest.json"):
+        shutil.copyfile(LANGUAGES / name, root / "1" / name)
+    folder = write_text_model(root, tmp_path / "repo", max_batch_size=8, max_queue_delay_us=50)
+    assert folder == tmp_path / "repo" / "languages_text"
+    config = parse(folder / "config.pbtxt")
+    assert (config.name, config.backend, config.max_batch_size) == ("languages_text", "python", 8)
+    assert config.dynamic_batching.max_queue_delay_microseconds == 50
+    (text,) = config.input
+    assert (text.name, text.data_type, list(text.dims)) == ("text", model_config_pb2.TYPE_STRING,
+                                                            [1])
+    assert {(o.name, o.data_type, tuple(o.dims)) for o in config.output} == {
+        ("logits", model_config_pb2.TYPE_FP32, (12,)),
+        ("probabilities", model_config_pb2.TYPE_FP32, (12,)),
+        ("label", model_config_pb2.TYPE_STRING, (1,))}
+    version = folder / "1"
+    assert (version / "model.py").read_text() == triton_text_model.__loader__.get_data(
+        triton_text_model.__file__).decode()
+    for name in ("model.onnx", "tokenizer.json"):
+        assert (version / name).read_bytes() == (LANGUAGES / name).read_bytes()
+    settings = json.loads((version / "text_model.json").read_text(encoding="utf-8"))
+    assert settings["max_len"] == runtime.load(LANGUAGES).max_len
+    assert settings["class_names"] == runtime.load(LANGUAGES).class_names
+    with pytest.raises(FileExistsError, match="exists already"):
+        write_text_model(root, tmp_path / "repo")
+
+
+def test_a_language_model_gets_no_text_model_and_the_cli_says_why(tmp_path, capsys):
+    _, result = exported(LANGUAGE_MODEL)
+    with pytest.raises(ValueError, match="serves classifiers exported with class names"):
+        write_text_model(result.path.parent, tmp_path / "repo")
+    assert main(["triton-repo", str(result.path.parent), "--out", str(tmp_path / "r")]) == 0
+    assert "no text model: The text model serves classifiers" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [result.path.parent.name]
