@@ -61,12 +61,21 @@ class ServerProcess:
     Attributes:
         url: "http://127.0.0.1:<port>".
         address: "127.0.0.1:<port>", as tritonclient takes it.
+        grpc_address: "127.0.0.1:<grpc port>" (a free port unless FLAGS give --grpc-port;
+            None with --no-grpc), as tritonclient.grpc takes it.
     """
 
     def __init__(self, root: Path, *flags: str, timeout: float = 90) -> None:
         self.port = free_port()
         self.address = f"{HOST}:{self.port}"
         self.url = f"http://{self.address}"
+        if "--grpc-port" in flags:
+            self.grpc_port = int(flags[flags.index("--grpc-port") + 1])
+        else:
+            self.grpc_port = None if "--no-grpc" in flags else free_port()
+            flags = flags if self.grpc_port is None else (*flags, "--grpc-port",
+                                                          str(self.grpc_port))
+        self.grpc_address = None if self.grpc_port is None else f"{HOST}:{self.grpc_port}"
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVE, EXPORT_SIDE, "serve", str(root), "--host", HOST,

@@ -75,7 +75,7 @@ def test_dockerfile_runs_serve_with_the_declared_versions():
     command = json.loads(re.search(r"^CMD (.+)$", text, re.M).group(1))
     assert entrypoint == ["keras-attn", "serve"]
     args = build_parser().parse_args([entrypoint[1], *command])
-    assert re.search(rf"^EXPOSE {args.port}$", text, re.M)
+    assert re.search(rf"^EXPOSE {args.port} {args.grpc_port}$", text, re.M)  # HTTP, gRPC
     assert f"127.0.0.1:{args.port}/v2/health/ready" in text
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     declared = {re.split(r"[<>=!~;\[ ]", spec)[0]: spec.split(";")[0].replace(" ", "")
@@ -85,3 +85,7 @@ def test_dockerfile_runs_serve_with_the_declared_versions():
     for spec in installed:
         name = re.split(r"[<>=!~\[]", spec)[0]
         assert declared.get(name) == spec, f"{spec}: pyproject.toml declares {declared.get(name)}"
+    # Every package of the serve extra is installed: the server imports each of them.
+    serve = project["optional-dependencies"]["serve"]
+    assert {re.split(r"[<>=!~;\[ ]", spec)[0] for spec in serve} <= {
+        re.split(r"[<>=!~\[]", spec)[0] for spec in installed}

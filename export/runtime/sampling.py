@@ -25,7 +25,7 @@ This module imports NumPy and the standard library only: the serving side uses i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 
 import numpy as np
 
@@ -149,6 +149,29 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
     Raises:
         ValueError: bad sampling arguments, or a prompt that does not fit in `max_len`.
     """
+    decoding = decode_ids(step, cache, prompt_ids, max_len, end_of_text_id, max_new_tokens,
+                          temperature, top_k, top_p, seed)
+    while True:
+        try:
+            next(decoding)
+        except StopIteration as done:
+            return done.value
+
+
+def decode_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: int,
+               end_of_text_id: int | None, max_new_tokens: int, temperature: float = 0.0,
+               top_k: int | None = None, top_p: float | None = None,
+               seed: int | None = None) -> Generator[int, None, Generation]:
+    """`generate_ids` one token at a time: a generator that yields each new id as soon as it
+    is chosen and returns the `Generation` (`StopIteration.value`). What a streaming server
+    runs; closing it early stops the decoding there.
+
+    The arguments are checked, and the prompt measured, when it is made, not at the first
+    `next`, so that a bad request is refused before anything is streamed.
+
+    Raises:
+        ValueError: as `generate_ids`.
+    """
     check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
     prompt_ids = [int(token_id) for token_id in prompt_ids]
     ids = ([] if end_of_text_id is None else [end_of_text_id]) + prompt_ids
@@ -160,7 +183,12 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
                          f"tokens. Received: {len(ids)} tokens"
                          + (" (the end-of-text id included)" if end_of_text_id is not None
                             else ""))
-    rng = np.random.default_rng(seed)
+    return _decoding(step, cache, prompt_ids, ids, max_len, end_of_text_id, max_new_tokens,
+                     temperature, top_k, top_p, np.random.default_rng(seed))
+
+
+def _decoding(step, cache, prompt_ids, ids, max_len, end_of_text_id, max_new_tokens,
+              temperature, top_k, top_p, rng) -> Generator[int, None, Generation]:
     new_ids: list[int] = []
     pending = ids  # tokens the model has not read yet
     reason, message = MAX_NEW_TOKENS, f"stopped after max_new_tokens={max_new_tokens}"
@@ -174,6 +202,7 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
             break
         new_ids.append(token)
         ids.append(token)
+        yield token
         if len(ids) > max_len and len(new_ids) < max_new_tokens:
             # The token just chosen was predicted from max_len tokens; the model has no
             # position vector to read it, so it cannot predict one more.
@@ -249,16 +278,31 @@ def generate_text(step: Step, cache: object, tokenizer, prompt: str, max_len: in
         raise TypeError(f"prompt must be a str. Received: {type(prompt).__name__} {prompt!r:.80}")
     check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
     eot = end_of_text_id(model_vocab_size, tokenizer.vocab_size)
-    row = tokenizer.encode_batch([prompt])[0]
-    prompt_ids = [int(token_id) for token_id in row if token_id != PAD_ID]
+    prompt_ids = prompt_token_ids(tokenizer, prompt)
     result = generate_ids(step, cache, prompt_ids, max_len, eot, max_new_tokens, temperature,
                           top_k, top_p, seed)
-    # Decoded together, so that a word piece continuing the prompt's last word joins it.
-    before = tokenizer.backend.decode(prompt_ids)
-    after = tokenizer.backend.decode(prompt_ids + result.new_ids)
-    if after.startswith(before):
-        continuation = after[len(before):]
-    else:  # a normalizer that rewrote the prompt's tail: decode the new ids on their own
-        continuation = " " + tokenizer.backend.decode(result.new_ids)
+    continuation = continuation_text(tokenizer, prompt_ids, result.new_ids)
     return GeneratedText(prompt + continuation, continuation, result.prompt_ids, result.new_ids,
                          result.stop_reason, result.message)
+
+
+def prompt_token_ids(tokenizer, prompt: str) -> list[int]:
+    """The prompt's ids, without padding, as generation reads them.
+
+    Raises:
+        TypeError, ValueError: as `Tokenizer.encode_batch` (not a str, a lone surrogate).
+    """
+    row = tokenizer.encode_batch([prompt])[0]
+    return [int(token_id) for token_id in row if token_id != PAD_ID]
+
+
+def continuation_text(tokenizer, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
+    """The text of `new_ids` after the prompt's. Decoded together with the prompt, so that a
+    word piece continuing the prompt's last word joins it; a streaming server sends the
+    difference between this text after one token more and before it."""
+    before = tokenizer.backend.decode(list(prompt_ids))
+    after = tokenizer.backend.decode(list(prompt_ids) + list(new_ids))
+    if after.startswith(before):
+        return after[len(before):]
+    # a normalizer that rewrote the prompt's tail: decode the new ids on their own
+    return " " + tokenizer.backend.decode(list(new_ids))

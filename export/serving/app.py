@@ -41,7 +41,7 @@ import tempfile
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -54,6 +54,13 @@ from export.serving.explorer import (
     attention_answer,
     explorer_page,
     parse_attention_request,
+)
+from export.serving.generate import (
+    GENERATE_REQUEST_SCHEMA,
+    generate_answer,
+    parse_generate_request,
+    start_decoding,
+    stream_events,
 )
 from export.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from export.serving.metrics import (
@@ -75,6 +82,7 @@ from export.serving.repository import (
 SETTINGS_VARIABLE = "KERAS_ATTN_SERVE"
 GRACEFUL_SHUTDOWN_S = 30
 MAX_REQUEST_BYTES = 32 * 2**20
+DEFAULT_GRPC_PORT = 8500  # TF Serving's gRPC port (Triton's is 8001)
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that hung up mid-request
 
 
@@ -102,12 +110,17 @@ def _too_large(limit: int, received: str) -> str:
             f"Send fewer or shorter texts per request. Received: {received}")
 
 
-def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> FastAPI:
+def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES,
+               grpc_address: tuple[str, int] | None = None) -> FastAPI:
     """The FastAPI application serving `root`'s versions in both protocols.
 
     Args:
         root: the model folder.
-        max_request_bytes: the largest request body answered; larger ones get 413.
+        max_request_bytes: the largest request body answered; larger ones get 413 (over
+            gRPC: RESOURCE_EXHAUSTED).
+        grpc_address: (host, port) where the Open Inference Protocol's gRPC service
+            (`export.serving.grpc_service`) listens while the app runs, on its event loop;
+            None for none.
     """
 
     @contextlib.asynccontextmanager
@@ -116,7 +129,15 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
             root.get(root.name)  # the latest version is loaded before the server says ready
         except UnavailableError as error:  # up, not ready, until a version can be loaded
             LOG.warning("%s", error)
+        grpc_server = None
+        if grpc_address is not None:
+            from export.serving.grpc_service import start_grpc_server
+
+            grpc_server = await start_grpc_server(root, *grpc_address, _server_metadata(),
+                                                  max_request_bytes)
         yield
+        if grpc_server is not None:  # calls in flight finish (up to the same grace)
+            await grpc_server.stop(GRACEFUL_SHUTDOWN_S)
         await root.close()  # uvicorn has drained the connections: finish what is queued
 
     app = FastAPI(title=f"keras-attn serve {root.name}", lifespan=lifespan)
@@ -176,8 +197,7 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
     # Open Inference Protocol (v2)
     @app.get("/v2")
     async def v2_server() -> dict[str, Any]:
-        return {"name": "keras-attn", "version": _package_version(),
-                "extensions": ["binary_tensor_data"]}
+        return _server_metadata()
 
     @app.get("/v2/health/live")
     async def v2_live() -> dict[str, bool]:
@@ -204,7 +224,7 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
     @app.get("/v2/models/{name}")
     @app.get("/v2/models/{name}/versions/{version}")
     async def v2_metadata(name: str, version: str | None = None) -> dict[str, Any]:
-        return _v2_metadata(name, root.versions(), root.get(name, version))
+        return open_inference.model_metadata(name, root.versions(), root.get(name, version))
 
     @app.post("/v2/models/{name}/infer", openapi_extra=_body(open_inference.REQUEST_SCHEMA))
     @app.post("/v2/models/{name}/versions/{version}/infer",
@@ -231,6 +251,34 @@ def create_app(root: ModelRoot, max_request_bytes: int = MAX_REQUEST_BYTES) -> F
         body = await read_body(request, max_request_bytes)
         text = await run_in_threadpool(parse_attention_request, body)
         return await run_in_threadpool(lambda: _json(attention_answer(name, served, text)))
+
+    # Generation (Triton's generate extension; export.serving.generate)
+    @app.post("/v2/models/{name}/generate", openapi_extra=_body(GENERATE_REQUEST_SCHEMA))
+    @app.post("/v2/models/{name}/versions/{version}/generate",
+              openapi_extra=_body(GENERATE_REQUEST_SCHEMA))
+    async def v2_generate(request: Request, name: str, version: str | None = None) -> Response:
+        served, parsed = await _generate_request(request, name, version)
+        counter = metrics.generated.labels(name, str(served.version))
+        return _json(await run_in_threadpool(generate_answer, name, served, parsed,
+                                             counter.inc))
+
+    @app.post("/v2/models/{name}/generate_stream", openapi_extra=_body(GENERATE_REQUEST_SCHEMA))
+    @app.post("/v2/models/{name}/versions/{version}/generate_stream",
+              openapi_extra=_body(GENERATE_REQUEST_SCHEMA))
+    async def v2_generate_stream(request: Request, name: str,
+                                 version: str | None = None) -> Response:
+        served, parsed = await _generate_request(request, name, version)
+        decoding = await run_in_threadpool(start_decoding, served, parsed)  # 400s before 200
+        counter = metrics.generated.labels(name, str(served.version))
+        return StreamingResponse(stream_events(name, served, decoding, counter.inc),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
+
+    async def _generate_request(request: Request, name: str, version: str | None):
+        served = root.get(name, version)
+        setattr(request.state, VERSION_STATE, served.version)
+        body = await read_body(request, max_request_bytes)
+        return served, await run_in_threadpool(parse_generate_request, body)
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -264,6 +312,12 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
                             "content": {"application/json": {"schema": schema}}}}
 
 
+def _server_metadata() -> dict[str, Any]:
+    """`GET /v2` and gRPC's ServerMetadata."""
+    return {"name": "keras-attn", "version": _package_version(),
+            "extensions": ["binary_tensor_data"]}
+
+
 def _package_version() -> str:
     try:
         return importlib.metadata.version("keras-attn")
@@ -273,27 +327,6 @@ def _package_version() -> str:
 
 def _json(document: Any) -> Response:
     return Response(json.dumps(document), media_type="application/json")
-
-
-def _v2_metadata(name: str, versions: list[int], served: Any) -> dict[str, Any]:
-    predictor = served.predictor
-    if predictor.task == "classifier":
-        classes = predictor.metadata["config"]["num_classes"]
-        outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]},
-                   {"name": "label", "datatype": "BYTES", "shape": [-1]},
-                   {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]}]
-    else:
-        outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, -1,
-                                                                    predictor.vocab_size]}]
-    inputs = [{"name": "token_ids", "datatype": "INT32", "shape": [-1, -1]}]
-    if served.tokenizer is not None:
-        inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
-    return {"name": name, "versions": [str(v) for v in versions], "platform": "onnxruntime_onnx",
-            "inputs": inputs, "outputs": outputs,
-            "parameters": {"version": str(served.version), "task": predictor.task,
-                           "max_len": predictor.max_len, "vocab_size": predictor.vocab_size,
-                           "class_names": predictor.labels if predictor.task == "classifier"
-                           else None}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,6 +342,11 @@ class ServeOptions:
     threads: int | None = None  # batches run at once per worker; default: cores / workers
     name: str | None = None  # the model's name in URLs; default: the folder's name
     max_request_bytes: int = MAX_REQUEST_BYTES
+    grpc_port: int | None = DEFAULT_GRPC_PORT  # None: no gRPC service
+
+    @property
+    def grpc_address(self) -> tuple[str, int] | None:
+        return None if self.grpc_port is None else (self.host, self.grpc_port)
 
     def settings(self) -> BatchSettings:
         threads = self.threads or max(1, (os.cpu_count() or 1) // self.workers)
@@ -319,7 +357,7 @@ def app_from_environment() -> FastAPI:
     """The app of one `--workers` process, built from `SETTINGS_VARIABLE` (uvicorn factory)."""
     options = ServeOptions(**json.loads(os.environ[SETTINGS_VARIABLE]))
     return create_app(ModelRoot(options.root, options.settings(), options.name),
-                      options.max_request_bytes)
+                      options.max_request_bytes, options.grpc_address)
 
 
 def check(options: ServeOptions) -> ModelRoot:
@@ -330,11 +368,16 @@ def check(options: ServeOptions) -> ModelRoot:
         ValueError: a non-positive port, worker count, batch size or request size, or a
             negative delay.
     """
-    for name in ("port", "workers", "max_batch_size", "max_request_bytes"):
+    for name in ("port", "grpc_port", "workers", "max_batch_size", "max_request_bytes"):
         value = getattr(options, name)
-        if not 0 < value < (65536 if name == "port" else 1 << 62):
+        port = name.endswith("port")
+        if value is not None and not 0 < value < (65536 if port else 1 << 62):
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer"
-                             f"{' below 65536' if name == 'port' else ''}. Received: {value}")
+                             f"{' below 65536' if port else ''}. Received: {value}")
+    if options.grpc_port == options.port:
+        raise ValueError(f"--grpc-port must differ from --port: HTTP and gRPC listen on ports "
+                         f"of their own. Received: --port {options.port} --grpc-port "
+                         f"{options.grpc_port}")
     if options.max_queue_delay_ms < 0:
         raise ValueError(f"--max-queue-delay-ms must be >= 0. Received: "
                          f"{options.max_queue_delay_ms}")
@@ -343,32 +386,44 @@ def check(options: ServeOptions) -> ModelRoot:
 
 def listen(options: ServeOptions) -> socket.socket:
     """The socket `serve` accepts connections on, bound to `options.host` and `options.port`
-    before anything is printed or started, so that a taken port is one clear error.
+    before anything is printed or started, so that a taken port is one clear error. The gRPC
+    port (`options.grpc_port`) is checked the same way, then let go: grpcio binds it itself,
+    in each worker, when the app starts.
 
     Bound as uvicorn binds (SO_REUSEADDR, IPv6 for a host with a colon) and handed to it, to
     its one process or to each of its `--workers` processes.
 
     Raises:
-        ValueError: the port is in use, needs privileges, or the host is not this machine's.
+        ValueError: a port is in use, needs privileges, or the host is not this machine's.
     """
-    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
-    sock = socket.socket(family)
+    sock = _bound(options.host, options.port, "--port")
+    if options.grpc_port is not None:
+        try:
+            _bound(options.host, options.grpc_port, "--grpc-port").close()
+        except ValueError:
+            sock.close()
+            raise
+    sock.set_inheritable(True)  # as uvicorn's own: `--workers` processes share it
+    return sock
+
+
+def _bound(host: str, port: int, flag: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    received = f"Received: --host {options.host} --port {options.port}"
+    received = f"Received: --host {host} {flag} {port}"
     try:
-        sock.bind((options.host, options.port))
+        sock.bind((host, port))
     except OSError as error:
         sock.close()
         if error.errno == errno.EADDRINUSE:
-            raise ValueError(f"Port {options.port} on {options.host} is already in use (another "
-                             f"server?). Choose another --port. {received}") from None
+            raise ValueError(f"Port {port} on {host} is already in use (another server?). "
+                             f"Choose another {flag}. {received}") from None
         if error.errno == errno.EACCES:
-            raise ValueError(f"Listening on port {options.port} needs privileges this process "
-                             f"lacks. Choose a --port from 1024 up. {received}") from None
-        raise ValueError(f"Cannot listen on {options.host}:{options.port} "
-                         f"({error.strerror or error}). Expected --host to be an address of "
-                         f"this machine, e.g. 127.0.0.1 or 0.0.0.0. {received}") from None
-    sock.set_inheritable(True)  # as uvicorn's own: `--workers` processes share it
+            raise ValueError(f"Listening on port {port} needs privileges this process "
+                             f"lacks. Choose a {flag} from 1024 up. {received}") from None
+        raise ValueError(f"Cannot listen on {host}:{port} ({error.strerror or error}). "
+                         f"Expected --host to be an address of this machine, e.g. 127.0.0.1 "
+                         f"or 0.0.0.0. {received}") from None
     return sock
 
 
@@ -399,7 +454,8 @@ def serve(options: ServeOptions, root: ModelRoot | None = None,
         try:
             if options.workers == 1:
                 server = uvicorn.Server(uvicorn.Config(
-                    create_app(root, options.max_request_bytes), **common))
+                    create_app(root, options.max_request_bytes, options.grpc_address),
+                    **common))
                 server.run(sockets=[sock])
                 started = server.started
             else:

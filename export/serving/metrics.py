@@ -6,12 +6,17 @@ kept by prometheus-client (the Prometheus project's own Python client).
     keras_attn_queue_duration_seconds{model, version}                histogram, seconds
     keras_attn_batch_size{model, version}                            histogram, rows
     keras_attn_model_version_loaded{model, version}                  gauge, 1 or 0
+    keras_attn_generated_tokens_total{model, version}                counter, tokens
 
 - `protocol` is the route a request took: "tf_serving_rest" (`/v1/...:predict`),
-  "open_inference" (`/v2/.../infer`) or "attention" (`/v2/.../attention`). Health, metadata
-  and `/metrics` itself are not counted.
+  "open_inference" (`/v2/.../infer`), "attention" (`/v2/.../attention`), "generate" and
+  "generate_stream" (`/v2/.../generate[_stream]`), or "open_inference_grpc" (gRPC's
+  ModelInfer, counted by `export.serving.grpc_service`). Health, metadata and `/metrics`
+  itself are not counted.
 - `code` is the HTTP status answered (200, 400, 404, 413, 503; 499 for a client that hung up
-  before sending its whole body).
+  before sending its whole body), or for gRPC the status code's name ("OK",
+  "INVALID_ARGUMENT", "NOT_FOUND", "UNAVAILABLE"; grpcio refuses an oversized message before
+  the service sees it).
 - `model` is the served model's name, or "" for a request naming another model (so that
   arbitrary names in URLs cannot grow the number of series); `version` is the version that
   answered, or "" when none did (an unknown version, a body refused before a version was
@@ -59,6 +64,9 @@ _ROUTES = (
     ("POST", re.compile(r"^/v1/models/([^/]+?)(?:/versions/[^/]+)?:predict$"), "tf_serving_rest"),
     ("POST", re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/infer$"), "open_inference"),
     ("POST", re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/attention$"), "attention"),
+    ("POST", re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/generate$"), "generate"),
+    ("POST", re.compile(r"^/v2/models/([^/]+)(?:/versions/[^/]+)?/generate_stream$"),
+     "generate_stream"),
 )
 # Where a route handler leaves the number of the version that answered (request.state).
 VERSION_STATE = "served_version"
@@ -93,6 +101,9 @@ class ServerMetrics:
         self.loaded = Gauge(
             "keras_attn_model_version_loaded", "1 for each version loaded and served.",
             ["model", "version"], registry=register, multiprocess_mode="max")
+        self.generated = Counter(
+            "keras_attn_generated_tokens", "Tokens decoded by /generate and /generate_stream.",
+            ["model", "version"], registry=register)
 
     # Hooks `export.serving.repository.ModelRoot` calls.
     def version_loaded(self, version: int) -> None:

@@ -36,7 +36,7 @@ DATATYPES = {
     "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
-_NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
+NAME_OF_DTYPE = {dtype: name for name, dtype in DATATYPES.items()}
 
 
 _PARAMETERS = {"type": "object", "additionalProperties": True}
@@ -177,6 +177,29 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
                               f"\"data\" (or binary data). Received: {_short(spec)}")
     name = spec["name"]
     shape, datatype = spec.get("shape"), spec.get("datatype")
+    size = checked_size(name, shape, datatype)
+    binary_size = _parameters(spec, f"input {name!r}").get("binary_data_size")
+    if binary_size is not None:
+        if not _is_count(binary_size) or binary_size > len(binary) - offset:
+            raise BadRequestError(f"Input {name!r}: binary_data_size must fit in the "
+                                  f"{len(binary) - offset} bytes of binary data left. "
+                                  f"Received: {binary_size!r}")
+        chunk = binary[offset: offset + binary_size]
+        value = from_binary(name, chunk, datatype, shape, size)
+        return name, value, offset + binary_size
+    if "data" not in spec:
+        raise BadRequestError(f"Input {name!r} has neither \"data\" nor binary_data_size")
+    return name, _from_json(name, spec["data"], datatype, shape, size), offset
+
+
+def checked_size(name: str, shape: Any, datatype: Any) -> int:
+    """The element count of input `name`, after checking its shape and datatype (both
+    protocols' inputs, HTTP's and gRPC's, go through here).
+
+    Raises:
+        BadRequestError: a shape that is not a list of non-negative integers, or has more
+            than MAX_DIMENSION elements; a datatype not in DATATYPES.
+    """
     if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise BadRequestError(f"Input {name!r} needs \"shape\": a list of non-negative "
                               f"integers. Received: {_short(shape)}")
@@ -188,22 +211,16 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
         # allocates for minutes what no request body can fill
         raise BadRequestError(f"Input {name!r}: a shape may have at most {MAX_DIMENSION} "
                               f"elements in all. Received: {_short(shape)}")
-    size = math.prod(shape)
-    binary_size = _parameters(spec, f"input {name!r}").get("binary_data_size")
-    if binary_size is not None:
-        if not _is_count(binary_size) or binary_size > len(binary) - offset:
-            raise BadRequestError(f"Input {name!r}: binary_data_size must fit in the "
-                                  f"{len(binary) - offset} bytes of binary data left. "
-                                  f"Received: {binary_size!r}")
-        chunk = binary[offset: offset + binary_size]
-        value = _from_binary(name, chunk, datatype, shape, size)
-        return name, value, offset + binary_size
-    if "data" not in spec:
-        raise BadRequestError(f"Input {name!r} has neither \"data\" nor binary_data_size")
-    return name, _from_json(name, spec["data"], datatype, shape, size), offset
+    return math.prod(shape)
 
 
-def _from_binary(name: str, chunk: bytes, datatype: str, shape: list[int], size: int) -> Any:
+def from_binary(name: str, chunk: bytes, datatype: str, shape: list[int], size: int) -> Any:
+    """Input `name`'s value from its binary data (the binary-data extension's layout, which
+    gRPC's `raw_input_contents` shares): an array of `shape`, or a list of str for BYTES.
+
+    Raises:
+        BadRequestError: data of the wrong size, a BYTES element cut short or not UTF-8.
+    """
     if datatype == "BYTES":
         items, position = [], 0
         while position < len(chunk):
@@ -214,7 +231,7 @@ def _from_binary(name: str, chunk: bytes, datatype: str, shape: list[int], size:
             position += 4 + length
             if position > len(chunk):
                 raise BadRequestError(f"Input {name!r}: a BYTES element runs past its data")
-        return _strings(name, items, shape, size)
+        return strings(name, items, shape, size)
     dtype = DATATYPES[datatype].newbyteorder("<")
     if len(chunk) != size * dtype.itemsize:
         raise BadRequestError(f"Input {name!r}: shape {shape} of {datatype} needs "
@@ -225,7 +242,7 @@ def _from_binary(name: str, chunk: bytes, datatype: str, shape: list[int], size:
 def _from_json(name: str, data: Any, datatype: str, shape: list[int], size: int) -> Any:
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel().tolist() if isinstance(data, list) else [data]
-        return _strings(name, flat, shape, size)
+        return strings(name, flat, shape, size)
     try:
         array = np.asarray(data)
     except ValueError:
@@ -254,7 +271,12 @@ def _from_json(name: str, data: Any, datatype: str, shape: list[int], size: int)
     return array.astype(dtype).reshape(shape)
 
 
-def _strings(name: str, items: list[Any], shape: list[int], size: int) -> list[str]:
+def strings(name: str, items: list[Any], shape: list[int], size: int) -> list[str]:
+    """A BYTES input's elements as str: `size` of them, each UTF-8 text.
+
+    Raises:
+        BadRequestError: another count, bytes that are not UTF-8, or an element not a string.
+    """
     if len(items) != size:
         raise BadRequestError(f"Input {name!r}: shape {shape} needs {size} elements. Received: "
                               f"{len(items)}")
@@ -273,6 +295,30 @@ def _strings(name: str, items: list[Any], shape: list[int], size: int) -> list[s
     return texts
 
 
+def model_metadata(name: str, versions: list[int], served: Any) -> dict[str, Any]:
+    """The model metadata response (`GET /v2/models/NAME`, gRPC `ModelMetadata`) of the
+    `ServedVersion` `served`: its inputs and outputs, the versions present, and its settings
+    under "parameters"."""
+    predictor = served.predictor
+    if predictor.task == "classifier":
+        classes = predictor.metadata["config"]["num_classes"]
+        outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, classes]},
+                   {"name": "label", "datatype": "BYTES", "shape": [-1]},
+                   {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]}]
+    else:
+        outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, -1,
+                                                                    predictor.vocab_size]}]
+    inputs = [{"name": "token_ids", "datatype": "INT32", "shape": [-1, -1]}]
+    if served.tokenizer is not None:
+        inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+    return {"name": name, "versions": [str(v) for v in versions], "platform": "onnxruntime_onnx",
+            "inputs": inputs, "outputs": outputs,
+            "parameters": {"version": str(served.version), "task": predictor.task,
+                           "max_len": predictor.max_len, "vocab_size": predictor.vocab_size,
+                           "class_names": predictor.labels if predictor.task == "classifier"
+                           else None}}
+
+
 def infer_response(model_name: str, version: int, request: InferRequest,
                    outputs: dict[str, np.ndarray]) -> tuple[bytes, dict[str, str]]:
     """The response body and its headers for `outputs` (name -> array; BYTES as object arrays).
@@ -280,19 +326,14 @@ def infer_response(model_name: str, version: int, request: InferRequest,
     Raises:
         BadRequestError: the request asked for an output the model does not have.
     """
-    wanted = request.outputs if request.outputs is not None else dict.fromkeys(
-        outputs, request.binary_output)
-    unknown = sorted(set(wanted) - set(outputs))
-    if unknown:
-        raise BadRequestError(f"Unknown output(s) {unknown}; this model's outputs are "
-                              f"{list(outputs)}. Received: outputs {list(wanted)}")
+    wanted = selected_outputs(request, outputs)
     tensors, blobs = [], []
     for name, binary in wanted.items():
         array = outputs[name]
-        datatype = "BYTES" if array.dtype == object else _NAME_OF_DTYPE[array.dtype]
+        datatype = "BYTES" if array.dtype == object else NAME_OF_DTYPE[array.dtype]
         tensor = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            blob = _to_binary(array)
+            blob = to_binary(array)
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -308,7 +349,24 @@ def infer_response(model_name: str, version: int, request: InferRequest,
                                       HEADER_LENGTH: str(len(header))}
 
 
-def _to_binary(array: np.ndarray) -> bytes:
+def selected_outputs(request: InferRequest, outputs: dict[str, np.ndarray]) -> dict[str, bool]:
+    """The outputs to answer, in order, each with whether it goes back as binary data: those
+    the request names, or all of `outputs`.
+
+    Raises:
+        BadRequestError: the request names an output the model does not have.
+    """
+    wanted = request.outputs if request.outputs is not None else dict.fromkeys(
+        outputs, request.binary_output)
+    unknown = sorted(set(wanted) - set(outputs))
+    if unknown:
+        raise BadRequestError(f"Unknown output(s) {unknown}; this model's outputs are "
+                              f"{list(outputs)}. Received: outputs {list(wanted)}")
+    return wanted
+
+
+def to_binary(array: np.ndarray) -> bytes:
+    """An output's binary data: little-endian numbers, or length-prefixed UTF-8 for BYTES."""
     if array.dtype == object:
         return b"".join(struct.pack("<I", len(data)) + data
                         for data in (str(item).encode("utf-8") for item in array.ravel()))

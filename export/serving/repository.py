@@ -95,6 +95,8 @@ class ServedVersion:
                                       settings.max_queue_delay_ms, settings.threads, on_batch)
         self._attention = None  # attention.onnx's session, loaded on the first /attention
         self._attention_lock = threading.Lock()
+        self._step = None  # a language model's decoder step, loaded on the first /generate
+        self._step_lock = threading.Lock()
         tokenizer_file = folder / TOKENIZER_FILENAME
         self.tokenizer = None
         if tokenizer_file.is_file():
@@ -208,6 +210,35 @@ class ServedVersion:
                         f"{type(error).__name__}: {error}") from None
         maps = self._attention.maps(ids)
         return self.tokenizer.tokens(ids[0]), [weights[0] for weights in maps]
+
+
+    def decoder_step(self):
+        """A language model's decoding step (`export.runtime.generation.load_step`: the
+        exported decoder with its key/value cache, decoder.optimized.onnx when shipped, else
+        the full model recomputed), loaded once and shared by every stream (onnxruntime
+        sessions may run from several threads; each stream keeps its own cache).
+
+        Raises:
+            BadRequestError: the version is not a language model, or has no tokenizer.json.
+            UnavailableError: its decoder cannot be loaded (503; tried again next time).
+        """
+        if self.predictor.task != "language_model" or self.tokenizer is None:
+            raise BadRequestError(
+                f"Generation serves language models exported with their tokenizer; version "
+                f"{self.version} is a {self.predictor.task}"
+                + ("" if self.tokenizer is not None else f" without {TOKENIZER_FILENAME}")
+                + ". Ask /infer for a classifier's answers. Received: a generate request")
+        with self._step_lock:
+            if self._step is None:
+                from export.runtime.generation import load_step
+
+                try:
+                    self._step = load_step(self.folder)
+                except Exception as error:  # noqa: BLE001 (a file onnxruntime cannot load)
+                    raise UnavailableError(
+                        f"The decoder of version {self.version} cannot be loaded: "
+                        f"{type(error).__name__}: {error}") from None
+        return self._step
 
 
 class ModelRoot:

@@ -216,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "(saved_models/NAME); NAME is the model's name in URLs")
     serve.add_argument("--name", help="the model's name in URLs; default: the folder's name")
     serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    serve.add_argument("--port", type=int, default=8501, help="default 8501")
+    serve.add_argument("--port", type=int, default=8501, help="HTTP; default 8501")
+    serve.add_argument("--grpc-port", type=int, default=8500,
+                       help="the Open Inference Protocol over gRPC (inference."
+                            "GRPCInferenceService, as KServe and Triton serve it); default "
+                            "8500")
+    serve.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
     serve.add_argument("--workers", type=_positive, default=1,
                        help="server processes, each with its own copy of the model; default 1")
     serve.add_argument("--threads", type=_positive, default=None,

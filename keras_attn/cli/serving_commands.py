@@ -102,19 +102,27 @@ def _one_line(text: str) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         from export.serving.app import ServeOptions, check, listen, serve
+        if not args.no_grpc:
+            import export.serving.grpc_service  # noqa: F401  (grpcio, tritonclient[grpc])
     except ImportError as error:
         raise UsageError(f"serve needs the serve extra: pip install 'keras-attn[serve]'. "
                          f"Received: {error}") from None
 
     options = ServeOptions(args.model_root, args.host, args.port, args.workers,
                            args.max_batch_size, args.max_queue_delay_ms, args.threads,
-                           args.name, args.max_request_bytes)
+                           args.name, args.max_request_bytes,
+                           None if args.no_grpc else args.grpc_port)
     root = check(options)
     sock = listen(options)  # a port in use is an error before the banner, not after it
     _print(f"serving {root.name!r} from {root.root} (versions {root.versions()}; the latest "
            f"by default) at http://{args.host}:{args.port}")
     _print(f"  TF Serving REST:          POST /v1/models/{root.name}:predict")
     _print(f"  Open Inference Protocol:  POST /v2/models/{root.name}/infer")
+    if options.grpc_port is not None:
+        _print(f"  Open Inference Protocol:  gRPC {args.host}:{options.grpc_port} "
+               f"(inference.GRPCInferenceService/ModelInfer)")
+    _print(f"  Generation (LMs):         POST /v2/models/{root.name}/generate, "
+           f"/generate_stream (server-sent events)")
     _print(f"  Attention viewer:         GET  /explore/{root.name}")
     _print("  Prometheus metrics:       GET  /metrics")
     serve(options, root, sock)
@@ -122,12 +130,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_triton_repo(args: argparse.Namespace) -> int:
-    from export.serving.triton import write_triton_repository
+    from export.serving.triton import TEXT_MODEL_SUFFIX, write_text_model, write_triton_repository
 
+    text_target = Path(args.out) / f"{Path(args.model_root).resolve().name}{TEXT_MODEL_SUFFIX}"
+    if text_target.exists():  # before anything is written: both models or neither
+        raise UsageError(f"{text_target} exists already; remove it or choose another --out. "
+                         f"Received: --out {args.out}")
     folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
                                      args.max_queue_delay_us)
     _print(f"Triton model repository: {folder.parent} (model {folder.name!r}, versions "
            f"{sorted(int(p.name) for p in folder.iterdir() if ascii_digits(p.name))})")
+    try:
+        text_model = write_text_model(args.model_root, args.out, args.max_batch_size,
+                                      args.max_queue_delay_us)
+        _print(f"  {folder.name!r}: token ids in, on Triton's onnxruntime backend; "
+               f"{text_model.name!r}: text in, tokenized in the server, on its Python backend "
+               f"(numpy, onnxruntime and tokenizers in the Python it runs)")
+    except ValueError as error:
+        _print(f"  {folder.name!r}: token ids in, on Triton's onnxruntime backend; no text "
+               f"model: {error}")
     _print(f"  tritonserver --model-repository={folder.parent}")
     return EXIT_OK
 

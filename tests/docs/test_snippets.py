@@ -31,12 +31,14 @@ ALL_PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (REPO_ROOT / "docs")
 NEEDS_DEMO_EXPORT = {"docs/export.md", "docs/serving.md"}
 NEEDS_SERVER = {"docs/serving.md"}
 DOCS_PORT = "8501"  # the port every page writes; replaced by a free one
+DOCS_GRPC_PORT = "8500"  # the gRPC port the pages write (serve's default); likewise
 TINY = ["--epochs", "1", "--layers", "1", "--d-model", "32", "--heads", "2", "--ff-dim", "64",
         "--max-len", "64", "--vocab-size", "1000", "--no-jit"]
 
 
-def _blocks(page: str, port: int) -> dict[str, list[str]]:
+def _blocks(page: str, port: int, grpc_port: int = 0) -> dict[str, list[str]]:
     text = (REPO_ROOT / page).read_text(encoding="utf-8").replace(DOCS_PORT, str(port))
+    text = text.replace(DOCS_GRPC_PORT, str(grpc_port))
     return {lang: grab_code_blocks(text, lang=lang) for lang in ("python", "bash")}
 
 
@@ -88,8 +90,10 @@ def test_page_runs(page, tmp_path, request):
     demo = request.getfixturevalue("demo_export") if page in NEEDS_DEMO_EXPORT else None
     cwd = _workdir(tmp_path, demo)
     server = ServerProcess(cwd / "saved_models/demo") if page in NEEDS_SERVER else None
-    try:  # the page's 8501 becomes the server's port, or a free one for a server it starts
-        blocks = _blocks(page, server.port if server is not None else free_port())
+    try:  # the page's 8501 (8500) becomes the server's HTTP (gRPC) port, or a free one for a
+        # server it starts; a page that starts one names --grpc-port 8500
+        blocks = (_blocks(page, server.port, server.grpc_port) if server is not None
+                  else _blocks(page, free_port(), free_port()))
         if blocks["bash"]:
             script = cwd / "page.sh"
             script.write_text("\n".join(blocks["bash"]), encoding="utf-8")

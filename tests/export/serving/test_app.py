@@ -585,22 +585,24 @@ def test_a_client_that_disconnects_mid_request_harms_no_one(queued_server, predi
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_port_in_use_is_bad_input_before_the_banner(tmp_path, workers):
-    from tests.serving_cases import HOST
+@pytest.mark.parametrize("flag", ["--port", "--grpc-port"])
+def test_a_port_in_use_is_bad_input_before_the_banner(tmp_path, workers, flag):
+    from tests.serving_cases import HOST, free_port
 
     (tmp_path / NAME / "1").mkdir(parents=True)  # `check` only looks for a numbered version
     with socket.socket() as taken:
         taken.bind((HOST, 0))
         taken.listen()
         port = taken.getsockname()[1]
+        ports = {"--port": str(free_port()), "--grpc-port": str(free_port()), flag: str(port)}
         result = subprocess.run(
             [sys.executable, "-m", "keras_attn.cli", "serve", str(tmp_path / NAME), "--host",
-             HOST, "--port", str(port), "--workers", workers],
+             HOST, *(item for pair in ports.items() for item in pair), "--workers", workers],
             capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert (result.returncode, result.stdout) == (2, ""), result.stdout + result.stderr
     assert result.stderr.strip() == (
         f"keras-attn serve: error: Port {port} on {HOST} is already in use (another server?). "
-        f"Choose another --port. Received: --host {HOST} --port {port}")
+        f"Choose another {flag}. Received: --host {HOST} {flag} {port}")
 
 
 def test_two_workers_serve_on_the_socket_bound_before_them(model_root, predictor):
