@@ -83,13 +83,14 @@ def load_step(version_dir: str | os.PathLike, cached: bool = True, threads: int 
 def generate_from_export(version_dir: str | os.PathLike, prompt: str, max_new_tokens: int,
                          temperature: float = 0.0, top_k: int | None = None,
                          top_p: float | None = None, seed: int | None = None,
-                         cached: bool = True) -> GeneratedText:
+                         cached: bool = True, *, repetition_penalty: float = 1.0,
+                         no_repeat_ngram_size: int = 0) -> GeneratedText:
     """`keras_attn.generate` on an export version folder, on onnxruntime.
 
     Args:
         version_dir: an export version folder of a language model (with tokenizer.json).
-        prompt, max_new_tokens, temperature, top_k, top_p, seed: as in
-            `export.runtime.sampling.generate_text`.
+        prompt, max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty,
+            no_repeat_ngram_size: as in `export.runtime.sampling.generate_text`.
         cached: use the decoder step with its key/value cache when the export has one.
 
     Returns:
@@ -107,4 +108,5 @@ def generate_from_export(version_dir: str | os.PathLike, prompt: str, max_new_to
     return generate_text(step, step.empty_cache(), load_tokenizer(version_dir /
                                                                    TOKENIZER_FILENAME),
                          prompt, step.max_len, step.vocab_size, max_new_tokens, temperature,
-                         top_k, top_p, seed)
+                         top_k, top_p, seed, repetition_penalty=repetition_penalty,
+                         no_repeat_ngram_size=no_repeat_ngram_size)

@@ -53,8 +53,18 @@ class Generation:
     message: str
 
 
-def check_sampling(max_new_tokens, temperature, top_k, top_p, seed) -> None:
+def check_sampling(max_new_tokens, temperature, top_k, top_p, seed,
+                   repetition_penalty=1.0, no_repeat_ngram_size=0) -> None:
     """Raises ValueError naming the bad argument, what is allowed and what was received."""
+    if isinstance(repetition_penalty, bool) \
+            or not isinstance(repetition_penalty, (int, float)) \
+            or not np.isfinite(repetition_penalty) or repetition_penalty <= 0:
+        raise ValueError("repetition_penalty must be a finite number > 0 (1 = none). "
+                         f"Received: repetition_penalty={repetition_penalty!r}")
+    if isinstance(no_repeat_ngram_size, bool) or not isinstance(no_repeat_ngram_size, int) \
+            or no_repeat_ngram_size < 0:
+        raise ValueError("no_repeat_ngram_size must be an integer >= 0 (0 = off). Received: "
+                         f"no_repeat_ngram_size={no_repeat_ngram_size!r}")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
             or max_new_tokens < 0:
         raise ValueError("max_new_tokens must be an integer >= 0. Received: "
@@ -110,6 +120,39 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / np.sum(shifted, axis=-1, keepdims=True)
 
 
+def penalized_logits(logits: np.ndarray, ids: Sequence[int], repetition_penalty: float = 1.0,
+                     no_repeat_ngram_size: int = 0) -> np.ndarray:
+    """The last position's logits `[vocab]` after the two penalties on repeats, as Hugging
+    Face's `RepetitionPenaltyLogitsProcessor` and `NoRepeatNGramLogitsProcessor` apply them.
+
+    Args:
+        logits: float `[vocab]`.
+        ids: the sequence so far (the prompt, after its end-of-text id, and the new ids).
+        repetition_penalty: CTRL's penalty (Keskar et al. 2019, section 4.1): the logit of
+            every id already in `ids` is divided by it when positive, multiplied by it when
+            negative; 1 changes nothing, above 1 discourages repeats.
+        no_repeat_ngram_size: n > 0 bans every id that would complete an n-gram already in
+            `ids` (its logit becomes -inf); 0 bans nothing.
+
+    Returns:
+        float64 `[vocab]`.
+    """
+    logits = np.asarray(logits, dtype=np.float64).copy()
+    if repetition_penalty != 1.0 and len(ids):
+        seen = np.unique(np.asarray(ids, dtype=np.int64))
+        values = logits[seen]
+        logits[seen] = np.where(values > 0, values / repetition_penalty,
+                                values * repetition_penalty)
+    n = no_repeat_ngram_size
+    if n and len(ids) >= n:
+        ids = list(ids)
+        prefix = tuple(ids[len(ids) - n + 1:])  # what the next id would complete
+        banned = [ids[i + n - 1] for i in range(len(ids) - n + 1)
+                  if tuple(ids[i:i + n - 1]) == prefix]
+        logits[banned] = -np.inf
+    return logits
+
+
 def next_token(logits: np.ndarray, temperature: float, top_k: int | None, top_p: float | None,
                rng: np.random.Generator) -> int:
     """One id from the last position's logits `[vocab]`: argmax when temperature is 0, else
@@ -129,7 +172,8 @@ Step = Callable[[np.ndarray, np.ndarray, object], tuple[np.ndarray, object]]
 def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: int,
                  end_of_text_id: int | None, max_new_tokens: int, temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None) -> Generation:
+                 seed: int | None = None, *, repetition_penalty: float = 1.0,
+                 no_repeat_ngram_size: int = 0) -> Generation:
     """Decodes up to `max_new_tokens` ids after a prompt, with a key/value cache.
 
     Args:
@@ -142,6 +186,8 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
             for a model without one.
         max_new_tokens, temperature, top_k, top_p, seed: see `check_sampling`; the same seed
             gives the same tokens.
+        repetition_penalty, no_repeat_ngram_size: see `penalized_logits`; applied before
+            the choice, greedy or sampled.
 
     Returns:
         A `Generation`.
@@ -150,7 +196,9 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
         ValueError: bad sampling arguments, or a prompt that does not fit in `max_len`.
     """
     decoding = decode_ids(step, cache, prompt_ids, max_len, end_of_text_id, max_new_tokens,
-                          temperature, top_k, top_p, seed)
+                          temperature, top_k, top_p, seed,
+                          repetition_penalty=repetition_penalty,
+                          no_repeat_ngram_size=no_repeat_ngram_size)
     while True:
         try:
             next(decoding)
@@ -161,7 +209,8 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
 def decode_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: int,
                end_of_text_id: int | None, max_new_tokens: int, temperature: float = 0.0,
                top_k: int | None = None, top_p: float | None = None,
-               seed: int | None = None) -> Generator[int, None, Generation]:
+               seed: int | None = None, *, repetition_penalty: float = 1.0,
+               no_repeat_ngram_size: int = 0) -> Generator[int, None, Generation]:
     """`generate_ids` one token at a time: a generator that yields each new id as soon as it
     is chosen and returns the `Generation` (`StopIteration.value`). What a streaming server
     runs; closing it early stops the decoding there.
@@ -172,7 +221,8 @@ def decode_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: in
     Raises:
         ValueError: as `generate_ids`.
     """
-    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty,
+                   no_repeat_ngram_size)
     prompt_ids = [int(token_id) for token_id in prompt_ids]
     ids = ([] if end_of_text_id is None else [end_of_text_id]) + prompt_ids
     if not ids:
@@ -184,11 +234,12 @@ def decode_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: in
                          + (" (the end-of-text id included)" if end_of_text_id is not None
                             else ""))
     return _decoding(step, cache, prompt_ids, ids, max_len, end_of_text_id, max_new_tokens,
-                     temperature, top_k, top_p, np.random.default_rng(seed))
+                     temperature, top_k, top_p, np.random.default_rng(seed),
+                     (repetition_penalty, no_repeat_ngram_size))
 
 
 def _decoding(step, cache, prompt_ids, ids, max_len, end_of_text_id, max_new_tokens,
-              temperature, top_k, top_p, rng) -> Generator[int, None, Generation]:
+              temperature, top_k, top_p, rng, penalties) -> Generator[int, None, Generation]:
     new_ids: list[int] = []
     pending = ids  # tokens the model has not read yet
     reason, message = MAX_NEW_TOKENS, f"stopped after max_new_tokens={max_new_tokens}"
@@ -196,7 +247,10 @@ def _decoding(step, cache, prompt_ids, ids, max_len, end_of_text_id, max_new_tok
         start = len(ids) - len(pending)
         positions = np.arange(start, len(ids), dtype=np.int64)[None, :]
         logits, cache = step(np.asarray([pending], dtype=np.int64), positions, cache)
-        token = next_token(np.asarray(logits)[0, -1], temperature, top_k, top_p, rng)
+        last = np.asarray(logits)[0, -1]
+        if penalties != (1.0, 0):
+            last = penalized_logits(last, ids, *penalties)
+        token = next_token(last, temperature, top_k, top_p, rng)
         if token == end_of_text_id:
             reason, message = END_OF_TEXT, "stopped at the end-of-text token"
             break
@@ -256,7 +310,8 @@ def end_of_text_id(model_vocab_size: int, tokenizer_vocab_size: int) -> int | No
 def generate_text(step: Step, cache: object, tokenizer, prompt: str, max_len: int,
                   model_vocab_size: int, max_new_tokens: int, temperature: float = 0.0,
                   top_k: int | None = None, top_p: float | None = None,
-                  seed: int | None = None) -> GeneratedText:
+                  seed: int | None = None, *, repetition_penalty: float = 1.0,
+                  no_repeat_ngram_size: int = 0) -> GeneratedText:
     """Tokenizes `prompt`, runs `generate_ids` and decodes the new ids into text.
 
     Args:
@@ -265,6 +320,7 @@ def generate_text(step: Step, cache: object, tokenizer, prompt: str, max_len: in
         prompt: the text to continue (str).
         model_vocab_size: the model's output width (tokenizer.vocab_size or one more).
         max_new_tokens, temperature, top_k, top_p, seed: see `check_sampling`.
+        repetition_penalty, no_repeat_ngram_size: see `penalized_logits`.
 
     Returns:
         A `GeneratedText`.
@@ -276,11 +332,13 @@ def generate_text(step: Step, cache: object, tokenizer, prompt: str, max_len: in
     """
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a str. Received: {type(prompt).__name__} {prompt!r:.80}")
-    check_sampling(max_new_tokens, temperature, top_k, top_p, seed)
+    check_sampling(max_new_tokens, temperature, top_k, top_p, seed, repetition_penalty,
+                   no_repeat_ngram_size)
     eot = end_of_text_id(model_vocab_size, tokenizer.vocab_size)
     prompt_ids = prompt_token_ids(tokenizer, prompt)
     result = generate_ids(step, cache, prompt_ids, max_len, eot, max_new_tokens, temperature,
-                          top_k, top_p, seed)
+                          top_k, top_p, seed, repetition_penalty=repetition_penalty,
+                          no_repeat_ngram_size=no_repeat_ngram_size)
     continuation = continuation_text(tokenizer, prompt_ids, result.new_ids)
     return GeneratedText(prompt + continuation, continuation, result.prompt_ids, result.new_ids,
                          result.stop_reason, result.message)

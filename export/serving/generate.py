@@ -12,6 +12,8 @@ prompt), and the sampling settings, at the top level or under "parameters" (not 
     top_k        int >= 1      with temperature > 0
     top_p        (0, 1]        with temperature > 0
     seed         int >= 0      the same seed gives the same tokens
+    repetition_penalty    > 0     CTRL's penalty on ids already in the text (1: none)
+    no_repeat_ngram_size  >= 0    never repeat an n-gram of the text (0: off)
 
 The answer is `{"model_name", "model_version", "text_output", "stop_reason", "message"}`
 (`stop_reason`: "max_tokens", "max_len" or "end_of_text");
@@ -43,7 +45,8 @@ from export.runtime.sampling import (
 from export.serving.repository import BadRequestError, ServedVersion, describe
 
 DEFAULT_MAX_TOKENS = 16
-SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "seed")
+SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty",
+            "no_repeat_ngram_size")
 _NUMBER = {"type": "number"}
 GENERATE_REQUEST_SCHEMA: dict[str, Any] = {  # for the app's OpenAPI document
     "type": "object",
@@ -55,6 +58,8 @@ GENERATE_REQUEST_SCHEMA: dict[str, Any] = {  # for the app's OpenAPI document
         "top_k": {"type": "integer", "minimum": 1},
         "top_p": {**_NUMBER, "exclusiveMinimum": 0, "maximum": 1},
         "seed": {"type": "integer", "minimum": 0},
+        "repetition_penalty": {**_NUMBER, "exclusiveMinimum": 0},
+        "no_repeat_ngram_size": {"type": "integer", "minimum": 0},
         "parameters": {"type": "object"},
     },
 }
@@ -70,6 +75,8 @@ class GenerateRequest:
     top_k: int | None = None
     top_p: float | None = None
     seed: int | None = None
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
 
 
 def parse_generate_request(body: bytes) -> GenerateRequest:
@@ -113,7 +120,7 @@ def parse_generate_request(body: bytes) -> GenerateRequest:
 
     try:
         check_sampling(request.max_tokens, request.temperature, request.top_k, request.top_p,
-                       request.seed)
+                       request.seed, request.repetition_penalty, request.no_repeat_ngram_size)
     except ValueError as error:
         raise BadRequestError(str(error).replace("max_new_tokens", "max_tokens")) from None
     return request
@@ -142,7 +149,8 @@ def start_decoding(served: ServedVersion, request: GenerateRequest) -> Decoding:
         ids = decode_ids(step, step.empty_cache(), prompt_ids, step.max_len,
                          end_of_text_id(step.vocab_size, tokenizer.vocab_size),
                          request.max_tokens, request.temperature, request.top_k, request.top_p,
-                         request.seed)
+                         request.seed, repetition_penalty=request.repetition_penalty,
+                         no_repeat_ngram_size=request.no_repeat_ngram_size)
     except ValueError as error:
         raise BadRequestError(str(error)) from None
     return Decoding(ids, lambda new_ids: continuation_text(tokenizer, prompt_ids, new_ids))

@@ -86,15 +86,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from export.runtime.sampling import check_sampling
 
     try:
-        check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+        check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed,
+                       args.repetition_penalty, args.no_repeat_ngram_size)
     except ValueError as error:
-        raise UsageError(str(error).replace("max_new_tokens=", "--max-new-tokens ")
-                         .replace("top_k=", "--top-k ").replace("top_p=", "--top-p ")
-                         .replace("seed=", "--seed ").replace("temperature=", "--temperature ")
-                         ) from None
+        message = str(error)
+        for name in ("max_new_tokens", "top_k", "top_p", "seed", "temperature",
+                     "repetition_penalty", "no_repeat_ngram_size"):
+            flag = f"--{name.replace('_', '-')}"
+            message = message.replace(f"{name}=", f"{flag} ").replace(name, flag)
+        raise UsageError(message) from None
     folder = Path(args.model)
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed}
+                "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,
+                "repetition_penalty": args.repetition_penalty,
+                "no_repeat_ngram_size": args.no_repeat_ngram_size}
     if (folder / MANIFEST_FILENAME).is_file():  # an export: onnxruntime, no TensorFlow
         from export.runtime.generation import generate_from_export
 

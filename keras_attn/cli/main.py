@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=None)
     generate.add_argument("--seed", type=int, default=None,
                           help="seed of the sampler: the same seed gives the same text")
+    generate.add_argument("--repetition-penalty", type=float, default=1.0,
+                          help="> 1 discourages tokens already in the text (CTRL's penalty, "
+                               "as Hugging Face's repetition_penalty); default 1 (none)")
+    generate.add_argument("--no-repeat-ngram-size", type=int, default=0,
+                          help="n > 0 never repeats an n-gram of the text (Hugging Face's "
+                               "no_repeat_ngram_size); default 0 (off)")
     generate.add_argument("--json", action="store_true", help="machine-readable output")
 
     export = command("export", cmd_export, "Export a trained run to SavedModel + ONNX as a new "

@@ -116,7 +116,8 @@ class CachedDecoder:
 
 def generate(model: keras.Model, tokenizer, prompt: str, max_new_tokens: int,
              temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
-             seed: int | None = None) -> GeneratedText:
+             seed: int | None = None, *, repetition_penalty: float = 1.0,
+             no_repeat_ngram_size: int = 0) -> GeneratedText:
     """Continues `prompt` with up to `max_new_tokens` tokens, reading each new token once.
 
     Greedy (the most likely token) when `temperature` is 0; otherwise a draw from
@@ -134,6 +135,9 @@ def generate(model: keras.Model, tokenizer, prompt: str, max_new_tokens: int,
         top_k: a positive int, or None (no top-k filter); not with temperature 0.
         top_p: in (0, 1], or None (no nucleus filter); not with temperature 0.
         seed: an int >= 0 for reproducible sampling, or None.
+        repetition_penalty: > 0; above 1 discourages ids already in the text (CTRL's
+            penalty, as Hugging Face applies it); 1, the default, changes nothing.
+        no_repeat_ngram_size: n > 0 never repeats an n-gram of the text; 0 (default): off.
 
     Returns:
         A `GeneratedText`: `.text` (prompt + continuation), `.continuation`, `.new_ids`,
@@ -148,4 +152,5 @@ def generate(model: keras.Model, tokenizer, prompt: str, max_new_tokens: int,
     decoder = CachedDecoder(model)
     return generate_text(decoder.step, decoder.empty_cache(), tokenizer, prompt,
                          decoder.max_len, decoder.vocab_size, max_new_tokens, temperature,
-                         top_k, top_p, seed)
+                         top_k, top_p, seed, repetition_penalty=repetition_penalty,
+                         no_repeat_ngram_size=no_repeat_ngram_size)

@@ -167,6 +167,41 @@ def test_sampling_draws_only_from_the_filtered_ids():
     assert free == {1, 2, 3, 4, 5}  # id 0 is padding: never drawn
 
 
+def test_the_repetition_penalty_divides_positive_and_multiplies_negative_logits():
+    """CTRL's penalty as Hugging Face's RepetitionPenaltyLogitsProcessor applies it: only on
+    ids already in the sequence, each once however often it occurs."""
+    logits = np.array([2.0, -1.0, 0.5, 3.0, -4.0])
+    penalized = generation.penalized_logits(logits, [0, 1, 1, 4], repetition_penalty=2.0)
+    np.testing.assert_array_equal(penalized, [1.0, -2.0, 0.5, 3.0, -8.0])
+    np.testing.assert_array_equal(generation.penalized_logits(logits, [0, 1]), logits)
+
+
+@pytest.mark.parametrize("n, banned", [(1, {5, 6, 7}), (2, {7}), (3, {7}), (4, set()),
+                                       (6, set())])
+def test_no_repeat_ngram_bans_what_would_complete_a_seen_ngram(n, banned):
+    ids = [5, 6, 7, 5, 6]  # next: 7 would repeat "5 6 7" (and "6 7")
+    penalized = generation.penalized_logits(np.zeros(9), ids, no_repeat_ngram_size=n)
+    assert set(np.flatnonzero(np.isneginf(penalized)).tolist()) == banned
+
+
+def test_greedy_decoding_with_no_repeat_ngram_repeats_no_ngram():
+    def step(token_ids, position_ids, cache):  # always prefers 4, then 5, then 6, ...
+        logits = np.tile(-np.arange(10, dtype=np.float64), (1, token_ids.shape[1], 1))
+        logits[..., 4:] += 20.0
+        return logits, cache
+
+    plain = generation.generate_ids(step, None, [1], 40, None, 8).new_ids
+    assert plain == [4] * 8
+    for n in (1, 2, 3):
+        ids = [1, *generation.generate_ids(step, None, [1], 40, None, 8,
+                                           no_repeat_ngram_size=n).new_ids]
+        grams = [tuple(ids[i:i + n]) for i in range(len(ids) - n + 1)]
+        assert len(grams) == len(set(grams)), (n, ids)
+    penalized = generation.generate_ids(step, None, [1], 40, None, 3,
+                                        repetition_penalty=1e6).new_ids
+    assert penalized == [4, 5, 6]  # each id once its logit is divided by a million
+
+
 @pytest.mark.parametrize("arguments, name", [
     ({"max_new_tokens": -1}, "max_new_tokens"),
     ({"max_new_tokens": 2.0}, "max_new_tokens"),
@@ -177,6 +212,10 @@ def test_sampling_draws_only_from_the_filtered_ids():
     ({"temperature": 1.0, "top_p": 1.5}, "top_p"),
     ({"temperature": 1.0, "seed": -3}, "seed"),
     ({"top_k": 5}, "temperature=0"),
+    ({"repetition_penalty": 0.0}, "repetition_penalty"),
+    ({"repetition_penalty": float("inf")}, "repetition_penalty"),
+    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size"),
+    ({"no_repeat_ngram_size": 1.5}, "no_repeat_ngram_size"),
 ])
 def test_bad_arguments_are_clear_errors(text_model, tokenizer, arguments, name):
     arguments = {"max_new_tokens": 3, **arguments}

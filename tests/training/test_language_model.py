@@ -174,7 +174,8 @@ def test_generate_on_a_run_folder_prints_the_prompt_and_its_continuation(trained
 
 def test_generate_keras_and_onnxruntime_agree_greedy_and_seeded(trained, capsys):
     version = str(trained / "saved_models" / "lm" / "1")
-    for flags in ([], ["--temperature", "0.9", "--top-k", "20", "--seed", "5"]):
+    for flags in ([], ["--temperature", "0.9", "--top-k", "20", "--seed", "5"],
+                  ["--no-repeat-ngram-size", "2", "--repetition-penalty", "1.3"]):
         results = []
         for model in (str(trained / "run"), version):
             assert main(["generate", model, "the law", "--max-new-tokens", "8", "--json",
@@ -201,6 +202,8 @@ def test_generate_on_an_export_never_imports_tensorflow(trained):
     (["--temperature", "-1"], "--temperature -1"),
     (["--top-k", "5"], "--temperature 0 (greedy)"),
     (["--temperature", "1", "--top-p", "2"], "--top-p 2"),
+    (["--repetition-penalty", "0"], "--repetition-penalty must be a finite number > 0"),
+    (["--no-repeat-ngram-size", "-2"], "--no-repeat-ngram-size must be an integer >= 0"),
 ])
 def test_generate_bad_flags_exit_2(trained, capsys, flags, message):
     assert main(["generate", str(trained / "run"), "the", *flags]) == 2

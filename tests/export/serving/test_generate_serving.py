@@ -47,13 +47,15 @@ def events(data: bytes) -> list[dict]:
     return [json.loads(chunk[len(b"data: "):]) for chunk in data.split(b"\n\n") if chunk]
 
 
+@pytest.mark.parametrize("penalties", [{}, {"no_repeat_ngram_size": 2},
+                                       {"repetition_penalty": 1.5}])
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_greedy_text_is_keras_attn_generates(server, lm_root, prompt):
+def test_greedy_text_is_keras_attn_generates(server, lm_root, prompt, penalties):
     status, body = post(server.port, "/v2/models/lm/generate",
-                        {"text_input": prompt, "max_tokens": 8})
+                        {"text_input": prompt, "max_tokens": 8, **penalties})
     assert status == 200, body
     answer = json.loads(body)
-    expected = generate_from_export(lm_root / "1", prompt, 8)
+    expected = generate_from_export(lm_root / "1", prompt, 8, **penalties)
     assert answer["text_output"] == expected.continuation
     assert (answer["model_name"], answer["model_version"]) == ("lm", "1")
     assert answer["stop_reason"] == expected.stop_reason.replace("max_new_tokens", "max_tokens")
@@ -85,6 +87,7 @@ def test_the_same_seed_gives_the_same_sample(server):
 @pytest.mark.parametrize("body, status, message", [
     ({"text_input": "the", "max_tokens": -1}, 400, "max_tokens must be an integer >= 0"),
     ({"text_input": "the", "top_k": 3}, 400, "with temperature=0 (greedy) they would be"),
+    ({"text_input": "the", "repetition_penalty": 0}, 400, "repetition_penalty must be"),
     ({"text_input": "the", "stream": True}, 400, "Unknown key(s) ['stream']"),
     ({"text_input": "the", "seed": 1, "parameters": {"seed": 2}}, 400, "Give each setting once"),
     ({"max_tokens": 3}, 400, '"text_input" to be a string'),
