@@ -65,9 +65,25 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
             _print(f"curves: {path}")
         else:
             _print(f"curves skipped: drawing needs matplotlib ({plots.INSTALL_HINT})")
+    from keras_attn.evaluation.language_model_scores import compare_with_kneser_ney
+
+    with phase("evaluate", seconds, _print):
+        scores = compare_with_kneser_ney(run.model, run.tokenizer, train, validation,
+                                         settings.max_len)
+        model, ngram = scores["model"], scores["kneser_ney"]
+        _print(f"every validation token ({scores['tokens']} tokens, {scores['bytes']} bytes): "
+               f"keras-attn perplexity {model['perplexity']:.2f}, "
+               f"{model['bits_per_byte']:.3f} bits per byte | Kneser-Ney {ngram['order']}-gram "
+               f"baseline on the same tokens: perplexity {ngram['perplexity']:.2f}, "
+               f"{ngram['bits_per_byte']:.3f} bits per byte")
+        gap = ngram["bits_per_byte"] - model["bits_per_byte"]
+        _print(f"the model beats its n-gram baseline by {gap:.3f} bits per byte" if gap > 0
+               else f"the model does NOT beat its n-gram baseline: {-gap:.3f} bits per byte "
+                    f"worse; a {ngram['order']}-gram model does better on this data")
     record_results(run.run_dir, {"validation_loss": run.validation_loss,
                                  "validation_perplexity": run.validation_perplexity,
-                                 "unigram_perplexity": run.unigram_perplexity})
+                                 "unigram_perplexity": run.unigram_perplexity,
+                                 "every_validation_token": scores})
     code = EXIT_OK
     if args.export:
         from export.artifact.manifest import read_manifest

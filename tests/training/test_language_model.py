@@ -57,6 +57,10 @@ def test_train_lm_writes_the_run_folder_and_reports_perplexity(trained, capsys):
     assert results["validation_perplexity"] == pytest.approx(
         np.exp(results["validation_loss"]))
     assert 1 < results["unigram_perplexity"] < config["model"]["vocab_size"]
+    scores = results["every_validation_token"]  # keras_attn.evaluation.language_model_scores
+    assert scores["kneser_ney"]["order"] == 3 and scores["bytes"] > scores["tokens"] > 0
+    for name in ("model", "kneser_ney"):
+        assert scores[name]["perplexity"] > 1 and scores[name]["bits_per_byte"] > 0
     settings = json.loads((run / "run.json").read_text())["settings"]
     assert settings["attention_dropout"] == config["model"]["attention_dropout"] == 0.2
 
@@ -71,6 +75,11 @@ def test_train_lm_last_line_is_the_validation_perplexity(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("validation perplexity: ")
     assert "(unigram baseline: " in lines[-1]
+    (baseline,) = [line for line in lines if line.startswith("every validation token (")]
+    assert "bits per byte | Kneser-Ney 3-gram baseline on the same tokens: perplexity" in baseline
+    assert any(line.startswith(("the model beats its n-gram baseline by ",
+                                "the model does NOT beat its n-gram baseline: "))
+               for line in lines)
     assert any(line.startswith("epoch 1/1: loss ") and "validation loss" in line
                for line in lines)
     assert "108 train / 12 validation texts" in lines  # both folder levels read
