@@ -13,11 +13,10 @@ why). NumPy, onnxruntime, `tokenizers` and the standard library only.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
-from export.serving.repository import BadRequestError, ServedVersion, describe
+from export.serving.repository import BadRequestError, ServedVersion, describe, parsed_json
 from export.viewer.attention_page import attention_document, explorer_html
 
 ATTENTION_REQUEST_SCHEMA: dict[str, Any] = {
@@ -35,11 +34,7 @@ def parse_attention_request(body: bytes) -> str:
         BadRequestError: the body is not UTF-8 JSON, not an object, has other keys than
             "text", or its text is not a non-empty string.
     """
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequestError(f"Expected a JSON body {{\"text\": str}}. Received: a body that "
-                              f"is not JSON ({error})") from None
+    document = parsed_json(body)
     if not isinstance(document, dict) or set(document) != {"text"}:
         keys = sorted(document) if isinstance(document, dict) else None
         raise BadRequestError('Expected a JSON object with one key, "text". Received: '

@@ -42,7 +42,7 @@ from export.runtime.sampling import (
     end_of_text_id,
     prompt_token_ids,
 )
-from export.serving.repository import BadRequestError, ServedVersion, describe
+from export.serving.repository import BadRequestError, ServedVersion, describe, parsed_json
 
 DEFAULT_MAX_TOKENS = 16
 SAMPLING = ("max_tokens", "temperature", "top_k", "top_p", "seed", "repetition_penalty",
@@ -87,11 +87,7 @@ def parse_generate_request(body: bytes) -> GenerateRequest:
             unknown key, a setting given twice (top level and "parameters"), or a setting
             out of range (`export.runtime.sampling.check_sampling`'s message).
     """
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequestError(f"Expected a JSON body {{\"text_input\": str, ...}}. Received: "
-                              f"a body that is not UTF-8 JSON ({error})") from None
+    document = parsed_json(body)
     if not isinstance(document, dict):
         raise BadRequestError(f"Expected a JSON object {{\"text_input\": str, ...}}. "
                               f"Received: {describe(document)}")

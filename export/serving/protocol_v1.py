@@ -22,7 +22,7 @@ import json
 from typing import Any
 
 from export.artifact.metadata import INPUT_NAME, OUTPUT_NAME
-from export.serving.repository import BadRequestError, ServedVersion
+from export.serving.repository import BadRequestError, ServedVersion, parsed_json
 
 SIGNATURES = {"serving_default": "DT_INT32", "serving_int64": "DT_INT64"}
 PREDICT_METHOD = "tensorflow/serving/predict"
@@ -56,11 +56,7 @@ def parse_predict(body: bytes, input_names: list[str]) -> tuple[dict[str, Any], 
             signature_name that is not one of `SIGNATURES` (or not a string), or instances
             that mix named and unnamed values.
     """
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequestError(f"The request body must be JSON. Received: malformed JSON "
-                              f"({error})") from None
+    document = parsed_json(body)
     if not isinstance(document, dict) or ("instances" in document) == ("inputs" in document):
         raise BadRequestError('A predict request is a JSON object with exactly one of '
                               '"instances" (row format) or "inputs" (columnar format). '

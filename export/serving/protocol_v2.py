@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from export.artifact.versions import ascii_digits
-from export.serving.repository import BadRequestError
+from export.serving.repository import BadRequestError, parsed_json
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 MAX_DIMENSION = 2**31 - 1  # elements of one tensor, and of any one dimension
@@ -135,11 +135,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadRequestError(f"The request body must be JSON. Received: malformed JSON "
-                              f"({error})") from None
+    document = parsed_json(data)
     if not isinstance(document, dict):
         raise BadRequestError(f"The request body must be a JSON object. Received: "
                               f"{_short(document)}")

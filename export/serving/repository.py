@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -359,6 +360,19 @@ def _files_of(folder: Path) -> tuple:
                             if path.is_file() and (stat := path.stat())))
     except OSError:  # removed while being listed
         return ()
+
+
+def parsed_json(body: bytes) -> Any:
+    """The JSON value of a request body, which every route's parser starts from.
+
+    Raises:
+        BadRequestError: the body is not UTF-8 JSON (the message gives the parser's reason).
+    """
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadRequestError(f"The request body must be JSON. Received: malformed JSON "
+                              f"({error})") from None
 
 
 def describe(value: Any) -> str:

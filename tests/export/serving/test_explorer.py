@@ -65,8 +65,8 @@ def test_attention_is_what_onnxruntime_computes(server, model_root):
 
 
 @pytest.mark.parametrize("body, message", [
-    (b"{not json", "not JSON"),
-    (b"\xff\xfe", "not JSON"),
+    (b"{not json", "must be JSON"),
+    (b"\xff\xfe", "must be JSON"),
     (b'["the dog"]', 'one key, "text". Received: list'),
     (b'{"text": "a", "extra": 1}', "Received: keys ['extra', 'text']"),
     (b'{"inputs": []}', "Received: keys ['inputs']"),

@@ -93,7 +93,7 @@ def test_the_same_seed_gives_the_same_sample(server):
     ({"max_tokens": 3}, 400, '"text_input" to be a string'),
     ({"text_input": "the " * 40}, 400, "The prompt does not fit"),
     (b'{"text_input": "\\ud800"}', 400, "lone UTF-16 surrogate"),
-    (b"\xff", 400, "not UTF-8 JSON"),
+    (b"\xff", 400, "The request body must be JSON"),
 ])
 @pytest.mark.parametrize("route", ["generate", "generate_stream"])
 def test_bad_requests_are_400_with_the_reason(server, route, body, status, message):
@@ -147,13 +147,18 @@ def in_process(lm_root):
     thread.join(timeout=30)
 
 
-def test_a_stream_waiting_on_its_model_blocks_no_other_route(in_process):
-    port, gated = in_process
+def open_stream(port: int, body: dict):
+    """(connection, response) of a generate_stream request whose events are still to read."""
     connection = http.client.HTTPConnection(HOST, port, timeout=60)
-    connection.request("POST", "/v2/models/lm/generate_stream",
-                       json.dumps({"text_input": "the cat", "max_tokens": 4}))
+    connection.request("POST", "/v2/models/lm/generate_stream", json.dumps(body))
     stream = connection.getresponse()
     assert stream.status == 200
+    return connection, stream
+
+
+def test_a_stream_waiting_on_its_model_blocks_no_other_route(in_process):
+    port, gated = in_process
+    _, stream = open_stream(port, {"text_input": "the cat", "max_tokens": 4})
     first = stream.readline()  # the first token's event; the second step now waits
     assert first.startswith(b"data: ")
     status, answer = post(port, "/v2/models/lm/infer", {"inputs": [
@@ -167,10 +172,7 @@ def test_a_stream_waiting_on_its_model_blocks_no_other_route(in_process):
 
 def test_a_client_that_hangs_up_stops_its_decoding(in_process):
     port, gated = in_process
-    connection = http.client.HTTPConnection(HOST, port, timeout=60)
-    connection.request("POST", "/v2/models/lm/generate_stream",
-                       json.dumps({"text_input": "the", "max_tokens": 12}))
-    stream = connection.getresponse()
+    connection, stream = open_stream(port, {"text_input": "the", "max_tokens": 12})
     assert stream.readline().startswith(b"data: ")
     connection.sock.close()  # hang up while the second step waits
     connection.close()
