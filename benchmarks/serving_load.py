@@ -106,7 +106,7 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "keras_attn.cli", "serve", str(root), "--host", HOST,
-             "--port", str(self.port), *flags],
+             "--port", str(self.port), "--no-grpc", *flags],  # HTTP is what is measured
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
