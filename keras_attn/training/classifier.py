@@ -21,7 +21,7 @@ from keras_attn.config import TrainSettings
 from keras_attn.data.buckets import LengthBatches
 from keras_attn.data.records import TextDataset, encode_texts, fingerprint
 from keras_attn.models.builders import build_classifier, load_model
-from keras_attn.training.distribution import data_parallel
+from keras_attn.training.distribution import data_parallel, jit_compile_for
 from keras_attn.training.distribution import reset as reset_distribution
 from keras_attn.training.pretrained import LanguageModelRun, copy_pretrained_weights
 from keras_attn.training.run_folder import (
@@ -118,6 +118,9 @@ def train_classifier(
     # TensorFlow); JAX's stays set for `fit` until reset.
     with data_parallel(devices):
         model = build_classifier(config)
+        jit_compile, note = jit_compile_for(devices, settings.jit_compile)
+        if note:
+            log(note)
         if init_from:  # a resumed run's backup then replaces these weights with its own
             copied = copy_pretrained_weights(model, init_from)
             log(f"Started from the language model in {init_from.path}: {', '.join(copied)}.")
@@ -126,7 +129,7 @@ def train_classifier(
                 settings, steps_per_epoch=-(-len(train) // settings.batch_size))),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
-            jit_compile=settings.jit_compile,
+            jit_compile=jit_compile,
         )
     fit_callbacks = run_callbacks(run_dir, settings.patience, resumed_from, callbacks,
                                   settings.monitor)

@@ -101,6 +101,25 @@ def data_parallel(devices: int) -> contextlib.AbstractContextManager:
                      f"only those). Received: backend={backend!r}, devices={devices}")
 
 
+def jit_compile_for(devices: int, jit_compile: bool) -> tuple[bool, str | None]:
+    """Whether to compile with XLA over `devices`, and the one line that says why not when it
+    was asked for but cannot be: on TensorFlow, a MirroredStrategy keeps one copy of each
+    variable per device, and XLA cannot compile a step that reads variables on other devices
+    ("Trying to access resource ... located in device CPU:1 from device CPU:0":
+    https://www.tensorflow.org/xla/known_issues#tfvariable_on_a_different_device). JAX
+    compiles every step with XLA anyway; one device changes nothing.
+
+    Returns:
+        (jit_compile to use, a note to print, or None).
+    """
+    if jit_compile and devices > 1 and keras.backend.backend() == "tensorflow":
+        return False, (f"XLA is off for this run: TensorFlow's MirroredStrategy over "
+                       f"{devices} devices keeps variables on each device, which XLA cannot "
+                       f"compile a step over (tensorflow.org/xla/known_issues); --no-jit "
+                       f"says the same without this note")
+    return jit_compile, None
+
+
 def reset() -> None:
     """Back to one device (JAX's distribution is process-global)."""
     if keras.backend.backend() == "jax":

@@ -121,11 +121,7 @@ def test_a_one_process_jax_job_initializes_through_jax_distributed():
     assert result.stdout.split() == ["1", "1", "0"]
 
 
-def test_train_on_jax_with_two_devices_then_export_through_tensorflow(tmp_path):
-    """`keras-attn train --backend jax --devices 2 --export`: run.json records both, the export
-    (made by a TensorFlow child process) passes its battery, and its ONNX file matches the
-    model as JAX trained it."""
-    _needs("jax")
+def _task_csv(tmp_path):
     task = make_reference_task(48, seed=0)
     data = tmp_path / "task.csv"
     with open(data, "w", newline="", encoding="utf-8") as file:
@@ -133,6 +129,32 @@ def test_train_on_jax_with_two_devices_then_export_through_tensorflow(tmp_path):
         writer.writerow(["text", "label"])
         writer.writerows((text, "ab"[label]) for text, label in
                          zip(task.texts, task.labels, strict=True))
+    return data
+
+
+def test_two_devices_train_with_the_clis_defaults_on_tensorflow(tmp_path):
+    """XLA is on by default, and TensorFlow's MirroredStrategy cannot run under it (issue 23:
+    "tf.Variable on a different device"): the run turns it off and says so in one line."""
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_attn.cli", "train", "--data", str(_task_csv(tmp_path)),
+         "--out", str(tmp_path / "run"), "--epochs", "1", "--layers", "1", "--heads", "2",
+         "--d-model", "16", "--ff-dim", "32", "--max-len", "24", "--batch-size", "16",
+         "--vocab-size", "200", "--devices", "2"],
+        env=_env("tensorflow"), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "backend tensorflow, 2 device(s)" in result.stdout
+    assert "XLA is off for this run: TensorFlow's MirroredStrategy over 2 devices" in \
+        result.stdout
+    record = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert record["devices"] == 2 and "results" in record
+
+
+def test_train_on_jax_with_two_devices_then_export_through_tensorflow(tmp_path):
+    """`keras-attn train --backend jax --devices 2 --export`: run.json records both, the export
+    (made by a TensorFlow child process) passes its battery, and its ONNX file matches the
+    model as JAX trained it."""
+    _needs("jax")
+    data = _task_csv(tmp_path)
     env = {key: value for key, value in _env("tensorflow").items() if key != "KERAS_BACKEND"}
     result = subprocess.run(
         [sys.executable, "-m", "keras_attn.cli", "train", "--data", str(data), "--out",
