@@ -68,6 +68,11 @@ def parse_model_infer(request: service_pb2.ModelInferRequest) -> open_inference.
     if not request.inputs:
         raise BadRequestError("An infer request needs inputs: a non-empty list of tensors. "
                               "Received: none")
+    both = [t.name for t in request.inputs if t.HasField("contents")]
+    if request.raw_input_contents and both:
+        raise BadRequestError(f"Give each input's data once: as raw_input_contents (for every "
+                              f"input) or as typed contents, not both. Received: both, with "
+                              f"contents for {both}")
     inputs = {}
     for index, tensor in enumerate(request.inputs):
         shape = list(tensor.shape)
@@ -86,8 +91,9 @@ def _from_contents(tensor, shape: list[int], size: int) -> Any:
     if tensor.datatype == "BYTES":
         return open_inference.strings(tensor.name, values, shape, size)
     if len(values) != size:
-        raise BadRequestError(f"Input {tensor.name!r}: contents must hold {size} values for "
-                              f"shape {shape}. Received: {len(values)}")
+        raise BadRequestError(f"Input {tensor.name!r}: contents.{CONTENTS_FIELD[tensor.datatype]}"
+                              f" must hold {size} values for shape {shape} of "
+                              f"{tensor.datatype}. Received: {len(values)}")
     dtype = open_inference.DATATYPES[tensor.datatype]
     if dtype.kind in "iu" and values and (min(values) < np.iinfo(dtype).min
                                          or max(values) > np.iinfo(dtype).max):
@@ -192,6 +198,20 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         model = name if name == metrics.model else ""
         metrics.requests.labels(model, version, PROTOCOL, code.name).inc()
         metrics.duration.labels(model, version, PROTOCOL).observe(seconds)
+
+
+def _unimplemented(rpc: str):
+    async def answer(self, request, context):
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED,
+                            f"keras-attn serve does not implement {rpc}; it serves ServerLive, "
+                            f"ServerReady, ServerMetadata, ModelReady, ModelMetadata and "
+                            f"ModelInfer")
+    return answer
+
+
+for _rpc in dir(service_pb2_grpc.GRPCInferenceServiceServicer):  # every other RPC: named
+    if _rpc[0].isupper() and _rpc not in InferenceService.__dict__:
+        setattr(InferenceService, _rpc, _unimplemented(_rpc))
 
 
 def _status(error: Exception) -> grpc.StatusCode:

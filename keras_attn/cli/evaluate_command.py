@@ -55,8 +55,8 @@ def _plot_target(args: argparse.Namespace) -> Path | None:
         return None
     plot = Path(args.plot or DEFAULT_PLOT)
     if plot.is_dir():
-        raise UsageError(f"--plot must name a PNG file to write. Received: --plot {plot}, a "
-                         f"folder")
+        raise UsageError(f"--plot must name a file to draw the matrix in (.png, .pdf, .svg). "
+                         f"Received: --plot {plot}, a folder")
     if plot.exists() and not args.overwrite:
         raise UsageError(f"{plot} exists; pass --overwrite to replace it, --plot FILE to write "
                          f"elsewhere, or --no-plot. Received: --plot {plot}")
@@ -127,7 +127,12 @@ def _run_scorer(path: Path) -> _Scorer:
 
 
 def _print_summary(summary: dict, plot: Path | None, plots) -> None:
-    from keras_attn.evaluation.metrics import format_confusion, format_report, verdict
+    from keras_attn.evaluation.metrics import (
+        format_confusion,
+        format_report,
+        macro_f1_note,
+        verdict,
+    )
 
     report, fitted = summary["report"], summary["baseline"]
     _print(f"{summary['texts']} test texts from {summary['data']}, classes "
@@ -143,6 +148,8 @@ def _print_summary(summary: dict, plot: Path | None, plots) -> None:
         _print(f"test macro-F1: keras-attn {report['macro_f1']:.4f} | baseline "
                f"{fitted['macro_f1']:.4f}")
         _print(verdict(report["accuracy"], fitted["accuracy"]))
+        if note := macro_f1_note(report, fitted):
+            _print(note)
     if summary["in_training_split"]:
         _print(f"warning: {summary['in_training_split']} of the {summary['texts']} test texts "
                f"are in the run's training split; a test set the model never saw shares none")

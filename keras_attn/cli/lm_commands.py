@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 from export.artifact.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
@@ -109,7 +110,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         for name in ("max_new_tokens", "top_k", "top_p", "seed", "temperature",
                      "repetition_penalty", "no_repeat_ngram_size"):
             flag = f"--{name.replace('_', '-')}"
-            message = message.replace(f"{name}=", f"{flag} ").replace(name, flag)
+            message = re.sub(rf"(?<![\w-]){name}=", f"{flag} ", message)
+            message = re.sub(rf"(?<![\w-]){name}(?!\w)", flag, message)
         raise UsageError(message) from None
     folder = Path(args.model)
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,

@@ -121,8 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if options.grpc_port is not None:
         _print(f"  Open Inference Protocol:  gRPC {args.host}:{options.grpc_port} "
                f"(inference.GRPCInferenceService/ModelInfer)")
-    _print(f"  Generation (LMs):         POST /v2/models/{root.name}/generate, "
-           f"/generate_stream (server-sent events)")
+    _print(f"  Generation (language models only): POST /v2/models/{root.name}/generate, "
+           f"/generate_stream")
     _print(f"  Attention viewer:         GET  /explore/{root.name}")
     _print("  Prometheus metrics:       GET  /metrics")
     serve(options, root, sock)

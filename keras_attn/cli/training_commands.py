@@ -199,6 +199,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         _print(f"{len(train)} train / {len(validation)} validation texts"
                + (f" (from {args.validation_data})" if args.validation_data else "")
                + f", classes {dataset.class_names}")
+        if args.validation_data:
+            seen = set(train.texts)
+            shared = sum(text in seen for text in validation.texts)
+            if shared:
+                _print(f"warning: {shared} of the {len(validation)} validation texts are also "
+                       f"training texts; a validation set should share none")
 
     from keras_attn.evaluation import plots
     from keras_attn.training.classifier import train_classifier
@@ -281,6 +287,7 @@ def _evaluate_against_baseline(run, train, validation, settings, seed: int,
     from keras_attn.evaluation.metrics import (
         classification_report,
         format_report,
+        macro_f1_note,
         predict_classes,
         verdict,
     )
@@ -295,6 +302,8 @@ def _evaluate_against_baseline(run, train, validation, settings, seed: int,
     _print(f"validation accuracy: keras-attn {report['accuracy']:.4f} | baseline "
            f"{fitted['accuracy']:.4f} ({fitted['name']})")
     _print(verdict(report["accuracy"], fitted["accuracy"]))
+    if note := macro_f1_note(report, fitted):
+        _print(note)
     _print(format_report(report, fitted))
     if plots.available():
         path = plots.plot_confusion_matrix(report["confusion_matrix"], run.class_names,

@@ -117,8 +117,20 @@ def verdict(model_accuracy: float, baseline_accuracy: float) -> str:
     """One plain sentence: does the model beat its baseline on accuracy?"""
     gap = model_accuracy - baseline_accuracy
     if gap > 0:
-        return f"the model beats its baseline by {gap * 100:.2f} points"
+        return f"the model beats its baseline by {gap * 100:.2f} points of accuracy"
     if gap == 0:
-        return "the model only ties its baseline"
-    return (f"the model does NOT beat its baseline: {-gap * 100:.2f} points below it; a bag of "
-            "words does better on this data")
+        return "the model only ties its baseline on accuracy"
+    return (f"the model does NOT beat its baseline: {-gap * 100:.2f} points of accuracy below "
+            "it; a bag of words does better on this data")
+
+
+def macro_f1_note(report: dict[str, Any], baseline: dict[str, Any]) -> str | None:
+    """A line when macro-F1 ranks the two the other way from accuracy (a model that predicts
+    the majority class can win on accuracy alone), else None."""
+    accuracy = report["accuracy"] - baseline["accuracy"]
+    f1 = report["macro_f1"] - baseline["macro_f1"]
+    if accuracy * f1 >= 0:
+        return None
+    leader, other = ("the baseline", "the model") if f1 < 0 else ("the model", "the baseline")
+    return (f"but on macro-F1 {leader} is ahead ({report['macro_f1']:.4f} against "
+            f"{baseline['macro_f1']:.4f} for the baseline): {other} does worse on some class")

@@ -143,6 +143,10 @@ def test_train_takes_a_validation_set_of_its_own(tmp_path, capsys):
     assert results["training_data"]["validation_split"] is None
     result = evaluate_json(capsys, tmp_path / "run", "--data", held)
     assert result["baseline"] == fit_baseline(load_texts(data), load_texts(held))
+    assert main(["train", "--data", str(data), "--validation-data", str(data), "--out",
+                 str(tmp_path / "same"), *TINY]) == 0
+    assert "warning: 200 of the 200 validation texts are also training texts" in \
+        capsys.readouterr().out
 
 
 @pytest.mark.parametrize("case", ["unknown label", "language model", "not a model",

@@ -70,6 +70,16 @@ def test_the_table_shows_the_baseline_f1_beside_the_model():
 
 
 def test_the_verdict_is_plain():
-    assert verdict(0.9, 0.8).startswith("the model beats its baseline by 10.00 points")
-    assert verdict(0.5, 0.5) == "the model only ties its baseline"
-    assert "does NOT beat its baseline: 5.00 points below" in verdict(0.9, 0.95)
+    assert verdict(0.9, 0.8).startswith("the model beats its baseline by 10.00 points of "
+                                        "accuracy")
+    assert verdict(0.5, 0.5) == "the model only ties its baseline on accuracy"
+    assert "does NOT beat its baseline: 5.00 points of accuracy below" in verdict(0.9, 0.95)
+
+
+def test_macro_f1_is_named_when_it_ranks_them_the_other_way():
+    from keras_attn.evaluation.metrics import macro_f1_note
+
+    majority = {"accuracy": 0.5, "macro_f1": 0.33}
+    assert "on macro-F1 the baseline is ahead (0.3300 against 0.4400" in macro_f1_note(
+        majority, {"accuracy": 0.44, "macro_f1": 0.44})
+    assert macro_f1_note(majority, {"accuracy": 0.4, "macro_f1": 0.3}) is None

@@ -212,11 +212,13 @@ def test_generate_on_an_export_never_imports_tensorflow(trained):
     (["--top-k", "5"], "--temperature 0 (greedy)"),
     (["--temperature", "1", "--top-p", "2"], "--top-p 2"),
     (["--repetition-penalty", "0"], "--repetition-penalty must be a finite number > 0"),
+    (["--seed", "-1"], "--seed must be an integer >= 0 or None. Received: --seed -1"),
     (["--no-repeat-ngram-size", "-2"], "--no-repeat-ngram-size must be an integer >= 0"),
 ])
 def test_generate_bad_flags_exit_2(trained, capsys, flags, message):
     assert main(["generate", str(trained / "run"), "the", *flags]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "---" not in err, err  # each name is its flag, once
 
 
 def test_generate_refuses_a_folder_without_a_model(tmp_path, capsys):

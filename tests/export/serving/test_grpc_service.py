@@ -199,3 +199,21 @@ def test_a_refusal_says_what_http_says(server, client):
     with pytest.raises(InferenceServerException) as raised:
         client.infer(NAME, [ids_input(np.array([[5, 99999]], np.int64), "INT64")])
     assert raised.value.message() == json.loads(http.value.read())["error"]
+
+
+def test_raw_and_typed_contents_together_are_refused(stub):
+    request = service_pb2.ModelInferRequest(model_name=NAME)
+    tensor = request.inputs.add(name="token_ids", datatype="INT32", shape=[1, 1])
+    tensor.contents.int_contents.append(5)
+    request.raw_input_contents.append(np.array([5], "<i4").tobytes())
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ModelInfer(request)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not both" in raised.value.details()
+
+
+def test_an_rpc_not_served_is_unimplemented_and_named(client):
+    with pytest.raises(InferenceServerException) as raised:
+        client.get_model_config(NAME)
+    assert raised.value.status() == "StatusCode.UNIMPLEMENTED"
+    assert "keras-attn serve does not implement ModelConfig" in raised.value.message()
