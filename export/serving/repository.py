@@ -366,11 +366,17 @@ def parsed_json(body: bytes) -> Any:
     """The JSON value of a request body, which every route's parser starts from.
 
     Raises:
-        BadRequestError: the body is not UTF-8 JSON (the message gives the parser's reason).
+        BadRequestError: the body is not UTF-8 (a leading byte order mark is allowed), or not
+            JSON (the message gives the parser's reason).
     """
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = body.decode("utf-8-sig")  # not json.loads(bytes), which also takes UTF-16/32
+    except UnicodeDecodeError as error:
+        raise BadRequestError(f"The request body must be JSON in UTF-8. Received: bytes that "
+                              f"are not UTF-8 (byte {error.start}: {error.reason})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
         raise BadRequestError(f"The request body must be JSON. Received: malformed JSON "
                               f"({error})") from None
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from export.artifact.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
-from export.artifact.versions import ascii_digits
+from export.artifact.versions import ascii_digits, check_folder_path
 from keras_attn.cli.common import EXIT_OK, UsageError, _print, check_version_folder
 
 
@@ -132,12 +132,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_triton_repo(args: argparse.Namespace) -> int:
     from export.serving.triton import TEXT_MODEL_SUFFIX, write_text_model, write_triton_repository
 
-    text_target = Path(args.out) / f"{Path(args.model_root).resolve().name}{TEXT_MODEL_SUFFIX}"
+    check_folder_path(args.out, "--out")
+    model_root = Path(args.model_root)
+    if (model_root / MANIFEST_FILENAME).is_file():
+        raise UsageError(f"{model_root} is an export version folder; triton-repo takes the "
+                         f"model folder that holds the versions, such as {model_root.parent}. "
+                         f"Received: {model_root}")
+    if not model_root.is_dir():
+        raise UsageError(f"The model folder does not exist. Expected a folder of numbered "
+                         f"export versions, such as saved_models/demo. Received: {model_root}")
+    text_target = Path(args.out) / f"{model_root.resolve().name}{TEXT_MODEL_SUFFIX}"
     if text_target.exists():  # before anything is written: both models or neither
         raise UsageError(f"{text_target} exists already; remove it or choose another --out. "
                          f"Received: --out {args.out}")
-    folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
-                                     args.max_queue_delay_us)
+    try:
+        folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
+                                         args.max_queue_delay_us)
+    except ValueError as error:  # the settings' names as flags
+        raise UsageError(str(error).replace("max_batch_size=", "--max-batch-size ")
+                         .replace("max_queue_delay_us=", "--max-queue-delay-us ")
+                         .replace("max_batch_size", "--max-batch-size")
+                         .replace("max_queue_delay_us", "--max-queue-delay-us")) from None
     _print(f"Triton model repository: {folder.parent} (model {folder.name!r}, versions "
            f"{sorted(int(p.name) for p in folder.iterdir() if ascii_digits(p.name))})")
     try:

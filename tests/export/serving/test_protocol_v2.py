@@ -88,3 +88,14 @@ def test_any_json_request_parses_or_is_refused_with_a_bad_request(document):
         parse(document)
     except BadRequestError as error:
         assert str(error)
+
+
+def test_a_body_in_utf16_is_refused_as_not_utf8():
+    """json.loads(bytes) would read UTF-16 too; the protocol's bodies are UTF-8."""
+    from export.serving.protocol_v2 import parse_infer_request
+    from export.serving.repository import BadRequestError
+
+    body = '{"inputs": []}'.encode("utf-16")
+    with pytest.raises(BadRequestError, match="must be JSON in UTF-8. Received: bytes that are "
+                                              "not UTF-8"):
+        parse_infer_request(body, None)

@@ -89,7 +89,16 @@ def test_cli_writes_the_repository_and_refuses_to_overwrite(classifier_root, tmp
     assert main(["triton-repo", str(classifier_root), "--out", str(out)]) == 2
     assert "exists already" in capsys.readouterr().err
     assert main(["triton-repo", str(tmp_path / "nothing"), "--out", str(out)]) == 2
+    assert "The model folder does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["triton-repo", str(tmp_path / "empty"), "--out", str(out)]) == 2
     assert "no numbered version" in capsys.readouterr().err
+    assert main(["triton-repo", str(classifier_root / "1"), "--out", str(out)]) == 2
+    assert "is an export version folder; triton-repo takes the model folder" in \
+        capsys.readouterr().err
+    assert main(["triton-repo", str(classifier_root), "--out", str(out / "x"),
+                 "--max-queue-delay-us", "-1"]) == 2
+    assert "--max-queue-delay-us must be an integer >= 0" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir()) == ["sentiment"]  # no staging left
 
 
