@@ -199,11 +199,17 @@ def generate_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: 
                           temperature, top_k, top_p, seed,
                           repetition_penalty=repetition_penalty,
                           no_repeat_ngram_size=no_repeat_ngram_size)
-    while True:
-        try:
-            next(decoding)
-        except StopIteration as done:
-            return done.value
+    while not isinstance(result := next_id(decoding), Generation):
+        pass
+    return result
+
+
+def next_id(decoding: Generator[int, None, Generation]) -> int | Generation:
+    """The next id of a `decode_ids` decoding, or its `Generation` once it has stopped."""
+    try:
+        return next(decoding)
+    except StopIteration as done:
+        return done.value
 
 
 def decode_ids(step: Step, cache: object, prompt_ids: Sequence[int], max_len: int,

@@ -40,6 +40,7 @@ from export.runtime.sampling import (
     continuation_text,
     decode_ids,
     end_of_text_id,
+    next_id,
     prompt_token_ids,
 )
 from export.serving.repository import BadRequestError, ServedVersion, describe, parsed_json
@@ -152,14 +153,6 @@ def start_decoding(served: ServedVersion, request: GenerateRequest) -> Decoding:
     return Decoding(ids, lambda new_ids: continuation_text(tokenizer, prompt_ids, new_ids))
 
 
-def _advance(ids: Generator[int, None, Generation]) -> int | Generation:
-    """The next id, or the `Generation` once decoding has stopped."""
-    try:
-        return next(ids)
-    except StopIteration as done:
-        return done.value
-
-
 def generate_answer(name: str, served: ServedVersion, request: GenerateRequest,
                     on_token: Callable[[], None] = lambda: None) -> dict:
     """The whole generation, as one JSON-ready answer (run it off the event loop).
@@ -172,7 +165,7 @@ def generate_answer(name: str, served: ServedVersion, request: GenerateRequest,
         BadRequestError, UnavailableError: as `start_decoding`.
     """
     decoding = start_decoding(served, request)
-    while not isinstance(result := _advance(decoding.ids), Generation):
+    while not isinstance(result := next_id(decoding.ids), Generation):
         on_token()
     return {"model_name": name, "model_version": str(served.version),
             "text_output": decoding.text_of(result.new_ids), **_stopped(result)}
@@ -195,7 +188,7 @@ async def stream_events(name: str, served: ServedVersion, decoding: Decoding,
     new_ids: list[int] = []
     sent = ""
     try:
-        while not isinstance(result := await asyncio.to_thread(_advance, decoding.ids),
+        while not isinstance(result := await asyncio.to_thread(next_id, decoding.ids),
                              Generation):
             on_token()
             new_ids.append(result)

@@ -87,20 +87,9 @@ def parse_model_infer(request: service_pb2.ModelInferRequest) -> open_inference.
 
 
 def _from_contents(tensor, shape: list[int], size: int) -> Any:
-    values = list(getattr(tensor.contents, CONTENTS_FIELD[tensor.datatype]))
-    if tensor.datatype == "BYTES":
-        return open_inference.strings(tensor.name, values, shape, size)
-    if len(values) != size:
-        raise BadRequestError(f"Input {tensor.name!r}: contents.{CONTENTS_FIELD[tensor.datatype]}"
-                              f" must hold {size} values for shape {shape} of "
-                              f"{tensor.datatype}. Received: {len(values)}")
-    dtype = open_inference.DATATYPES[tensor.datatype]
-    if dtype.kind in "iu" and values and (min(values) < np.iinfo(dtype).min
-                                         or max(values) > np.iinfo(dtype).max):
-        raise BadRequestError(f"Input {tensor.name!r}: values must fit {tensor.datatype} "
-                              f"[{np.iinfo(dtype).min}, {np.iinfo(dtype).max}]. Received: "
-                              f"{min(values)} .. {max(values)}")
-    return np.array(values, dtype=dtype).reshape(shape)
+    field = CONTENTS_FIELD[tensor.datatype]
+    return open_inference.from_values(tensor.name, list(getattr(tensor.contents, field)),
+                                      tensor.datatype, shape, size, where=f"contents.{field}")
 
 
 def model_infer_response(name: str, version: int, request: open_inference.InferRequest,
@@ -183,21 +172,15 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             code = context.code() or grpc.StatusCode.UNKNOWN
             raise
         finally:
-            self._count(request.model_name, version, code, time.perf_counter() - start)
+            if self.root.metrics is not None:  # the HTTP app's, which this process shares
+                self.root.metrics.request_answered(request.model_name, version, PROTOCOL,
+                                                   code.name, time.perf_counter() - start)
 
     async def _served(self, name: str, version: str, context):
         try:
             return self.root.get(name, version or None)
         except tuple(STATUS_OF_ERROR) as error:
             await context.abort(_status(error), str(error))
-
-    def _count(self, name: str, version: str, code: grpc.StatusCode, seconds: float) -> None:
-        metrics = getattr(self.root, "metrics", None)
-        if metrics is None:
-            return
-        model = name if name == metrics.model else ""
-        metrics.requests.labels(model, version, PROTOCOL, code.name).inc()
-        metrics.duration.labels(model, version, PROTOCOL).observe(seconds)
 
 
 def _unimplemented(rpc: str):

@@ -112,6 +112,16 @@ class ServerMetrics:
     def version_removed(self, version: int) -> None:
         self.loaded.labels(self.model, str(version)).set(0)
 
+    def request_answered(self, name: str, version: str, protocol: str, code: str,
+                         seconds: float) -> None:
+        """Counts and times one inference request: `name` as the request named the model
+        (counted as "" when it is not this server's), `version` the one that answered ("" if
+        none), `code` the HTTP status or gRPC status code's name, `seconds` from arrival to
+        answer."""
+        model = name if name == self.model else ""
+        self.requests.labels(model, version, protocol, code).inc()
+        self.duration.labels(model, version, protocol).observe(seconds)
+
     def batch_observer(self, version: int) -> Callable[[int, Sequence[float]], None]:
         """What a version's `DynamicBatcher` calls with each batch: its size and the seconds
         each of its rows waited."""
@@ -136,7 +146,6 @@ class ServerMetrics:
         return generate_latest(registry)
 
 
-
 class MetricsMiddleware:
     """An ASGI middleware (Starlette's `app.add_middleware(MetricsMiddleware, metrics=...)`)
     that counts and times every inference request into `metrics`.
@@ -156,7 +165,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         name, protocol = route
-        model = name if name == self.metrics.model else ""
         start = time.perf_counter()
         code = {"status": 500}
 
@@ -168,10 +176,9 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            version = str(scope.get("state", {}).get(VERSION_STATE, ""))
-            self.metrics.requests.labels(model, version, protocol, str(code["status"])).inc()
-            self.metrics.duration.labels(model, version, protocol).observe(
-                time.perf_counter() - start)
+            self.metrics.request_answered(
+                name, str(scope.get("state", {}).get(VERSION_STATE, "")), protocol,
+                str(code["status"]), time.perf_counter() - start)
 
 
 def _route(scope: dict) -> tuple[str, str] | None:

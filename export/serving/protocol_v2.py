@@ -185,7 +185,7 @@ def _read_input(spec: Any, binary: bytes, offset: int) -> tuple[str, Any, int]:
         return name, value, offset + binary_size
     if "data" not in spec:
         raise BadRequestError(f"Input {name!r} has neither \"data\" nor binary_data_size")
-    return name, _from_json(name, spec["data"], datatype, shape, size), offset
+    return name, from_values(name, spec["data"], datatype, shape, size), offset
 
 
 def checked_size(name: str, shape: Any, datatype: Any) -> int:
@@ -235,20 +235,29 @@ def from_binary(name: str, chunk: bytes, datatype: str, shape: list[int], size: 
     return np.frombuffer(chunk, dtype).astype(dtype.newbyteorder("=")).reshape(shape)
 
 
-def _from_json(name: str, data: Any, datatype: str, shape: list[int], size: int) -> Any:
+def from_values(name: str, data: Any, datatype: str, shape: list[int], size: int,
+                where: str = '"data"') -> Any:
+    """Input `name`'s value from a list of values (HTTP's JSON "data", gRPC's typed
+    `contents`, named by `where` in the messages): an array of `shape`, or a list of str for
+    BYTES.
+
+    Raises:
+        BadRequestError: values that are not numbers, not `size` of them, booleans for numbers
+            or numbers for BOOL, non-integers for an integer type, or integers outside it.
+    """
     if datatype == "BYTES":
         flat = np.asarray(data, dtype=object).ravel().tolist() if isinstance(data, list) else [data]
         return strings(name, flat, shape, size)
     try:
         array = np.asarray(data)
     except ValueError:
-        raise BadRequestError(f"Input {name!r}: \"data\" must be a flat or nested list of "
+        raise BadRequestError(f"Input {name!r}: {where} must be a flat or nested list of "
                               f"numbers. Received: {_short(data)}") from None
     dtype = DATATYPES[datatype]
     if array.size == 0 and array.size == size:  # [] for a zero-size shape: no value to check
         return np.zeros(shape, dtype)
     if array.dtype.kind not in "biuf" or array.size != size:
-        raise BadRequestError(f"Input {name!r}: \"data\" must hold {size} numbers for shape "
+        raise BadRequestError(f"Input {name!r}: {where} must hold {size} numbers for shape "
                               f"{shape}. Received: {array.size} values of type {array.dtype}")
     if (array.dtype.kind == "b") != (dtype.kind == "b"):  # true is not 1, nor 1 true
         raise BadRequestError(f"Input {name!r} is declared {datatype}, and its data holds "

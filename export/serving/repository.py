@@ -94,10 +94,10 @@ class ServedVersion:
         self.predictor = runtime.load(folder)
         self.batcher = DynamicBatcher(self.predictor.run, settings.max_batch_size,
                                       settings.max_queue_delay_ms, settings.threads, on_batch)
-        self._attention = None  # attention.onnx's session, loaded on the first /attention
-        self._attention_lock = threading.Lock()
-        self._step = None  # a language model's decoder step, loaded on the first /generate
-        self._step_lock = threading.Lock()
+        # Loaded on their first request (`_loaded`): attention.onnx's session for /attention,
+        # a language model's decoder step for /generate.
+        self._sessions: dict[str, Any] = {}
+        self._load_lock = threading.Lock()
         tokenizer_file = folder / TOKENIZER_FILENAME
         self.tokenizer = None
         if tokenizer_file.is_file():
@@ -197,21 +197,10 @@ class ServedVersion:
                                   "attention is asked for with a text; export the model with "
                                   "its tokenizer. Received: a text")
         ids = self.token_ids({TEXT_INPUT: [text]})
-        with self._attention_lock:
-            if self._attention is None:
-                from export.runtime.attention import load_attention
+        from export.runtime.attention import load_attention
 
-                try:
-                    self._attention = load_attention(self.folder)
-                except FileNotFoundError as error:
-                    raise NotFoundError(str(error)) from None
-                except Exception as error:  # noqa: BLE001 (a file onnxruntime cannot load)
-                    raise UnavailableError(
-                        f"The attention.onnx of version {self.version} cannot be loaded: "
-                        f"{type(error).__name__}: {error}") from None
-        maps = self._attention.maps(ids)
+        maps = self._loaded("attention.onnx", load_attention).maps(ids)
         return self.tokenizer.tokens(ids[0]), [weights[0] for weights in maps]
-
 
     def decoder_step(self):
         """A language model's decoding step (`export.runtime.generation.load_step`: the
@@ -221,7 +210,8 @@ class ServedVersion:
 
         Raises:
             BadRequestError: the version is not a language model, or has no tokenizer.json.
-            UnavailableError: its decoder cannot be loaded (503; tried again next time).
+            NotFoundError, UnavailableError: as `_loaded` (its decoder is missing, or cannot
+                be loaded).
         """
         if self.predictor.task != "language_model" or self.tokenizer is None:
             raise BadRequestError(
@@ -229,18 +219,29 @@ class ServedVersion:
                 f"{self.version} is a {self.predictor.task}"
                 + ("" if self.tokenizer is not None else f" without {TOKENIZER_FILENAME}")
                 + ". Ask /infer for a classifier's answers. Received: a generate request")
-        with self._step_lock:
-            if self._step is None:
-                from export.runtime.generation import load_step
+        from export.runtime.generation import load_step
 
+        return self._loaded("decoder", load_step)
+
+    def _loaded(self, what: str, load: Callable[[Path], Any]) -> Any:
+        """`load(self.folder)`, run once (under a lock: concurrent first requests load it
+        once) and kept: attention.onnx's session, the decoder step.
+
+        Raises:
+            NotFoundError: the file is not in the version (FileNotFoundError; its message).
+            UnavailableError: it cannot be loaded (503; tried again on the next request).
+        """
+        with self._load_lock:
+            if what not in self._sessions:
                 try:
-                    self._step = load_step(self.folder)
+                    self._sessions[what] = load(self.folder)
+                except FileNotFoundError as error:
+                    raise NotFoundError(str(error)) from None
                 except Exception as error:  # noqa: BLE001 (a file onnxruntime cannot load)
                     raise UnavailableError(
-                        f"The decoder of version {self.version} cannot be loaded: "
+                        f"The {what} of version {self.version} cannot be loaded: "
                         f"{type(error).__name__}: {error}") from None
-        return self._step
-
+        return self._sessions[what]
 
 class ModelRoot:
     """The versions under one model folder (`saved_models/NAME/`); the model's name is NAME.

@@ -61,6 +61,14 @@ def _io_of(onnx_path: Path) -> dict[str, tuple[str, list[int]]]:
     return io
 
 
+def _check_batching(max_batch_size: int, max_queue_delay_us: int) -> None:
+    """Raises ValueError unless max_batch_size >= 1 and max_queue_delay_us >= 0 (integers)."""
+    for flag, value, low in (("max_batch_size", max_batch_size, 1),
+                             ("max_queue_delay_us", max_queue_delay_us, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{flag} must be an integer >= {low}. Received: {flag}={value!r}")
+
+
 def _onnx_files(model_root: Path) -> dict[int, Path]:
     """version -> its model.onnx, for every numbered version of `model_root`, oldest first.
 
@@ -126,10 +134,7 @@ def write_triton_repository(model_root: str | os.PathLike, out: str | os.PathLik
         ValueError: bad settings, or versions whose inputs/outputs differ (one config.pbtxt
             serves them all).
     """
-    for flag, value, low in (("max_batch_size", max_batch_size, 1),
-                             ("max_queue_delay_us", max_queue_delay_us, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{flag} must be an integer >= {low}. Received: {flag}={value!r}")
+    _check_batching(max_batch_size, max_queue_delay_us)
     model_root = Path(model_root)
     name = model_root.resolve().name
     files = _onnx_files(model_root)
@@ -191,9 +196,10 @@ def write_text_model(model_root: str | os.PathLike, out: str | os.PathLike,
     Raises:
         FileNotFoundError: as `write_triton_repository`.
         FileExistsError: REPO/NAME_text exists already (it is never overwritten).
-        ValueError: a version that is not a classifier with class names and a tokenizer.json
-            (a language model, or an export without them), saying which.
+        ValueError: bad settings, or a version that is not a classifier with class names and a
+            tokenizer.json (a language model, or an export without them), saying which.
     """
+    _check_batching(max_batch_size, max_queue_delay_us)
     model_root = Path(model_root)
     files = _onnx_files(model_root)
     name = f"{model_root.resolve().name}{TEXT_MODEL_SUFFIX}"

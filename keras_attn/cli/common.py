@@ -12,6 +12,8 @@ and exit code 2.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -23,6 +25,29 @@ class UsageError(ValueError):
 
 def _print(line: str = "") -> None:
     print(line, flush=True)
+
+
+def flags_named(message: str, flag_of: Mapping[str, str], bare: bool = False) -> str:
+    """An error message of the Python API with its parameters named as the command's flags:
+    each `name=` becomes `--flag ` ("Received: --seed -1"), and with `bare` each name standing
+    alone becomes `--flag` too ("--seed must be ..."). A name inside a longer one ("dropout" in
+    "attention_dropout") or inside a flag already written is left alone.
+
+    Args:
+        message: the message.
+        flag_of: parameter name -> flag, e.g. {"num_layers": "--layers"}.
+        bare: also rename the names that stand without "=".
+    """
+    for name, flag in flag_of.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}=", f"{flag} ", message)
+        if bare:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w=])", flag, message)
+    return message
+
+
+def dashed(names: Iterable[str]) -> dict[str, str]:
+    """{name: --name-with-dashes}, for parameters whose flag is their name."""
+    return {name: f"--{name.replace('_', '-')}" for name in names}
 
 
 def check_version_folder(path: Path, command: str, expected: str) -> None:

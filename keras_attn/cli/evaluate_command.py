@@ -11,8 +11,11 @@ on the run's own training split and scored on the same test set
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from export.artifact.manifest import MANIFEST_FILENAME, TOKENIZER_FILENAME
 from keras_attn.cli.common import EXIT_OK, UsageError, _print
@@ -35,10 +38,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     predicted = scorer.predict(encode_texts(scorer.tokenizer, test.texts, scorer.max_len))
     training_data = (scorer.results or {}).get(TRAINING_DATA_KEY)
     result = evaluate_predictions(test, predicted, training_data)
-    if plot is not None and plots.available():
-        plots.plot_confusion_matrix(result["report"]["confusion_matrix"], test.class_names,
-                                    plot, title=f"{Path(args.data).name}: actual vs predicted")
     drawn = plot if plot is not None and plots.available() else None
+    if drawn is not None:
+        plots.plot_confusion_matrix(result["report"]["confusion_matrix"], test.class_names,
+                                    drawn, title=f"{Path(args.data).name}: actual vs predicted")
     summary = {"model": str(path), "runtime": scorer.runtime, "data": str(args.data),
                "texts": len(test), "class_names": test.class_names, **result,
                "confusion_png": None if drawn is None else str(drawn)}
@@ -63,14 +66,18 @@ def _plot_target(args: argparse.Namespace) -> Path | None:
     return plot
 
 
+@dataclasses.dataclass(frozen=True)
 class _Scorer:
     """What evaluate needs of a model, from a run folder (Keras) or a version folder
     (onnxruntime): its tokenizer, classes, max_len, the results recorded with it, and the
     predicted class of each row of token ids."""
 
-    def __init__(self, runtime, tokenizer, class_names, max_len, results, predict):
-        self.runtime, self.tokenizer, self.class_names = runtime, tokenizer, class_names
-        self.max_len, self.results, self.predict = max_len, results, predict
+    runtime: str  # "keras" or "onnxruntime"
+    tokenizer: Any
+    class_names: list[str]
+    max_len: int
+    results: dict | None
+    predict: Callable[[Any], Any]
 
 
 def _scorer(path: Path) -> _Scorer:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 from pathlib import Path
 
 from export.artifact.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
-from keras_attn.cli.common import EXIT_OK, UsageError, _print
+from keras_attn.cli.common import EXIT_OK, UsageError, _print, dashed, flags_named
 from keras_attn.cli.training_commands import (
     _export,
     _settings_from_flags,
@@ -99,6 +98,11 @@ def cmd_train_lm(args: argparse.Namespace) -> int:
     return code
 
 
+# export.runtime.sampling.check_sampling's parameters, each `generate`'s flag of that name
+SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_k", "top_p", "seed",
+                  "repetition_penalty", "no_repeat_ngram_size")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from export.runtime.sampling import check_sampling
 
@@ -106,13 +110,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         check_sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed,
                        args.repetition_penalty, args.no_repeat_ngram_size)
     except ValueError as error:
-        message = str(error)
-        for name in ("max_new_tokens", "top_k", "top_p", "seed", "temperature",
-                     "repetition_penalty", "no_repeat_ngram_size"):
-            flag = f"--{name.replace('_', '-')}"
-            message = re.sub(rf"(?<![\w-]){name}=", f"{flag} ", message)
-            message = re.sub(rf"(?<![\w-]){name}(?!\w)", flag, message)
-        raise UsageError(message) from None
+        raise UsageError(flags_named(str(error), dashed(SAMPLING_FLAGS), bare=True)) from None
     folder = Path(args.model)
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
                 "top_k": args.top_k, "top_p": args.top_p, "seed": args.seed,

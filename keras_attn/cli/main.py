@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", metavar="FILE",
                           help=f"the confusion matrix drawing; its extension picks the format "
                                f"(.png, .pdf, .svg: matplotlib's); default ./{DEFAULT_PLOT}")
-    evaluate.add_argument("--no-plot", action="store_true", help="draw no PNG")
+    evaluate.add_argument("--no-plot", action="store_true",
+                          help="draw no confusion matrix")
     evaluate.add_argument("--overwrite", action="store_true",
                           help="replace the --plot FILE if it exists")
 

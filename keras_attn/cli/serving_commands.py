@@ -15,7 +15,14 @@ from pathlib import Path
 
 from export.artifact.manifest import KERAS_FILENAME, MANIFEST_FILENAME, TOKENIZER_FILENAME
 from export.artifact.versions import ascii_digits, check_folder_path
-from keras_attn.cli.common import EXIT_OK, UsageError, _print, check_version_folder
+from keras_attn.cli.common import (
+    EXIT_OK,
+    UsageError,
+    _print,
+    check_version_folder,
+    dashed,
+    flags_named,
+)
 
 
 def _read_texts(args: argparse.Namespace) -> list[str]:
@@ -149,10 +156,9 @@ def cmd_triton_repo(args: argparse.Namespace) -> int:
         folder = write_triton_repository(args.model_root, args.out, args.max_batch_size,
                                          args.max_queue_delay_us)
     except ValueError as error:  # the settings' names as flags
-        raise UsageError(str(error).replace("max_batch_size=", "--max-batch-size ")
-                         .replace("max_queue_delay_us=", "--max-queue-delay-us ")
-                         .replace("max_batch_size", "--max-batch-size")
-                         .replace("max_queue_delay_us", "--max-queue-delay-us")) from None
+        raise UsageError(flags_named(str(error), dashed(("max_batch_size",
+                                                         "max_queue_delay_us")),
+                                     bare=True)) from None
     _print(f"Triton model repository: {folder.parent} (model {folder.name!r}, versions "
            f"{sorted(int(p.name) for p in folder.iterdir() if ascii_digits(p.name))})")
     try:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from export.artifact.manifest import ATTENTION_FILENAME, read_manifest
 from export.artifact.versions import ascii_digits, check_folder_path
-from keras_attn.cli.common import EXIT_FAILURE, EXIT_OK, UsageError, _print, check_version_folder
+from keras_attn.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    UsageError,
+    _print,
+    check_version_folder,
+    flags_named,
+)
 
 DEFAULT_VALIDATION_SPLIT = 0.2  # train's share of --data held out, without --validation-data
 
@@ -62,7 +69,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 FLAG_OF_FIELD = {"max_len": "--max-len", "d_model": "--d-model", "num_heads": "--heads",
                  "ff_dim": "--ff-dim", "num_layers": "--layers",
-                 # attention_dropout before dropout: "dropout=" is inside "attention_dropout="
                  "attention_dropout": "--attention-dropout", "dropout": "--dropout",
                  "vocab_size": "--vocab-size", "tokenizer": "--tokenizer", "epochs": "--epochs",
                  "batch_size": "--batch-size",
@@ -126,11 +132,8 @@ def _settings_from_flags(args: argparse.Namespace):
 
 
 def _named_by_flags(error: ValueError) -> str:
-    """A settings error's message with each field named by its flag."""
-    message = str(error)
-    for field, flag in FLAG_OF_FIELD.items():
-        message = message.replace(f"{field}=", f"{flag} ")
-    return message
+    """A settings error's message with each `field=` named by its flag."""
+    return flags_named(str(error), FLAG_OF_FIELD)
 
 
 @contextlib.contextmanager
@@ -149,6 +152,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from keras_attn.data.records import (
         load_texts,
         load_texts_for_classes,
+        shared_texts,
         split_train_validation,
     )
     from keras_attn.evaluation.held_out import training_data_record
@@ -200,8 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                + (f" (from {args.validation_data})" if args.validation_data else "")
                + f", classes {dataset.class_names}")
         if args.validation_data:
-            seen = set(train.texts)
-            shared = sum(text in seen for text in validation.texts)
+            shared = shared_texts(validation.texts, train.texts)
             if shared:
                 _print(f"warning: {shared} of the {len(validation)} validation texts are also "
                        f"training texts; a validation set should share none")

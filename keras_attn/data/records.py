@@ -566,6 +566,13 @@ def fingerprint(*datasets: TextDataset) -> str:
     return digest.hexdigest()
 
 
+def shared_texts(texts: Sequence[str], others: Sequence[str]) -> int:
+    """How many of `texts` are also in `others` (the same string): what a validation or test
+    set should share with its training split, none."""
+    seen = set(others)
+    return sum(text in seen for text in texts)
+
+
 def _check_every_text_has_a_token(texts: list[str], wheres: list[str]) -> None:
     empty = texts_without_tokens(texts)
     if empty:

@@ -21,6 +21,7 @@ from keras_attn.data.records import (
     TextDataset,
     fingerprint,
     load_texts,
+    shared_texts,
     split_train_validation,
 )
 from keras_attn.evaluation import baseline
@@ -104,7 +105,5 @@ def evaluate_predictions(test: TextDataset, predicted: np.ndarray,
     except DataError as error:
         return {"report": report, "baseline": None, "baseline_skipped": str(error),
                 "in_training_split": None}
-    seen = set(train.texts)
     return {"report": report, "baseline": baseline.fit_baseline(train, test, seed),
-            "baseline_skipped": None,
-            "in_training_split": sum(text in seen for text in test.texts)}
+            "baseline_skipped": None, "in_training_split": shared_texts(test.texts, train.texts)}

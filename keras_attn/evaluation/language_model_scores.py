@@ -43,18 +43,19 @@ def keras_log_probabilities(model, stream: np.ndarray, max_len: int,
     window is right-padded with 0, which changes none of a causal model's real positions."""
     inputs, targets = stream[:-1], stream[1:]
     windows = math.ceil(len(inputs) / max_len)
-    padded = np.zeros(windows * max_len, np.int64)
-    padded[:len(inputs)] = inputs
-    padded = padded.reshape(windows, max_len)
-    scores = []
+    padded_inputs, padded_targets = (np.zeros(windows * max_len, np.int64) for _ in range(2))
+    padded_inputs[:len(inputs)], padded_targets[:len(targets)] = inputs, targets
+    padded_inputs = padded_inputs.reshape(windows, max_len)
+    padded_targets = padded_targets.reshape(windows, max_len)
+    scores = []  # each batch's target log-probabilities only, never its [n, vocab] logits
     for start in range(0, windows, batch_size):
-        logits = np.asarray(model.predict(padded[start:start + batch_size], verbose=0),
+        logits = np.asarray(model.predict(padded_inputs[start:start + batch_size], verbose=0),
                             np.float64)
         logits -= logits.max(axis=-1, keepdims=True)
         log_softmax = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
-        scores.append(log_softmax.reshape(-1, log_softmax.shape[-1]))
-    flat = np.concatenate(scores)[:len(targets)]
-    return flat[np.arange(len(targets)), targets]
+        chosen = padded_targets[start:start + batch_size]
+        scores.append(np.take_along_axis(log_softmax, chosen[..., None], axis=-1).reshape(-1))
+    return np.concatenate(scores)[:len(targets)]
 
 
 def compare_with_kneser_ney(model, tokenizer, train_texts: Sequence[str],

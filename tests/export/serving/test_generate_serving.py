@@ -140,7 +140,7 @@ def in_process(lm_root):
         time.sleep(0.05)
     served_version = root.get("lm")
     gated = GatedStep(served_version.decoder_step())
-    served_version._step = gated
+    served_version._sessions["decoder"] = gated  # what decoder_step() hands out
     yield port, gated
     gated.gate.set()
     server.should_exit = True
